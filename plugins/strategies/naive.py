@@ -1,0 +1,15 @@
+"""``naive``: the reference protocol (Burns et al. 2023): weak -> strong transfer with each configured loss."""
+
+from __future__ import annotations
+
+from ._common import transfer_rows, weak_and_ceiling
+
+
+class Naive:
+    """Weak model on train1, its soft labels on train2, strong model trained on them (one row per loss)."""
+
+    name = "naive"
+
+    def plan(self, b) -> None:
+        weak, labels, ceiling = weak_and_ceiling(b)
+        transfer_rows(b, self.name, weak, ceiling, labels)

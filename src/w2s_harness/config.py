@@ -1,0 +1,228 @@
+"""Typed run configuration: defaults < TOML file < CLI flags.
+
+A config has one section per component (``dataset``, ``weak``, ``strong``, ``loss``, ``strategy``), each a
+``name`` plus that component's parameters, and a ``run`` section. ``loss`` may also be a list
+(``[[loss]]`` tables or ``--loss xent,logconf``): every loss gets its own experiment row and the rows are
+compared pairwise per seed.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, did_you_mean
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+COMPONENT_SECTIONS = ("dataset", "weak", "strong", "loss", "strategy")
+SECTIONS = COMPONENT_SECTIONS + ("run",)
+
+#: The embedded default experiment: offline tweets, GloVe weak, MiniLM-L6 linear-probe strong.
+DEFAULT_STRONG = "hf:sentence-transformers/all-MiniLM-L6-v2"
+
+
+@dataclass
+class Component:
+    """A section naming a registered component and its parameters."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.params}
+
+    @classmethod
+    def from_dict(cls, section: str, data: Any) -> "Component":
+        if isinstance(data, str):
+            return cls(data)
+        if not isinstance(data, dict):
+            raise ConfigError(f"[{section}] must be a table with a 'name' key, got {type(data).__name__}")
+        data = dict(data)
+        name = data.pop("name", None)
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"[{section}] needs a 'name' (a registered component; see `w2s-harness list`)")
+        return cls(name, data)
+
+
+@dataclass
+class RunSection:
+    """The ``[run]`` section: what to run it on and where to put it."""
+
+    seeds: list[int] = field(default_factory=lambda: list(range(10)))
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = "float32"  # float32 | bfloat16 (full fine-tuning on CUDA)
+    output_dir: str = "runs/default"
+    threads: int = 0  # torch intra-op threads for encoders; 0 = torch's default
+    strict_plugins: bool = False
+
+    def validate(self) -> None:
+        if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
+            raise ConfigError(f"run.seeds must be a non-empty list of integers, got {self.seeds!r}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"run.seeds has duplicates: {self.seeds!r}")
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ConfigError(f"run.dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
+        if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
+            raise ConfigError(f"run.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+def _default_components() -> dict[str, Any]:
+    return {
+        "dataset": Component("tweets-sentiment"),
+        "weak": Component("glove-bow"),
+        "strong": Component(DEFAULT_STRONG),
+        "loss": [Component("xent"), Component("logconf")],
+        "strategy": Component("naive"),
+    }
+
+
+@dataclass
+class RunConfig:
+    """The fully resolved configuration of one run."""
+
+    dataset: Component
+    weak: Component
+    strong: Component
+    losses: list[Component]
+    strategy: Component
+    run: RunSection = field(default_factory=RunSection)
+    #: options added by plugins through ``w2s_add_options`` (parsed CLI values)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def default(cls) -> "RunConfig":
+        d = _default_components()
+        return cls(d["dataset"], d["weak"], d["strong"], d["loss"], d["strategy"])
+
+    def component(self, section: str):
+        return self.losses if section == "loss" else getattr(self, section)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {s: self.component(s).as_dict() for s in COMPONENT_SECTIONS if s != "loss"}
+        out["loss"] = [c.as_dict() for c in self.losses]
+        out["run"] = dataclasses.asdict(self.run)
+        return out
+
+
+def _run_section_from(data: dict[str, Any], base: RunSection) -> RunSection:
+    valid = [f.name for f in dataclasses.fields(RunSection)]
+    merged = dataclasses.asdict(base)
+    for key, value in data.items():
+        if key not in valid:
+            raise ConfigError(f"unknown key run.{key}.{did_you_mean(key, valid)} Valid keys: {', '.join(valid)}")
+        merged[key] = value
+    return RunSection(**merged)
+
+
+def apply_mapping(config: RunConfig, data: dict[str, Any], source: str) -> RunConfig:
+    """Overlay a parsed TOML mapping onto ``config`` (sections replace the component they name)."""
+    config = copy.deepcopy(config)
+    for section, value in data.items():
+        if section not in SECTIONS:
+            raise ConfigError(
+                f"unknown section [{section}] in {source}.{did_you_mean(section, SECTIONS)} "
+                f"Valid sections: {', '.join(SECTIONS)}"
+            )
+        if section == "run":
+            if not isinstance(value, dict):
+                raise ConfigError(f"[run] in {source} must be a table")
+            config.run = _run_section_from(value, config.run)
+        elif section == "loss":
+            items = value if isinstance(value, list) else [value]
+            config.losses = [Component.from_dict("loss", v) for v in items]
+        else:
+            setattr(config, section, Component.from_dict(section, value))
+    return config
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist; pass an existing TOML file to --config")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
+
+
+def parse_value(text: str) -> Any:
+    """Parse a ``--set`` value as TOML (``3``, ``0.5``, ``true``, ``[1, 2]``, ``"x"``); bare words are strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_set(config: RunConfig, assignment: str, accepts=None) -> RunConfig:
+    """Apply one ``section.key=value`` override.
+
+    For a list of losses, ``loss.key=value`` goes to every loss whose factory accepts ``key``
+    (``accepts(name, key) -> bool``), and is an error if none does.
+    """
+    if "=" not in assignment or "." not in assignment.split("=", 1)[0]:
+        raise ConfigError(f"--set expects section.key=value (e.g. loss.aux_coef=0.3), got {assignment!r}")
+    target, raw = assignment.split("=", 1)
+    section, key = target.strip().split(".", 1)
+    value = parse_value(raw.strip())
+    if section not in SECTIONS:
+        raise ConfigError(f"--set {target}: unknown section {section!r}.{did_you_mean(section, SECTIONS)}")
+    config = copy.deepcopy(config)
+    if section == "run":
+        config.run = _run_section_from({key: value}, config.run)
+        return config
+    comps = config.losses if section == "loss" else [config.component(section)]
+    targets = [c for c in comps if accepts is None or len(comps) == 1 or accepts(c.name, key)]
+    if not targets:
+        names = ", ".join(c.name for c in comps)
+        raise ConfigError(f"--set {target}: none of the losses ({names}) has a parameter {key!r}")
+    for comp in targets:
+        if key == "name":
+            comp.name = str(value)
+        else:
+            comp.params[key] = value
+    return config
+
+
+def resolve(
+    file: str | Path | None = None,
+    *,
+    shortcuts: dict[str, Any] | None = None,
+    sets: list[str] = (),
+    accepts=None,
+) -> RunConfig:
+    """Resolve defaults < config file < shortcut flags < ``--set`` overrides."""
+    config = RunConfig.default()
+    if file is not None:
+        config = apply_mapping(config, load_file(file), str(file))
+    for section, value in (shortcuts or {}).items():
+        if value is None:
+            continue
+        if section == "loss":
+            names = [n.strip() for n in str(value).split(",") if n.strip()]
+            old = {c.name: c for c in config.losses}
+            config.losses = [old.get(n, Component(n)) for n in names]
+        elif section == "seeds":
+            try:
+                config.run.seeds = [int(s) for s in str(value).split(",") if s.strip()]
+            except ValueError:
+                raise ConfigError(f"--seeds expects integers separated by commas, got {value!r}") from None
+        elif section == "output_dir":
+            config.run.output_dir = str(value)
+        elif section == "device":
+            config.run.device = str(value)
+        else:
+            comp = config.component(section)
+            if comp.name != value:  # a new component: its old parameters no longer apply
+                setattr(config, section, Component(str(value)))
+    for assignment in sets:
+        config = apply_set(config, assignment, accepts)
+    config.run.validate()
+    return config

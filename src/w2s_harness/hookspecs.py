@@ -1,0 +1,138 @@
+"""Hook specifications for w2s-harness plugins.
+
+Every hook name starts with ``w2s_``. A plugin is any module or object with functions decorated by
+:data:`hookimpl` whose names match the specs below; built-in components are registered through exactly
+the same hooks (see ``w2s_harness.plugins``) as a third-party package registered in the ``w2s_harness``
+entry-point group.
+
+Registration hooks receive a :class:`~w2s_harness.registry.Registry` and add named factories to it,
+tox-style, so one plugin can register many components and a name collision can name both providers::
+
+    from w2s_harness import hookimpl
+
+    @hookimpl
+    def w2s_register_losses(registry):
+        registry.add("my-loss", MyLoss, description="cross-entropy with label smoothing")
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT_NAME = "w2s_harness"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+#: Decorate plugin functions with this marker so the plugin manager finds them.
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+# --------------------------------------------------------------------------------------------------
+# Registration hooks: called once, when the plugin manager is created, in plugin registration order.
+# --------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def w2s_register_datasets(registry) -> None:
+    """Register dataset factories.
+
+    :param registry: the dataset :class:`~w2s_harness.registry.Registry`. Call
+        ``registry.add(name, factory, description=...)`` once per dataset. ``factory(**params)`` must return
+        an object implementing :class:`w2s_harness.components.Dataset`.
+
+    Called once per plugin manager, after all plugins are loaded. Return value is ignored.
+    """
+
+
+@hookspec
+def w2s_register_models(registry) -> None:
+    """Register model factories.
+
+    :param registry: the model registry. ``factory(**params)`` must return a
+        :class:`w2s_harness.components.ModelSpec`. A name ending in ``:`` (for example ``"hf:"``) registers a
+        *prefix*: ``hf:bert-base-uncased`` calls the ``hf:`` factory with ``target="bert-base-uncased"``.
+
+    Called once per plugin manager. Return value is ignored.
+    """
+
+
+@hookspec
+def w2s_register_losses(registry) -> None:
+    """Register loss factories.
+
+    :param registry: the loss registry. ``factory(**params)`` must return a callable
+        ``loss(logits, targets, step_frac=0.0) -> scalar tensor`` where ``logits`` is ``(N, k)`` and
+        ``targets`` are ``(N, k)`` soft labels (or ``(N,)`` integer class ids).
+
+    Called once per plugin manager. Return value is ignored.
+    """
+
+
+@hookspec
+def w2s_register_strategies(registry) -> None:
+    """Register strategy factories.
+
+    :param registry: the strategy registry. ``factory(**params)`` must return a
+        :class:`w2s_harness.components.Strategy`: an object whose ``plan(ctx)`` builds the stage graph
+        for one seed. The runner executes stages, so every strategy gets caching, resume and multi-seed.
+
+    Called once per plugin manager. Return value is ignored.
+    """
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI hooks: only for plugins that need their own flags.
+# --------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def w2s_add_options(parser) -> None:
+    """Add command-line options to the ``run`` sub-command.
+
+    :param parser: the :class:`argparse.ArgumentParser` of ``w2s-harness run``. Prefix option names with
+        the plugin's name to avoid collisions.
+
+    Called while the CLI parser is built, before arguments are parsed.
+    """
+
+
+@hookspec
+def w2s_configure(config) -> None:
+    """Inspect or adjust the fully resolved :class:`~w2s_harness.config.RunConfig` before a run.
+
+    :param config: the resolved config (defaults < file < flags already applied). Plugins may read their
+        options from ``config.extra`` (a dict of parsed CLI options) and mutate ``config`` in place.
+
+    Called once per ``run``/``validate`` after config resolution and before component validation.
+    """
+
+
+# --------------------------------------------------------------------------------------------------
+# Lifecycle hooks for observers (loggers, experiment trackers, reporters). Return values are ignored;
+# an exception raised here aborts the run, so observers should catch their own I/O errors.
+# --------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def w2s_run_start(config) -> None:
+    """Called once when a run starts, after the stage graph is planned and before any stage executes.
+
+    :param config: the resolved :class:`~w2s_harness.config.RunConfig`.
+    """
+
+
+@hookspec
+def w2s_stage_end(stage, result) -> None:
+    """Called after every stage finishes, whether it was computed or loaded from the stage cache.
+
+    :param stage: the :class:`~w2s_harness.stages.Stage` (``stage.id`` is its content hash, ``stage.kind``
+        one of ``train``/``label``/...).
+    :param result: the stage's :class:`~w2s_harness.stages.StageResult` (metrics, ``cached``, ``seconds``).
+    """
+
+
+@hookspec
+def w2s_run_end(results) -> None:
+    """Called once when a run ends (complete, partial or failed), after ``results.json`` is written.
+
+    :param results: the results dict, exactly as written to ``results.json`` (see README "Results").
+    """

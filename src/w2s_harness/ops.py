@@ -1,0 +1,227 @@
+"""What each stage operation does: train, label, combine, filter.
+
+Each op takes the :class:`RunContext`, the stage and the finished upstream stages, and returns
+``(metrics, arrays)``: JSON-able metrics and numpy arrays stored in the stage cache. Soft labels travel
+between stages as ``{"indices": (M,) int64 row ids, "probs": (M, k) float32}``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ConfigError, DataError
+from .plan import Stage, Subset
+
+
+@dataclass
+class RunContext:
+    """Per-run state the ops share: components (created once), data, splits, features and the device."""
+
+    pm: Any
+    config: Any
+    output_dir: Path
+    progress: Callable[..., Any] | None = None  # progress(description, total) -> advance(n) callable
+    _dataset: Any = None
+    _data: Any = None
+    _splits: dict = field(default_factory=dict)
+    _models: dict = field(default_factory=dict)
+    _features: Any = None
+    _device: Any = None
+
+    @property
+    def dataset(self):
+        if self._dataset is None:
+            c = self.config.dataset
+            self._dataset = self.pm.create("dataset", c.name, **c.params)
+        return self._dataset
+
+    @property
+    def data(self):
+        if self._data is None:
+            self._data = self.dataset.load()
+        return self._data
+
+    def splits(self, seed: int):
+        if seed not in self._splits:
+            self._splits[seed] = self.dataset.splits(seed)
+        return self._splits[seed]
+
+    def model(self, ref: dict):
+        key = repr(sorted(ref.items()))
+        if key not in self._models:
+            params = {k: v for k, v in ref.items() if k != "name"}
+            self._models[key] = self.pm.create("model", ref["name"], **params)
+        return self._models[key]
+
+    def loss(self, ref: dict):
+        # A fresh loss per stage: some losses (logconf with a rolling buffer) keep state across batches.
+        params = {k: v for k, v in ref.items() if k != "name"}
+        return self.pm.create("loss", ref["name"], **params)
+
+    @property
+    def device(self):
+        if self._device is None:
+            import torch
+
+            want = self.config.run.device
+            if want == "auto":
+                want = "cuda" if torch.cuda.is_available() else "cpu"
+            elif want.startswith("cuda") and not torch.cuda.is_available():
+                raise ConfigError(f"run.device={want!r} but no CUDA device is visible; use --device cpu")
+            self._device = torch.device(want)
+        return self._device
+
+    @property
+    def features(self):
+        if self._features is None:
+            from .features import FeatureCache
+
+            self._features = FeatureCache(self.output_dir / "features")
+        return self._features
+
+    def inputs(self, spec_model, rows):
+        """Model inputs for ``rows``: cached features (linear probe) or the texts (fine-tuning)."""
+        if spec_model.linear_probe:
+            advance = None
+            if self.progress is not None:
+                advance = self.progress(f"embedding with {spec_model.name}", len(self.data))
+            feats = self.features.get(spec_model, self.data, progress=advance)
+            return feats[rows]
+        texts = self.data.texts
+        return [texts[i] for i in rows]
+
+
+def one_hot(labels, k: int):
+    import numpy as np
+
+    out = np.zeros((len(labels), k), dtype=np.float32)
+    out[np.arange(len(labels)), labels] = 1.0
+    return out
+
+
+def _merge_labels(upstream: list[dict]):
+    """Concatenate label artifacts into one (indices, probs) table; a row labelled twice is an error."""
+    import numpy as np
+
+    idx = np.concatenate([u["indices"] for u in upstream])
+    probs = np.concatenate([u["probs"] for u in upstream])
+    if len(np.unique(idx)) != len(idx):
+        raise ConfigError("label stages passed to one train stage overlap: each row must be labelled once")
+    return idx, probs
+
+
+def op_train(ctx: RunContext, stage: Stage, upstream: list[tuple[dict, dict]]):
+    import numpy as np
+
+    from . import training
+
+    spec = stage.spec
+    data, splits = ctx.data, ctx.splits(stage.seed)
+    rows = Subset(**spec["on"]).indices(splits)
+    k = data.n_classes
+    if spec["labels"] == "gt":
+        targets = one_hot(data.labels[rows], k)
+    else:
+        idx, probs = _merge_labels([arrays for _, arrays in upstream])
+        pos = {int(r): i for i, r in enumerate(idx)}
+        keep = np.array([int(r) in pos for r in rows], dtype=bool)
+        rows = rows[keep]  # a filter stage may have dropped rows
+        if len(rows) == 0:
+            raise DataError(f"stage {stage.name!r}: no labelled rows left to train on; raise filter keep_frac")
+        targets = probs[[pos[int(r)] for r in rows]].astype(np.float32)
+    spec_model = ctx.model(spec["model"])
+    loss = ctx.loss(spec["loss"])
+    every = np.concatenate([splits.train1, splits.train2, splits.test])
+    x_all = ctx.inputs(spec_model, every)
+    pos_all = {int(r): i for i, r in enumerate(every)}
+    take = (lambda rr: x_all[[pos_all[int(r)] for r in rr]]) if not isinstance(x_all, list) else (
+        lambda rr: [x_all[pos_all[int(r)]] for r in rr])
+    in_features = None if isinstance(x_all, list) else int(x_all.shape[1])
+    module = spec_model.build(k, in_features, ctx.device)
+    history = training.fit(
+        module, take(rows), targets, loss, spec_model.train_config, seed=stage.seed, device=ctx.device,
+        eval_inputs=take(splits.test), eval_labels=data.labels[splits.test], where=stage.name,
+    )
+    probs_all = training.predict_proba(module, x_all, device=ctx.device)
+    test_probs = probs_all[len(splits.train1) + len(splits.train2):]
+    metrics = {
+        "test_acc": training.accuracy(test_probs, data.labels[splits.test]),
+        "n_train": int(len(rows)),
+        **history,
+    }
+    return metrics, {"indices": every.astype(np.int64), "probs": probs_all.astype(np.float32)}
+
+
+def op_label(ctx: RunContext, stage: Stage, upstream):
+    import numpy as np
+
+    from . import training
+
+    (_, arrays), = upstream
+    rows = Subset(**stage.spec["on"]).indices(ctx.splits(stage.seed))
+    pos = {int(r): i for i, r in enumerate(arrays["indices"])}
+    probs = arrays["probs"][[pos[int(r)] for r in rows]]
+    # Accuracy of the labels against ground truth is reported for diagnosis only; nothing trains on it.
+    metrics = {"n": int(len(rows)), "label_acc": training.accuracy(probs, ctx.data.labels[rows])}
+    return metrics, {"indices": rows.astype(np.int64), "probs": probs.astype(np.float32)}
+
+
+def op_combine(ctx: RunContext, stage: Stage, upstream):
+    import numpy as np
+
+    from . import training
+
+    tables = [arrays for _, arrays in upstream]
+    base = tables[0]["indices"]
+    for t in tables[1:]:
+        if not np.array_equal(np.sort(t["indices"]), np.sort(base)):
+            raise ConfigError(f"stage {stage.name!r}: combined label stages must label the same rows")
+    aligned = []
+    for t in tables:
+        pos = {int(r): i for i, r in enumerate(t["indices"])}
+        aligned.append(t["probs"][[pos[int(r)] for r in base]])
+    weights = stage.spec["weights"] or [1.0] * len(aligned)
+    if len(weights) != len(aligned):
+        raise ConfigError(f"stage {stage.name!r}: {len(weights)} weights for {len(aligned)} label sources")
+    w = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
+    probs = sum(wi * a for wi, a in zip(w, aligned)).astype(np.float32)
+    metrics = {"n": int(len(base)), "label_acc": training.accuracy(probs, ctx.data.labels[base]),
+               "weights": w.tolist()}
+    return metrics, {"indices": base.astype(np.int64), "probs": probs}
+
+
+def op_filter(ctx: RunContext, stage: Stage, upstream):
+    import numpy as np
+
+    from . import training
+
+    labels = upstream[0][1]
+    probs, idx = labels["probs"], labels["indices"]
+    if stage.spec["by"] == "confidence":
+        score = probs.max(axis=1)
+    else:  # learnability: loss under the weak labels' own model minus loss under the reference model
+        ref = upstream[1][1]
+        pos = {int(r): i for i, r in enumerate(ref["indices"])}
+        ref_probs = ref["probs"][[pos[int(r)] for r in idx]]
+        cls = probs.argmax(axis=1)
+        eps = 1e-12
+        score = -np.log(probs[np.arange(len(cls)), cls] + eps) + np.log(ref_probs[np.arange(len(cls)), cls] + eps)
+    n_keep = max(1, int(round(stage.spec["keep_frac"] * len(idx))))
+    order = np.argsort(-score, kind="stable")[:n_keep]
+    keep = np.sort(order)
+    metrics = {"n": int(n_keep), "kept_frac": n_keep / len(idx),
+               "label_acc": training.accuracy(probs[keep], ctx.data.labels[idx[keep]])}
+    return metrics, {"indices": idx[keep].astype(np.int64), "probs": probs[keep].astype(np.float32)}
+
+
+OPS = {"train": op_train, "label": op_label, "combine": op_combine, "filter": op_filter}
+
+
+def execute(ctx: RunContext, stage: Stage, upstream) -> tuple[dict, dict, float]:
+    start = time.perf_counter()
+    metrics, arrays = OPS[stage.op](ctx, stage, upstream)
+    return metrics, arrays, time.perf_counter() - start
+

@@ -1,0 +1,157 @@
+"""The plugin manager: built-in plugins + the ``w2s_harness`` entry-point group + explicit plugins.
+
+This is the one piece of process-wide state in w2s-harness (see :func:`plugin_manager`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Iterable
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError
+from .registry import Registry
+
+ENTRY_POINT_GROUP = "w2s_harness"
+KINDS = ("dataset", "model", "loss", "strategy")
+_REGISTER_HOOK = {
+    "dataset": "w2s_register_datasets",
+    "model": "w2s_register_models",
+    "loss": "w2s_register_losses",
+    "strategy": "w2s_register_strategies",
+}
+
+
+@dataclass
+class PluginInfo:
+    """What ``w2s-harness plugins`` shows for one plugin."""
+
+    name: str
+    distribution: str
+    version: str
+    builtin: bool
+
+
+@dataclass
+class LoadError:
+    name: str
+    error: str
+
+
+@dataclass
+class PluginManager:
+    """A pluggy manager plus the component registries its plugins filled."""
+
+    pm: pluggy.PluginManager
+    registries: dict[str, Registry]
+    plugins: list[PluginInfo] = field(default_factory=list)
+    load_errors: list[LoadError] = field(default_factory=list)
+
+    @property
+    def hook(self):
+        return self.pm.hook
+
+    def registry(self, kind: str) -> Registry:
+        return self.registries[kind]
+
+    def create(self, kind: str, name: str, **params: Any) -> Any:
+        return self.registries[kind].create(name, **params)
+
+    def registered_by(self, plugin: str) -> dict[str, list[str]]:
+        """Component names per kind that ``plugin`` registered."""
+        out: dict[str, list[str]] = {}
+        for kind, reg in self.registries.items():
+            names = [e.name for e in reg if e.plugin == plugin]
+            if names:
+                out[kind] = names
+        return out
+
+
+def _strict_from_env() -> bool:
+    return os.environ.get("W2S_STRICT_PLUGINS", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _dist_version(dist_name: str) -> str:
+    try:
+        return metadata.version(dist_name)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def create_plugin_manager(
+    plugins: Iterable[Any] = (),
+    *,
+    strict: bool | None = None,
+    entry_points: bool = True,
+) -> PluginManager:
+    """Build a fresh plugin manager.
+
+    :param plugins: extra plugin objects or module names to register after the built-ins and entry points
+        (how tests and ``main(argv, plugins=[...])`` inject plugins in-process).
+    :param strict: make a plugin that fails to import fatal; defaults to env ``W2S_STRICT_PLUGINS``.
+    :param entry_points: load the ``w2s_harness`` entry-point group (turned off by some tests).
+    """
+    from .plugins import BUILTIN_PLUGINS  # the built-ins register through the same hooks as anyone
+
+    strict = _strict_from_env() if strict is None else strict
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    manager = PluginManager(pm, {kind: Registry(kind) for kind in KINDS})
+    own_version = _dist_version("w2s-harness")
+
+    for modname in BUILTIN_PLUGINS:
+        module = importlib.import_module(modname)
+        short = modname.rsplit(".", 1)[-1]
+        pm.register(module, name=f"builtin:{short}")
+        manager.plugins.append(PluginInfo(f"builtin:{short}", "w2s-harness", own_version, True))
+
+    if entry_points:
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if pm.has_plugin(ep.name):
+                continue
+            dist = ep.dist.name if ep.dist is not None else "unknown"
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # noqa: BLE001 - any import failure is reported, not raised
+                msg = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                if strict:
+                    raise PluginError(
+                        f"plugin {ep.name!r} (from {dist}) failed to import: {msg}; fix or uninstall it, "
+                        f"or run without --strict-plugins to skip it"
+                    ) from None
+                manager.load_errors.append(LoadError(ep.name, msg))
+                continue
+            pm.register(plugin, name=ep.name)
+            manager.plugins.append(PluginInfo(ep.name, dist, _dist_version(dist), False))
+
+    for plugin in plugins:
+        if isinstance(plugin, str):
+            plugin = importlib.import_module(plugin)
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        pm.register(plugin, name=name)
+        manager.plugins.append(PluginInfo(name, "(in-process)", "", False))
+
+    for kind, hookname in _REGISTER_HOOK.items():
+        registry = manager.registries[kind]
+        # Call implementations one by one (in registration order) so the registry knows who is adding.
+        for impl in getattr(pm.hook, hookname).get_hookimpls():
+            registry.current_plugin = impl.plugin_name
+            impl.function(registry=registry)
+        registry.current_plugin = "<unknown>"
+    return manager
+
+
+_default: PluginManager | None = None
+
+
+def plugin_manager(*, reload: bool = False) -> PluginManager:
+    """The process-wide default plugin manager (built-ins + installed entry points), created on first use."""
+    global _default
+    if _default is None or reload:
+        _default = create_plugin_manager()
+    return _default
