@@ -1,10 +1,25 @@
-"""Built-in strategies: each turns the config into a stage graph for one seed."""
+"""Built-in strategies: each turns the config into a stage graph for one seed (see docs/strategies.md)."""
 
 from w2s_harness.hookspecs import hookimpl
 
+from .bootstrap import Bootstrap
+from .confidence import Confidence
+from .ensemble import Ensemble
+from .filter import Filter
 from .naive import Naive
+from .relabel import Relabel
+
+STRATEGIES = {
+    "naive": (Naive, "weak -> strong transfer with each configured loss (the reference)"),
+    "confidence": (Confidence, "naive transfer with the logconf auxiliary confidence loss, vs naive xent"),
+    "bootstrap": (Bootstrap, "ladder weak -> ... -> strong (crossfit/slices/same labels) + direct and flat controls"),
+    "ensemble": (Ensemble, "several weak supervisors (models x bags) averaged into one soft label"),
+    "filter": (Filter, "keep the most confident / most learnable weak labels, then transfer"),
+    "relabel": (Relabel, "strong-to-strong: the transferred model relabels train2 for a fresh one, N rounds"),
+}
 
 
 @hookimpl
 def w2s_register_strategies(registry):
-    registry.add("naive", Naive, description="weak -> strong transfer with each configured loss (the reference)")
+    for name, (factory, description) in STRATEGIES.items():
+        registry.add(name, factory, description=description)

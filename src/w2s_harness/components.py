@@ -101,8 +101,16 @@ class ModelSpec(Protocol):
     def feature_key(self) -> str:
         """Cache key of the features (linear probe only): same key -> same features for the same texts."""
 
-    def features(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> "np.ndarray":
-        """Embed ``texts`` into an ``(N, d)`` float32 array (linear probe only). ``progress(n)`` advances a bar."""
+    def features(
+        self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> "dict[str, np.ndarray]":
+        """Embed ``texts`` (linear probe only): ``{feature_key: (N, d) float32 array}``.
+
+        The dict holds at least this model's own :meth:`feature_key` and may hold more: e.g. the ``hf:`` model
+        returns every layer of one encoder pass, each under the key a model truncated at that layer would have,
+        so one pass serves a whole ladder. :class:`w2s_harness.features.FeatureCache` stores every entry.
+        ``progress(n)`` advances a bar by ``n`` texts. Models may accept an optional ``device`` keyword.
+        """
 
     def build(self, n_classes: int, in_features: int | None, device: "torch.device") -> "torch.nn.Module":
         """A fresh classifier on ``device``: zero-initialised linear head (the reference)."""

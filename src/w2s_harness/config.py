@@ -64,14 +64,21 @@ class RunSection:
     strict_plugins: bool = False
 
     def validate(self) -> None:
-        if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
+        if (not isinstance(self.seeds, list) or not self.seeds
+                or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds)):
             raise ConfigError(f"run.seeds must be a non-empty list of integers, got {self.seeds!r}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"run.seeds has duplicates: {self.seeds!r}")
         if self.dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"run.dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
-        if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
+        if not isinstance(self.device, str) or not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
             raise ConfigError(f"run.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            raise ConfigError(f"run.threads must be an integer >= 0 (0 = torch's default), got {self.threads!r}")
+        if not isinstance(self.output_dir, str) or not self.output_dir:
+            raise ConfigError(f"run.output_dir must be a string (a directory path), got {self.output_dir!r}")
+        if not isinstance(self.strict_plugins, bool):
+            raise ConfigError(f"run.strict_plugins must be true or false, got {self.strict_plugins!r}")
 
 
 def _default_components() -> dict[str, Any]:

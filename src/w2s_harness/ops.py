@@ -120,7 +120,7 @@ def op_train(ctx: RunContext, stage: Stage, upstream: list[tuple[dict, dict]]):
 
     spec = stage.spec
     data, splits = ctx.data, ctx.splits(stage.seed)
-    rows = Subset(**spec["on"]).indices(splits)
+    rows = Subset(**spec["on"]).indices(splits, stage.seed)
     k = data.n_classes
     if spec["labels"] == "gt":
         targets = one_hot(data.labels[rows], k)
@@ -161,7 +161,7 @@ def op_label(ctx: RunContext, stage: Stage, upstream):
     from . import training
 
     (_, arrays), = upstream
-    rows = Subset(**stage.spec["on"]).indices(ctx.splits(stage.seed))
+    rows = Subset(**stage.spec["on"]).indices(ctx.splits(stage.seed), stage.seed)
     pos = {int(r): i for i, r in enumerate(arrays["indices"])}
     probs = arrays["probs"][[pos[int(r)] for r in rows]]
     # Accuracy of the labels against ground truth is reported for diagnosis only; nothing trains on it.

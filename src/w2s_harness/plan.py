@@ -46,17 +46,21 @@ class Subset:
     def as_dict(self) -> dict[str, Any]:
         return {"split": self.split, "part": self.part, "parts": self.parts, "complement": self.complement}
 
-    def indices(self, splits):
-        """Resolve to row indices given a :class:`~w2s_harness.components.Splits`."""
+    def indices(self, splits, seed: int = 0):
+        """Resolve to sorted row indices given a :class:`~w2s_harness.components.Splits`.
+
+        Slices are cut from a seeded permutation of the split, never from its index order, because datasets
+        are often stored sorted (by class, by source) and contiguous chunks would then be unbalanced."""
         import numpy as np
 
         rows = getattr(splits, self.split)
         if self.parts == 1:
             return rows
-        chunks = np.array_split(rows, self.parts)
+        order = np.random.default_rng(np.random.SeedSequence([seed, 0x5EC7])).permutation(rows)
+        chunks = np.array_split(order, self.parts)
         if self.complement:
-            return np.concatenate([c for i, c in enumerate(chunks) if i != self.part])
-        return chunks[self.part]
+            return np.sort(np.concatenate([c for i, c in enumerate(chunks) if i != self.part]))
+        return np.sort(chunks[self.part])
 
 
 def as_subset(on: "Subset | str") -> Subset:

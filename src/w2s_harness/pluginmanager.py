@@ -126,13 +126,22 @@ def create_plugin_manager(
                     ) from None
                 manager.load_errors.append(LoadError(ep.name, msg))
                 continue
+            if pm.is_registered(plugin):  # the same module behind two entry points
+                continue
             pm.register(plugin, name=ep.name)
-            manager.plugins.append(PluginInfo(ep.name, dist, _dist_version(dist), False))
+            version = ep.dist.version if ep.dist is not None else _dist_version(dist)
+            manager.plugins.append(PluginInfo(ep.name, dist, version, False))
 
     for plugin in plugins:
         if isinstance(plugin, str):
             plugin = importlib.import_module(plugin)
-        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        if pm.is_registered(plugin):  # e.g. a module already loaded as a built-in or through its entry point
+            continue
+        base = name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        n = 1
+        while pm.has_plugin(name):  # two instances of one class: distinct names, so collisions name both
+            n += 1
+            name = f"{base}#{n}"
         pm.register(plugin, name=name)
         manager.plugins.append(PluginInfo(name, "(in-process)", "", False))
 

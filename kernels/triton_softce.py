@@ -1,0 +1,433 @@
+"""Fused soft-target cross-entropy (loss + gradient in one pass) for the xent / product / logconf losses.
+
+All three losses are "cross-entropy of ``softmax(z)`` against a per-row target ``t``" and differ only in how
+``t`` is built from the soft labels ``y`` (and, for product / logconf, from the detached probabilities):
+
+* ``MODE_XENT``:    ``t = y``
+* ``MODE_PRODUCT``: ``t = normalise(softmax(z)**beta * y**alpha)``, computed in log space as in
+  ``kernels/reference.py``: ``t = softmax(beta * log_softmax(z) + xlogy(alpha, y))`` (no underflow to an
+  all-zero row); a row whose ``t`` is still non-finite (non-finite logits) falls back to ``t = y``
+* ``MODE_LOGCONF``: ``t = (1 - coef) * y + coef * onehot(h)`` where the hardened class ``h`` comes from
+  ``HARD_IDS`` (an int vector computed elsewhere), ``HARD_THRESHOLD`` (``h = 0 if p0 >= thr else 1``, the
+  binary adaptive threshold read from a device scalar: no host sync) or ``HARD_ARGMAX`` (``argmax(p)``,
+  first index on ties, like ``torch.argmax``).
+
+Because ``t`` is detached, ``d loss_row / dz = sum(t) * softmax(z) - t``; the kernels write this (times
+``grad_scale`` = 1/N for the batch mean) in the logits dtype while computing the fp32 per-row loss
+``sum(t * (lse - z))``. The maths runs in the reference's compute dtype (``ACC``): float32 for fp16 / bf16 /
+fp32 logits, float64 for float64 logits (so gradcheck can run in double precision); the loss has that dtype.
+
+Memory traffic per call (``k`` columns, ``b`` bytes per logit):
+
+* ``k <= MAX_SINGLE_TILE_K`` (``_rows_kernel``): each program owns ``BLOCK_N`` rows, holds them in registers and
+  reads logits + targets once and writes the gradient once. For power-of-two ``k`` the tile is loaded as one
+  contiguous flat vector (vectorised 16-byte accesses even for ``k == 2``, where a row is only 8 bytes) and
+  reshaped to ``(BLOCK_N, k)``.
+* ``k > MAX_SINGLE_TILE_K`` (``_tiled_kernel``, one row per program, Liger-style): pass 1 is an online softmax
+  (running max and rescaled sum of exponentials) over ``BLOCK_K`` tiles; pass 2 re-reads the row (usually
+  from L2) to accumulate the loss and write the gradient. ``MODE_PRODUCT`` needs one extra read (the
+  normaliser of the target (an online softmax of its own) must be known before its gradient is
+  written) and ``HARD_ARGMAX`` one extra read of
+  the logits (the argmax of the *probabilities* must be known before the one-hot gradient is written).
+
+The gradient is produced in forward (as Liger-Kernel does) and kept for backward, where ``scale_by_`` multiplies
+it in place by ``grad_output`` read from device memory; each program exits early when ``grad_output == 1``,
+so the usual ``loss.backward()`` costs one tiny launch and no extra pass (no host synchronisation either).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+MODE_XENT = 0
+MODE_PRODUCT = 1
+MODE_LOGCONF = 2
+
+HARD_NONE = 0
+HARD_IDS = 1
+HARD_THRESHOLD = 2
+HARD_ARGMAX = 3
+
+#: Largest ``k`` handled with the whole row in registers (single read); larger ``k`` is tiled.
+MAX_SINGLE_TILE_K = 8192
+#: Tile width over ``k`` for the tiled kernel.
+TILED_BLOCK_K = 4096
+#: Target number of elements in one program's (BLOCK_N, BLOCK_K) tile for small ``k``.
+TILE_ELEMS = 2048
+
+
+@triton.jit
+def _xlogy(a, y):
+    """``torch.xlogy(a, y)`` for a scalar ``a``: ``0`` where ``a == 0``, ``a * log(y)`` otherwise."""
+    r = a * tl.log(tl.where(y > 0, y, 1.0))
+    r = tl.where(y > 0, r, tl.where(y == 0, tl.where(a > 0, float("-inf"), float("inf")), float("nan")))
+    return tl.where(a == 0, 0.0, r)
+
+
+@triton.jit
+def _hilo(hi, lo, ACC: tl.constexpr):
+    """A float64 kernel scalar passed as two float32 halves (Triton passes Python floats as float32)."""
+    zero = tl.zeros([1], ACC)
+    return tl.sum(zero + hi, axis=0) + tl.sum(zero + lo, axis=0)
+
+
+@triton.jit
+def _scalar(value, BLOCK: tl.constexpr, ACC: tl.constexpr):
+    """A 0-d ``ACC`` tensor (loop-carried scalars must keep one dtype, float64 included)."""
+    return tl.max(tl.full([BLOCK], value, ACC), axis=0)
+
+
+@triton.jit
+def _rows_kernel(
+    Z, Y, G, LOSS, HID, THR,
+    N, NK, coef_hi, coef_lo, alpha_hi, alpha_lo, beta_hi, beta_lo, gs_hi, gs_lo,
+    K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    MODE: tl.constexpr, HARD: tl.constexpr, ACC: tl.constexpr, WRITE_GRAD: tl.constexpr,
+):
+    """``BLOCK_N`` rows per program, the whole row (``K <= BLOCK_K``) in registers: one read, one write."""
+    coef = _hilo(coef_hi, coef_lo, ACC)
+    alpha = _hilo(alpha_hi, alpha_lo, ACC)
+    beta = _hilo(beta_hi, beta_lo, ACC)
+    grad_scale = _hilo(gs_hi, gs_lo, ACC)
+    pid = tl.program_id(0)
+    rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)
+    cols = tl.arange(0, BLOCK_K)
+    rmask = rows < N
+    mask = rmask[:, None] & (cols[None, :] < K)
+    FLAT: tl.constexpr = BLOCK_K == K
+    if FLAT:
+        # Contiguous rows and a power-of-two K: the tile is one contiguous span -> vectorised accesses.
+        flat = pid.to(tl.int64) * (BLOCK_N * K) + tl.arange(0, BLOCK_N * K)
+        fmask = flat < NK
+        z = tl.reshape(tl.load(Z + flat, mask=fmask, other=0.0), (BLOCK_N, BLOCK_K)).to(ACC)
+        y = tl.reshape(tl.load(Y + flat, mask=fmask, other=0.0), (BLOCK_N, BLOCK_K)).to(ACC)
+    else:
+        offs = rows.to(tl.int64)[:, None] * K + cols[None, :]
+        z = tl.load(Z + offs, mask=mask, other=0.0).to(ACC)
+        y = tl.load(Y + offs, mask=mask, other=0.0).to(ACC)
+
+    zm = tl.where(mask, z, float("-inf"))
+    m = tl.where(rmask, tl.max(zm, axis=1), 0.0)
+    e = tl.exp(zm - m[:, None])
+    d = tl.where(rmask, tl.sum(e, axis=1), 1.0)
+    lse = m + tl.log(d)
+    p = e / d[:, None]
+    nlp = lse[:, None] - z  # -log_softmax(z)
+
+    if MODE == 0:
+        t = y
+    elif MODE == 1:
+        # t = softmax(beta * log_softmax(z) + xlogy(alpha, y)); rows with a non-finite t fall back to y.
+        u = tl.where(beta == 0, 0.0, -beta * nlp) + _xlogy(alpha, y)
+        u = tl.where(mask, u, float("-inf"))
+        mu = tl.max(u, axis=1)
+        eu = tl.exp(u - mu[:, None])
+        t = eu / tl.sum(tl.where(mask, eu, 0.0), axis=1)[:, None]
+        finite = (t == t) & (tl.abs(t) < float("inf"))
+        bad = tl.sum(tl.where(mask & ~finite, 1, 0), axis=1) > 0
+        t = tl.where(bad[:, None], y, t)
+    else:
+        if HARD == 1:
+            h = tl.load(HID + rows, mask=rmask, other=-1).to(tl.int32)
+        elif HARD == 2:
+            thr = tl.load(THR).to(ACC)
+            p0 = tl.sum(tl.where(cols[None, :] == 0, p, 0.0), axis=1)
+            h = tl.where(p0 >= thr, 0, 1)
+        else:
+            h = tl.argmax(tl.where(mask, p, -1.0), axis=1).to(tl.int32)
+        onehot = tl.where(cols[None, :] == h[:, None], 1.0, 0.0)
+        t = y * (1.0 - coef) + onehot * coef
+    t = tl.where(mask, t, 0.0)
+    tsum = tl.sum(t, axis=1)
+    loss = tl.sum(t * nlp, axis=1)
+    tl.store(LOSS + rows, loss, mask=rmask)
+    if WRITE_GRAD:
+        g = ((tsum[:, None] * p - t) * grad_scale).to(G.dtype.element_ty)
+        if FLAT:
+            tl.store(G + flat, tl.reshape(g, (BLOCK_N * K,)), mask=fmask)
+        else:
+            tl.store(G + offs, g, mask=mask)
+
+
+@triton.jit
+def _tiled_kernel(
+    Z, Y, G, LOSS, HID, THR,
+    K, coef_hi, coef_lo, alpha_hi, alpha_lo, beta_hi, beta_lo, gs_hi, gs_lo,
+    BLOCK_K: tl.constexpr, MODE: tl.constexpr, HARD: tl.constexpr, ACC: tl.constexpr,
+    WRITE_GRAD: tl.constexpr,
+):
+    """One row per program, ``BLOCK_K`` columns at a time (large ``k``): online softmax, then loss + grad."""
+    coef = _hilo(coef_hi, coef_lo, ACC)
+    alpha = _hilo(alpha_hi, alpha_lo, ACC)
+    beta = _hilo(beta_hi, beta_lo, ACC)
+    grad_scale = _hilo(gs_hi, gs_lo, ACC)
+    row = tl.program_id(0).to(tl.int64)
+    zrow = Z + row * K
+    yrow = Y + row * K
+    grow = G + row * K
+    cols = tl.arange(0, BLOCK_K)
+
+    # Pass 1: running max m and sum of exp(z - m), rescaled whenever m grows (online softmax).
+    m = _scalar(float("-inf"), BLOCK_K, ACC)
+    d = _scalar(0.0, BLOCK_K, ACC)
+    ysum = _scalar(0.0, BLOCK_K, ACC)
+    for start in range(0, K, BLOCK_K):
+        c = start + cols
+        msk = c < K
+        z = tl.load(zrow + c, mask=msk, other=float("-inf")).to(ACC)
+        m_new = tl.maximum(m, tl.max(z, axis=0))
+        d = d * tl.exp(m - m_new) + tl.sum(tl.exp(z - m_new), axis=0)
+        m = m_new
+        if MODE != 1:
+            ysum += tl.sum(tl.load(yrow + c, mask=msk, other=0.0).to(ACC), axis=0)
+    lse = m + tl.log(d)
+
+    if MODE == 1:
+        # Pass 2 (product only): online softmax of u = beta * log_softmax(z) + xlogy(alpha, y), with the
+        # loss numerator sum(exp(u - mu) * (lse - z)) rescaled alongside; plus the fallback (t = y) sums.
+        mu = _scalar(float("-inf"), BLOCK_K, ACC)
+        su = _scalar(0.0, BLOCK_K, ACC)
+        acc = _scalar(0.0, BLOCK_K, ACC)
+        loss_y = _scalar(0.0, BLOCK_K, ACC)
+        n_nan = _scalar(0.0, BLOCK_K, ACC)
+        for start in range(0, K, BLOCK_K):
+            c = start + cols
+            msk = c < K
+            z = tl.load(zrow + c, mask=msk, other=0.0).to(ACC)
+            y = tl.load(yrow + c, mask=msk, other=0.0).to(ACC)
+            nlp = lse - z
+            u = tl.where(msk, tl.where(beta == 0, 0.0, -beta * nlp) + _xlogy(alpha, y), float("-inf"))
+            n_nan += tl.sum(tl.where(u != u, 1.0, 0.0), axis=0)
+            mu_new = tl.maximum(mu, tl.max(u, axis=0))
+            scale = tl.where(mu_new == float("-inf"), 1.0, tl.exp(mu - mu_new))
+            eu = tl.where(u == float("-inf"), 0.0, tl.exp(u - mu_new))
+            su = su * scale + tl.sum(eu, axis=0)
+            acc = acc * scale + tl.sum(eu * nlp, axis=0)
+            mu = mu_new
+            loss_y += tl.sum(y * nlp, axis=0)
+            ysum += tl.sum(y, axis=0)
+        # t = exp(u - mu) / su is finite everywhere unless u has a NaN / +inf or every u is -inf.
+        bad = (n_nan > 0) | (mu == float("inf")) | (mu == float("-inf"))
+        inv_su = 1.0 / tl.where(bad, 1.0, su)
+        loss = tl.where(bad, loss_y, acc * inv_su)
+        tsum = tl.where(bad, ysum, 1.0)
+        tl.store(LOSS + row, loss)
+        if WRITE_GRAD:
+            for start in range(0, K, BLOCK_K):
+                c = start + cols
+                msk = c < K
+                z = tl.load(zrow + c, mask=msk, other=0.0).to(ACC)
+                y = tl.load(yrow + c, mask=msk, other=0.0).to(ACC)
+                p = tl.exp(z - m) / d
+                u = tl.where(beta == 0, 0.0, -beta * (lse - z)) + _xlogy(alpha, y)
+                t = tl.where(bad, y, tl.exp(u - mu) * inv_su)
+                g = (tsum * p - t) * grad_scale
+                tl.store(grow + c, g.to(G.dtype.element_ty), mask=msk)
+    else:
+        if MODE == 2:
+            if HARD == 1:
+                h = tl.load(HID + row).to(tl.int32)
+            elif HARD == 2:
+                thr = tl.load(THR).to(ACC)
+                p0 = tl.exp(tl.load(zrow).to(ACC) - m) / d
+                h = tl.where(p0 >= thr, 0, 1)
+            else:
+                # argmax of the probabilities (as computed in the small-k path), first index on ties: it
+                # must be known before the one-hot gradient is written, hence this extra read of z.
+                best = _scalar(-1.0, BLOCK_K, ACC)
+                h = tl.max(tl.zeros([BLOCK_K], tl.int32), axis=0)
+                for start in range(0, K, BLOCK_K):
+                    c = start + cols
+                    msk = c < K
+                    z = tl.load(zrow + c, mask=msk, other=float("-inf")).to(ACC)
+                    p = tl.where(msk, tl.exp(z - m) / d, -1.0)
+                    tile_best = tl.max(p, axis=0)
+                    tile_arg = tl.argmax(p, axis=0).to(tl.int32) + start
+                    h = tl.where(tile_best > best, tile_arg, h)
+                    best = tl.maximum(best, tile_best)
+            tsum = ysum * (1.0 - coef) + coef
+        else:
+            tsum = ysum
+        # Last pass: loss (lse is known now, so sum(t * (lse - z)) has no cancellation) and gradient.
+        loss = _scalar(0.0, BLOCK_K, ACC)
+        for start in range(0, K, BLOCK_K):
+            c = start + cols
+            msk = c < K
+            z = tl.load(zrow + c, mask=msk, other=0.0).to(ACC)
+            y = tl.load(yrow + c, mask=msk, other=0.0).to(ACC)
+            if MODE == 0:
+                t = y
+            else:
+                t = y * (1.0 - coef) + tl.where(c == h, 1.0, 0.0) * coef
+            t = tl.where(msk, t, 0.0)
+            loss += tl.sum(t * (lse - z), axis=0)
+            if WRITE_GRAD:
+                p = tl.exp(z - m) / d
+                g = (tsum * p - t) * grad_scale
+                tl.store(grow + c, g.to(G.dtype.element_ty), mask=msk)
+        tl.store(LOSS + row, loss)
+
+
+@triton.jit
+def _scale_kernel(X, GO, NUMEL, BLOCK: tl.constexpr):
+    """``X *= *GO`` in place; every program returns at once when ``*GO == 1`` (the usual ``backward()``)."""
+    g = tl.load(GO)
+    if g != 1.0:
+        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        msk = offs < NUMEL
+        x = tl.load(X + offs, mask=msk, other=0.0).to(GO.dtype.element_ty)
+        tl.store(X + offs, (x * g).to(X.dtype.element_ty), mask=msk)
+
+
+def _split_f64(v: float) -> tuple[float, float]:
+    """``v`` as float32 ``hi + lo`` (about 48 significant bits: exact enough for float64 kernels)."""
+    hi = float(torch.tensor(v, dtype=torch.float32))
+    lo = float(torch.tensor(v - hi, dtype=torch.float32))
+    return hi, lo
+
+
+def _check(logits: torch.Tensor, targets: torch.Tensor) -> None:
+    if logits.dim() != 2:
+        raise ValueError(f"logits must be 2-D (N, k), got shape {tuple(logits.shape)}")
+    if targets.shape != logits.shape:
+        raise ValueError(f"targets shape {tuple(targets.shape)} != logits shape {tuple(logits.shape)}")
+    if logits.shape[1] < 2:
+        raise ValueError("need at least 2 classes")
+    if targets.device != logits.device:
+        raise ValueError(f"targets on {targets.device}, logits on {logits.device}")
+
+
+def _small_config(n: int, k: int) -> tuple[int, int, int]:
+    """(BLOCK_N, BLOCK_K, num_warps) for the single-tile kernel."""
+    block_k = triton.next_power_of_2(k)
+    block_n = max(1, TILE_ELEMS // block_k)
+    # Keep enough programs in flight for small N (a k=2 row is only 8 bytes of fp32).
+    while block_n > 16 and triton.cdiv(n, block_n) < 512:
+        block_n //= 2
+    elems = block_n * block_k
+    num_warps = 4 if elems <= 2048 else (8 if elems <= 4096 else 16)
+    return block_n, block_k, num_warps
+
+
+def soft_ce_forward(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    mode: int,
+    *,
+    hard: int = HARD_NONE,
+    hard_ids: torch.Tensor | None = None,
+    threshold: torch.Tensor | None = None,
+    coef: float = 0.0,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    grad_scale: float | None = None,
+    need_grad: bool = True,
+    grad_out: torch.Tensor | None = None,
+    block_k: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Launch the fused kernel: returns (per-row loss (N,) in the compute dtype, grad (N, k) in the logits
+    dtype or None).
+
+    ``grad_scale`` multiplies the gradient (default ``1 / N``: the gradient of the batch mean).
+    ``grad_out`` may be ``logits`` itself (in-place, used by the linear head on its chunk buffer).
+    ``block_k`` forces the tiled kernel with that tile width (tests use it to cover the large-k path).
+    """
+    _check(logits, targets)
+    logits = logits.contiguous()
+    targets = targets.contiguous()
+    n, k = logits.shape
+    if grad_scale is None:
+        grad_scale = 1.0 / max(n, 1)
+    acc_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    loss = torch.empty(n, dtype=acc_dtype, device=logits.device)
+    grad = None
+    if need_grad:
+        grad = grad_out if grad_out is not None else torch.empty_like(logits)
+    if n == 0:
+        return loss, grad
+    if mode == MODE_LOGCONF:
+        if hard == HARD_IDS:
+            if hard_ids is None or hard_ids.shape != (n,):
+                raise ValueError("HARD_IDS needs hard_ids of shape (N,)")
+            hard_ids = hard_ids.to(device=logits.device).contiguous()
+        elif hard == HARD_THRESHOLD:
+            if k != 2 or threshold is None:
+                raise ValueError("HARD_THRESHOLD needs k == 2 and a threshold tensor")
+            threshold = threshold.to(device=logits.device, dtype=acc_dtype).reshape(())
+        elif hard != HARD_ARGMAX:
+            raise ValueError("logconf needs hard in {HARD_IDS, HARD_THRESHOLD, HARD_ARGMAX}")
+    # Unused pointer arguments still need a tensor; the loss buffer serves.
+    hid = hard_ids if hard == HARD_IDS else loss
+    thr = threshold if hard == HARD_THRESHOLD else loss
+    g = grad if grad is not None else loss
+    scalars = [half for v in (coef, alpha, beta, grad_scale) for half in _split_f64(float(v))]
+    common = dict(
+        MODE=mode, HARD=hard, ACC=tl.float64 if acc_dtype == torch.float64 else tl.float32,
+        WRITE_GRAD=need_grad,
+    )
+    if block_k is None and k <= MAX_SINGLE_TILE_K:
+        block_n, bk, num_warps = _small_config(n, k)
+        grid = (triton.cdiv(n, block_n),)
+        _rows_kernel[grid](
+            logits, targets, g, loss, hid, thr,
+            n, n * k, *scalars,
+            K=k, BLOCK_N=block_n, BLOCK_K=bk, num_warps=num_warps, **common,
+        )
+    else:
+        bk = triton.next_power_of_2(block_k) if block_k is not None else TILED_BLOCK_K
+        _tiled_kernel[(n,)](
+            logits, targets, g, loss, hid, thr,
+            k, *scalars,
+            BLOCK_K=bk, num_warps=8 if bk >= 2048 else 4, **common,
+        )
+    return loss, grad
+
+
+def scale_by_(x: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
+    """In-place ``x *= grad_output`` (0-dim tensor), skipped on the device when ``grad_output == 1``."""
+    if x.numel() == 0:
+        return x
+    assert x.is_contiguous()
+    go_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    go = grad_output.detach().reshape(()).to(device=x.device, dtype=go_dtype)
+    block = 4096
+    _scale_kernel[(triton.cdiv(x.numel(), block),)](x, go, x.numel(), BLOCK=block, num_warps=8)
+    return x
+
+
+class FusedSoftCE(torch.autograd.Function):
+    """Mean soft-target CE; the target transform is chosen by ``mode`` (see the module docstring).
+
+    Targets (and the hardened classes) are constants: no gradient flows to them.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, targets, mode, hard, hard_ids, threshold, coef, alpha, beta, need_grad, block_k):
+        loss_rows, grad = soft_ce_forward(
+            logits, targets, mode, hard=hard, hard_ids=hard_ids, threshold=threshold, coef=coef,
+            alpha=alpha, beta=beta, need_grad=need_grad, block_k=block_k,
+        )
+        if grad is not None:
+            ctx.save_for_backward(grad)
+        ctx.has_grad = grad is not None
+        return loss_rows.mean()
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        if not ctx.has_grad:
+            return (None,) * 11
+        (grad,) = ctx.saved_tensors
+        return (scale_by_(grad, grad_output),) + (None,) * 10
+
+
+def fused_soft_ce(
+    logits, targets, mode, *, hard=HARD_NONE, hard_ids=None, threshold=None, coef=0.0, alpha=1.0, beta=1.0,
+    block_k=None,
+):
+    """Autograd entry point (the gradient is only materialised when ``logits`` needs one)."""
+    need_grad = bool(torch.is_grad_enabled() and logits.requires_grad)
+    return FusedSoftCE.apply(
+        logits, targets, mode, hard, hard_ids, threshold, coef, alpha, beta, need_grad, block_k
+    )

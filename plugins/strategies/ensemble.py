@@ -1,0 +1,66 @@
+"""``ensemble``: several weak supervisors combined into one soft label before the transfer."""
+
+from __future__ import annotations
+
+from w2s_harness.errors import ConfigError
+from w2s_harness.plan import Subset
+
+from ._common import naive_baseline, resolve_model, transfer_rows
+
+HOW = ("mean", "weighted")
+
+
+class Ensemble:
+    """Supervisors = ``members`` x ``bags``, each trained on train1 ground truth; their soft labels of train2 are
+    averaged (``mean``) or weighted (``weighted``) into one label, on which the strong model is trained.
+
+    Options (``[strategy]`` keys):
+
+    * ``members``: models, each a name, ``"weak"``/``"strong"`` or a table (default ``["weak"]``).
+    * ``bags``: copies of each member, copy j trained on train1 without its j-th of ``bags`` folds
+      (default 5; 1 = each member on all of train1). Bagging is how "several seeds" of one model differ here:
+      a stage's seed also fixes the data split, so a second seed of the same stage would see other rows.
+    * ``how``: ``mean`` (default) or ``weighted`` with ``weights``.
+    * ``weights``: one non-negative number per supervisor (members-major order: member 0 bag 0, member 0 bag 1,
+      ...); required for ``weighted``.
+
+    PGR is measured against the run's weak model on train1 (the ``naive`` weak), so the row shows what the
+    ensemble adds over a single weak supervisor. Rows: ``ensemble/<loss>`` per run loss beside ``naive/<loss>``
+    (computed once), with the paired differences ``ensemble/<loss> - naive/<loss>``. Each supervisor's test
+    accuracy and the combined labels' accuracy on train2 (``label_acc``, diagnosis only) are in ``stages``.
+    """
+
+    name = "ensemble"
+
+    def __init__(self, members: list | None = None, bags: int = 5, how: str = "mean", weights: list | None = None):
+        if members is not None and (not isinstance(members, list) or not members):
+            raise ConfigError(f"strategy 'ensemble': members must be a non-empty list of models, got {members!r}")
+        if isinstance(bags, bool) or not isinstance(bags, int) or bags < 1:
+            raise ConfigError(f"strategy 'ensemble': bags must be an integer >= 1, got {bags!r}")
+        if how not in HOW:
+            raise ConfigError(f"strategy 'ensemble': how={how!r}; use one of {', '.join(HOW)}")
+        n = len(members or ["weak"]) * bags
+        if n < 2:
+            raise ConfigError("strategy 'ensemble': needs >= 2 supervisors (several members, or bags >= 2)")
+        if how == "weighted":
+            if (not isinstance(weights, list) or len(weights) != n
+                    or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights)
+                    or not sum(weights) > 0):
+                raise ConfigError(f"strategy 'ensemble': how='weighted' needs weights = {n} non-negative numbers "
+                                  f"(one per supervisor, members-major), got {weights!r}")
+        elif weights is not None:
+            raise ConfigError("strategy 'ensemble': weights only apply with how='weighted'")
+        self.members, self.bags, self.how, self.weights = members or ["weak"], bags, how, weights
+
+    def plan(self, b) -> None:
+        weak, _, ceiling, naive_rows = naive_baseline(b)
+        sources = []
+        for m in self.members:
+            model = resolve_model(b, m, "strategy 'ensemble' members")
+            for j in range(self.bags):
+                on = Subset("train1", j, self.bags, complement=True) if self.bags > 1 else Subset("train1")
+                tag = f"{b.model_label(model)}" + (f" bag {j}/{self.bags}" if self.bags > 1 else "")
+                sup = b.train(model, on=on, kind="train_supervisor", name=f"supervisor[{tag}]")
+                sources.append(b.label(sup, on="train2", name=f"supervisor labels[{tag}]"))
+        combined = b.combine(sources, how=self.how, weights=self.weights, name=f"ensemble:{self.how}")
+        transfer_rows(b, self.name, weak, ceiling, combined, baseline=naive_rows)

@@ -1,0 +1,299 @@
+"""Training and inference loops shared by every model: :func:`fit`, :func:`predict_proba`, :func:`accuracy`.
+
+Two kinds of ``inputs``:
+
+* an ``(N, d)`` float32 numpy array: cached features of a frozen backbone, ``module`` is a linear head;
+* a list of ``N`` strings: ``module.forward(list_of_str)`` returns logits (full fine-tuning).
+
+Optimisation follows the reference (AdamW, cosine schedule, zero-initialised head) with an optional linear
+warmup (``TrainConfig.warmup_frac``). Training is deterministic on CPU for a given ``seed``: batches are shuffled
+with a ``torch.Generator`` seeded by it and the global torch RNG (dropout) is seeded inside a forked RNG state, so
+the caller's RNG is untouched.
+
+Denormal pitfall: a tiny linear head on CPU can run 20-70x slower when Adam's state and the logits underflow into
+denormal floats. ``torch.set_flush_denormal(True)`` only affects the calling thread, so linear heads on CPU train
+and predict with ONE intra-op thread (restored afterwards) with denormals flushed; the encoder keeps its threads.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from .components import TrainConfig
+from .errors import ConfigError, InputError, TrainingError
+
+
+def make_train_config(
+    owner: str,
+    *,
+    lr: float,
+    epochs: int,
+    batch_size: int,
+    weight_decay: float = 0.0,
+    warmup_frac: float = 0.0,
+) -> TrainConfig:
+    """A validated :class:`TrainConfig` (``ConfigError`` naming ``owner`` and the bad parameter)."""
+
+    def num(key, v, lo, hi=None, integer=False):
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if integer:
+            ok = ok and float(v).is_integer()
+        if not ok or not math.isfinite(v) or v < lo or (hi is not None and v > hi):
+            rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+            kind = "an integer" if integer else "a number"
+            raise ConfigError(f"{owner}: {key} must be {kind} {rng}, got {v!r}")
+        return int(v) if integer else float(v)
+
+    lr = num("lr", lr, 0.0)
+    if lr <= 0:
+        raise ConfigError(f"{owner}: lr must be > 0, got {lr!r}")
+    return TrainConfig(
+        lr=lr,
+        epochs=num("epochs", epochs, 0, integer=True),
+        batch_size=num("batch_size", batch_size, 1, integer=True),
+        weight_decay=num("weight_decay", weight_decay, 0.0),
+        warmup_frac=num("warmup_frac", warmup_frac, 0.0, 1.0),
+    )
+
+
+def zero_linear_head(in_features: int, n_classes: int, device: Any = None):
+    """``nn.Linear(in_features, n_classes)`` with zero weight and bias (the reference's head initialisation)."""
+    import torch
+
+    head = torch.nn.Linear(int(in_features), int(n_classes))
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+    return head.to(_as_device(device))
+
+
+def total_steps(n_examples: int, cfg: TrainConfig) -> int:
+    """Optimiser steps :func:`fit` takes for ``n_examples`` (the last batch of an epoch may be smaller)."""
+    return math.ceil(n_examples / cfg.batch_size) * cfg.epochs
+
+
+def lr_multiplier(step: int, total: int, warmup_steps: int) -> float:
+    """Linear warmup from 0 over ``warmup_steps``, then cosine decay to 0 at ``total`` (as HF's cosine schedule)."""
+    if step < warmup_steps:
+        return step / max(1, warmup_steps)
+    progress = (step - warmup_steps) / max(1, total - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+@contextmanager
+def cpu_head_mode(enabled: bool = True) -> Iterator[None]:
+    """One intra-op thread with denormals flushed (for tiny heads on CPU); restores the thread count after."""
+    if not enabled:
+        yield
+        return
+    import torch
+
+    prev = torch.get_num_threads()
+    torch.set_flush_denormal(True)
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
+
+
+def _is_features(inputs: Any) -> bool:
+    import torch
+
+    return isinstance(inputs, (np.ndarray, torch.Tensor))
+
+
+def _as_device(device: Any):
+    import torch
+
+    if device is None:
+        return torch.device("cpu")
+    return device if isinstance(device, torch.device) else torch.device(device)
+
+
+def _check_inputs(inputs: Any, what: str) -> int:
+    if _is_features(inputs):
+        if inputs.ndim != 2:
+            raise InputError(f"{what}: features must be (N, d), got shape {tuple(inputs.shape)}")
+        return int(inputs.shape[0])
+    if isinstance(inputs, (list, tuple)) and all(isinstance(t, str) for t in inputs):
+        return len(inputs)
+    raise InputError(f"{what}: inputs must be an (N, d) float32 array or a list of strings, got {type(inputs).__name__}")
+
+
+def _section(where: str) -> str:
+    return "weak" if "weak" in where.lower() else "strong"
+
+
+def fit(
+    module,
+    inputs: np.ndarray | Sequence[str],
+    targets: np.ndarray,
+    loss: Callable[..., Any],
+    cfg: TrainConfig,
+    *,
+    seed: int,
+    device: Any,
+    eval_inputs: np.ndarray | Sequence[str] | None = None,
+    eval_labels: np.ndarray | None = None,
+    progress: Callable[[int], None] | None = None,
+    where: str = "",
+    section: str | None = None,
+) -> dict[str, Any]:
+    """Train ``module`` in place on ``(inputs, targets)`` with AdamW + warmup/cosine schedule.
+
+    :param module: a linear head (``inputs`` are features) or a text classifier (``inputs`` are strings).
+    :param targets: ``(N, k)`` float32 soft labels (or ``(N,)`` integer class ids), passed batch-wise to ``loss``.
+    :param loss: ``loss(logits, targets, step_frac=finished_steps / total_steps)`` -> scalar tensor.
+    :param cfg: lr, epochs, batch_size, weight_decay, warmup_frac, eval_every_epoch.
+    :param seed: shuffling and dropout seed (the caller's global RNG state is restored afterwards).
+    :param device: ``torch.device`` (or string) to train on; ``module`` must already live there.
+    :param eval_inputs/eval_labels: evaluated after every epoch (or only the last if not ``cfg.eval_every_epoch``).
+    :param progress: called with the number of examples of each step (a bar's total is ``epochs * N``).
+    :param where: stage name for error messages; ``section`` the config section of the model (``weak``/``strong``,
+        guessed from ``where``) for the suggested fix.
+    :returns: ``{"epoch_test_acc": [...], "final_train_loss": mean loss of the last epoch, "steps": int}``.
+    :raises TrainingError: when the loss becomes NaN/inf (one line: stage, epoch, batch and the fix).
+    """
+    import torch
+
+    device = _as_device(device)
+    n = _check_inputs(inputs, where or "fit")
+    if n == 0:
+        raise TrainingError(f"{where or 'training'}: no training examples")
+    targets = np.asarray(targets)
+    if targets.shape[0] != n:
+        raise InputError(f"{where or 'fit'}: {n} inputs but {targets.shape[0]} targets")
+    if eval_inputs is not None and eval_labels is None:
+        raise InputError(f"{where or 'fit'}: eval_inputs given without eval_labels")
+    if cfg.batch_size < 1 or cfg.epochs < 0:
+        raise TrainingError(f"{where or 'training'}: batch_size must be >= 1 and epochs >= 0")
+
+    features = _is_features(inputs)
+    y_all = torch.as_tensor(targets, dtype=torch.float32 if targets.ndim == 2 else torch.long).to(device)
+    if features:
+        x_all = torch.as_tensor(inputs, dtype=torch.float32).to(device)
+    else:
+        texts = list(inputs)
+
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        raise TrainingError(f"{where or 'training'}: the model has no trainable parameters")
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    warmup = int(round(cfg.warmup_frac * total))
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_multiplier(s, total, warmup))
+    gen = torch.Generator().manual_seed(int(seed))
+
+    epoch_acc: list[float] = []
+    epoch_losses: list[float] = []
+    step = 0
+    cuda_devices = [device] if device.type == "cuda" else []
+    head_mode = cpu_head_mode(features and device.type == "cpu")
+    with head_mode, torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(int(seed))
+        module.train()
+        for epoch in range(cfg.epochs):
+            order = torch.randperm(n, generator=gen)
+            running, count = 0.0, 0
+            for b in range(steps_per_epoch):
+                idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                if features:
+                    logits = module(x_all[idx.to(device)])
+                else:
+                    logits = module([texts[i] for i in idx.tolist()])
+                yb = y_all[idx.to(device)]
+                value = loss(logits.float(), yb, step_frac=step / total)
+                lv = float(value.detach())
+                if not math.isfinite(lv):
+                    sec = section or _section(where)
+                    raise TrainingError(
+                        f"{where or 'training'}: loss is {lv} at epoch {epoch + 1}/{cfg.epochs}, batch "
+                        f"{b + 1}/{steps_per_epoch} (lr {scheduler.get_last_lr()[0]:.3g}); lower the learning rate "
+                        f"(e.g. --set {sec}.lr={cfg.lr / 10:g}) or train in float32 (--set {sec}.dtype=\"float32\")"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                value.backward()
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                running += lv * len(idx)
+                count += len(idx)
+                if progress is not None:
+                    progress(len(idx))
+            epoch_losses.append(running / max(1, count))
+            last = epoch == cfg.epochs - 1
+            if eval_inputs is not None and (cfg.eval_every_epoch or last):
+                probs = predict_proba(module, eval_inputs, device=device)
+                epoch_acc.append(accuracy(probs, eval_labels))
+                module.train()
+    module.eval()
+    return {
+        "epoch_test_acc": epoch_acc,
+        "final_train_loss": epoch_losses[-1] if epoch_losses else float("nan"),
+        "steps": step,
+    }
+
+
+def predict_proba(module, inputs: np.ndarray | Sequence[str], *, device: Any, batch_size: int = 512) -> np.ndarray:
+    """Softmax probabilities ``(N, k)`` float32 of ``module`` on ``inputs`` (eval mode, no grad).
+
+    Text inputs are batched by length (longest first) and returned in the original order. The module's
+    train/eval mode is restored afterwards.
+    """
+    import torch
+
+    device = _as_device(device)
+    n = _check_inputs(inputs, "predict_proba")
+    features = _is_features(inputs)
+    was_training = module.training
+    module.eval()
+    out: list[torch.Tensor] = []
+    try:
+        with cpu_head_mode(features and device.type == "cpu"), torch.inference_mode():
+            if features:
+                x_all = torch.as_tensor(inputs, dtype=torch.float32)
+                for s in range(0, n, batch_size):
+                    logits = module(x_all[s:s + batch_size].to(device))
+                    out.append(torch.softmax(logits.float(), dim=-1).cpu())
+                order = None
+            else:
+                texts = list(inputs)
+                order = sorted(range(n), key=lambda i: -len(texts[i]))
+                for s in range(0, n, batch_size):
+                    logits = module([texts[i] for i in order[s:s + batch_size]])
+                    out.append(torch.softmax(logits.float(), dim=-1).cpu())
+    finally:
+        module.train(was_training)
+    if not out:
+        return np.zeros((0, 0), dtype=np.float32)
+    probs = torch.cat(out).numpy().astype(np.float32, copy=False)
+    if order is not None:
+        unsorted = np.empty_like(probs)
+        unsorted[np.asarray(order)] = probs
+        probs = unsorted
+    return probs
+
+
+def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of rows whose argmax matches ``labels`` (class ids ``(N,)``, or soft/one-hot ``(N, k)``)."""
+    probs = np.asarray(probs)
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        labels = labels.argmax(axis=1)
+    if probs.shape[0] != labels.shape[0]:
+        raise InputError(f"accuracy: {probs.shape[0]} predictions but {labels.shape[0]} labels")
+    if probs.shape[0] == 0:
+        raise InputError("accuracy: no examples")
+    return float(np.mean(probs.argmax(axis=1) == labels))
+
+
+__all__ = [
+    "fit", "predict_proba", "accuracy", "total_steps", "lr_multiplier", "cpu_head_mode", "make_train_config",
+    "zero_linear_head",
+]

@@ -1,0 +1,195 @@
+"""End-to-end runs of every built-in strategy through the CLI (``main([..., '--json'])``) on a tiny CSV.
+
+Models: ``toy-hash``, a hashed bag-of-words linear probe defined here (``dim`` buckets: few buckets collide and
+make a weak model, many make a strong one), so these runs take seconds and need no downloaded weights.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+
+from w2s_harness.cli import main
+from w2s_harness.hookspecs import hookimpl
+from w2s_harness.training import make_train_config, zero_linear_head
+
+
+class ToyHash:
+    """Counts of words hashed into ``dim`` buckets + a zero-initialised linear head."""
+
+    linear_probe = True
+
+    def __init__(self, dim: int = 64, epochs: int = 5, lr: float = 0.05):
+        self.name, self.dim = "toy-hash", dim
+        self.train_config = make_train_config("toy-hash", lr=lr, epochs=epochs, batch_size=32)
+
+    def feature_key(self):
+        return f"toy-hash|{self.dim}"
+
+    def identity(self):
+        return {"name": self.name, "dim": self.dim, "train": asdict(self.train_config)}
+
+    def features(self, texts, progress=None):
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for w in t.split():
+                out[i, zlib.crc32(w.encode()) % self.dim] += 1.0
+        return {self.feature_key(): out}
+
+    def build(self, n_classes, in_features, device):
+        return zero_linear_head(in_features, n_classes, device)
+
+
+class ToyPlugin:
+    @hookimpl
+    def w2s_register_models(self, registry):
+        registry.add("toy-hash", ToyHash, description="hashed bag of words (tests)")
+
+
+PLUGINS = [ToyPlugin()]
+
+
+@pytest.fixture(scope="module")
+def csv_path(tmp_path_factory):
+    """400 'reviews': the label is the majority among 3 signal words (20 per class), plus 6 filler words."""
+    rng = np.random.default_rng(0)
+    pos, neg = [f"good{i}" for i in range(20)], [f"bad{i}" for i in range(20)]
+    filler = [f"w{i}" for i in range(60)]
+    lines = ["text,label"]
+    for _ in range(400):
+        y = int(rng.integers(2))
+        n_pos = int(rng.choice([2, 3])) if y else int(rng.choice([0, 1]))
+        words = list(rng.choice(pos, n_pos)) + list(rng.choice(neg, 3 - n_pos)) + list(rng.choice(filler, 6))
+        rng.shuffle(words)
+        lines.append(f"{' '.join(words)},{'pos' if y else 'neg'}")
+    path = tmp_path_factory.mktemp("data") / "tiny.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run(csv_path, out, strategy, *sets, seeds="0,1", loss="xent,logconf", capsys=None, plugins=PLUGINS):
+    argv = ["run", "--strategy", strategy, "--dataset", "local", "--set", f'dataset.path="{csv_path}"',
+            "--set", "dataset.n_test=100", "--weak", "toy-hash", "--set", "weak.dim=4", "--strong", "toy-hash",
+            "--set", "strong.dim=256", "--loss", loss, "--seeds", seeds, "--output-dir", str(out), "--json"]
+    for s in sets:
+        argv += ["--set", s]
+    assert main(argv, plugins=plugins) == 0, capsys.readouterr().err if capsys else ""
+    if capsys is not None:
+        captured = capsys.readouterr()
+        return json.loads(captured.out)
+    return json.loads((out / "results.json").read_text())
+
+
+def rows(results):
+    return {e["name"]: e for e in results["experiments"]}
+
+
+def comps(results):
+    return {(c["a"], c["b"]): c for c in results["comparisons"]}
+
+
+LADDER = 'strategy.rungs=["weak", {name = "toy-hash", dim = 16}, "strong"]'
+
+
+def test_bootstrap_run(csv_path, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # rich wraps narrow tables when not on a TTY
+    res = run(csv_path, tmp_path / "b", "bootstrap", LADDER, capsys=capsys)
+    assert res["status"] == "complete"
+    r = rows(res)
+    assert set(r) == {f"{p}/{l}" for p in ("bootstrap", "direct", "flat") for l in ("xent", "logconf")}
+    lad = r["bootstrap/logconf"]
+    assert lad["strategy"] == "bootstrap" and lad["rungs"] == ["toy-hash", "toy-hash", "toy-hash"]
+    assert len(lad["rung_acc"]) == 3 and all(x["acc"]["n"] == 2 for x in lad["rung_acc"])
+    # the ladder's PGR uses the same weak and ceiling as direct (= naive); the last rung is the transfer
+    for key in ("weak_acc", "ceiling_acc"):
+        assert lad[key]["per_seed"] == r["direct/logconf"][key]["per_seed"] == r["flat/logconf"][key]["per_seed"]
+    assert lad["rung_acc"][0]["acc"]["per_seed"] == lad["weak_acc"]["per_seed"]
+    assert lad["rung_acc"][-1]["acc"]["per_seed"] == lad["transfer_acc"]["per_seed"]
+    assert lad["weak_acc"]["mean"] < lad["ceiling_acc"]["mean"]
+    assert all(v is not None for v in lad["pgr"]["per_seed"]) and lad["pgr"]["ci95"] is not None
+    c = comps(res)
+    for tag in ("xent", "logconf"):
+        for a, b in ((f"bootstrap/{tag}", f"direct/{tag}"), (f"flat/{tag}", f"direct/{tag}"),
+                     (f"bootstrap/{tag}", f"flat/{tag}")):
+            assert c[(a, b)]["seeds"] == 2 and 0 <= c[(a, b)]["wins"] <= 2
+            want = np.subtract(rows(res)[a]["pgr"]["per_seed"], rows(res)[b]["pgr"]["per_seed"])
+            assert c[(a, b)]["per_seed"] == pytest.approx(list(want))
+    kinds = {s["kind"] for s in res["stages"]}
+    assert {"train_weak", "train_ceiling", "train_transfer", "train_rung", "train_rung_fold", "label"} <= kinds
+    # 1 seed: 3 reference + inner rung (1 + 5 folds + 5 labels) + 2 final + 2 direct + flat (10 + 2) = 30
+    assert len(res["stages"]) == 2 * 30
+    # report: table + ladder plot
+    assert main(["report", str(tmp_path / "b")]) == 0
+    assert (tmp_path / "b" / "ladder.png").is_file()
+    err = capsys.readouterr().err
+    assert "rung 1" in err and "bootstrap/xent - direct/xent" in err
+
+
+def test_bootstrap_two_rungs_equals_naive(csv_path, tmp_path):
+    naive = run(csv_path, tmp_path / "n", "naive")
+    boot = run(csv_path, tmp_path / "b", "bootstrap", 'strategy.rungs=["weak", "strong"]')
+    assert {s["id"] for s in boot["stages"]} == {s["id"] for s in naive["stages"]}
+    for tag in ("xent", "logconf"):
+        n, b = rows(naive)[f"naive/{tag}"], rows(boot)[f"bootstrap/{tag}"]
+        for key in ("weak_acc", "ceiling_acc", "transfer_acc", "pgr"):
+            assert b[key]["per_seed"] == n[key]["per_seed"], key
+        assert rows(boot)[f"direct/{tag}"]["pgr"] == b["pgr"]
+    assert "flat/xent" not in rows(boot)  # n = 2: flat would equal direct
+
+
+@pytest.mark.parametrize("strategy,sets,expect", [
+    ("naive", [], ["naive/xent", "naive/logconf"]),
+    ("confidence", ["strategy.aux_coef=0.3", 'strategy.warmup="openai"'],
+     ["naive/xent", "confidence/logconf(aux_coef=0.3,warmup=openai)"]),
+    ("ensemble", ["strategy.bags=3"], ["naive/xent", "naive/logconf", "ensemble/xent", "ensemble/logconf"]),
+    ("filter", ["strategy.keep_frac=0.6"], ["naive/xent", "naive/logconf", "filter/xent", "filter/logconf"]),
+    ("filter", ['strategy.by="learnability"'], ["naive/xent", "naive/logconf", "filter/xent", "filter/logconf"]),
+    ("relabel", ["strategy.iterations=2"], ["naive/xent", "naive/logconf", "relabel/xent", "relabel/logconf"]),
+])
+def test_strategy_runs(csv_path, tmp_path_factory, strategy, sets, expect):
+    out = tmp_path_factory.mktemp(strategy)
+    res = run(csv_path, out, strategy, *sets)
+    assert res["status"] == "complete" and res["config"]["strategy"]["name"] == strategy
+    assert [e["name"] for e in res["experiments"]] == expect
+    for e in res["experiments"]:
+        assert e["seeds"] == [0, 1] and e["pgr"]["n"] == 2 and e["transfer_acc"]["mean"] is not None
+    new = [e for e in res["experiments"] if not e["name"].startswith("naive/")]
+    c = comps(res)
+    for e in new:
+        assert e["baseline"] and (e["name"], e["baseline"]) in c and c[(e["name"], e["baseline"])]["seeds"] == 2
+    ops = {s["op"] for s in res["stages"]}
+    if strategy == "ensemble":
+        assert "combine" in ops
+        sup = [s for s in res["stages"] if s["kind"] == "train_supervisor"]
+        assert len(sup) == 2 * 3 and all(s["metrics"]["n_train"] < 150 for s in sup)  # bagged: 2/3 of train1
+    if strategy == "filter":
+        (f0, _) = [s for s in res["stages"] if s["op"] == "filter"]
+        keep = 0.6 if sets == ["strategy.keep_frac=0.6"] else 0.5
+        assert f0["metrics"]["kept_frac"] == pytest.approx(keep, abs=0.01)
+        transfers = [s for s in res["stages"] if s["name"].startswith("filter transfer")]
+        assert transfers and all(s["metrics"]["n_train"] == f0["metrics"]["n"] for s in transfers if s["seed"] == 0)
+    if strategy == "relabel":
+        assert [len(e["rung_acc"]) for e in new] == [4, 4]
+
+
+def test_strategies_share_cached_stages(csv_path, tmp_path):
+    out = tmp_path / "shared"
+    run(csv_path, out, "naive", seeds="0")
+    res = run(csv_path, out, "filter", seeds="0")
+    assert res["timings"]["stages_cached"] == 5  # the naive stages, computed once
+    assert res["timings"]["stages_computed"] == 3  # filter + 2 transfers
+
+
+@pytest.mark.parametrize("sets", [["strategy.scheme=\"bogus\""], ["strategy.rungs=3"], ["strategy.nope=1"],
+                                  ['strategy.rungs=["weak", "no-such-model", "strong"]']])
+def test_bootstrap_bad_options_are_user_errors(csv_path, tmp_path, sets, capsys):
+    argv = ["run", "--strategy", "bootstrap", "--dataset", "local", "--set", f'dataset.path="{csv_path}"',
+            "--weak", "toy-hash", "--strong", "toy-hash", "--seeds", "0", "--output-dir", str(tmp_path)]
+    for s in sets:
+        argv += ["--set", s]
+    assert main(argv, plugins=PLUGINS) == 2
+    assert "error:" in capsys.readouterr().err
