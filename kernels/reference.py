@@ -1,7 +1,8 @@
 """PyTorch reference implementations of the w2s-harness losses.
 
-These functions define the semantics. ``kernels/triton_ops.py`` implements the same three entry points with the
-same signatures, and its tests compare against this module. ``kernels/dispatch.py`` chooses between the two.
+These functions define the semantics. ``kernels/triton_ops.py`` implements the same three entry points
+with the same signatures, and its tests compare against this module. ``kernels/dispatch.py`` chooses
+between the two.
 
 Contract (all functions here):
 
@@ -61,18 +62,18 @@ from __future__ import annotations
 import torch
 
 __all__ = [
+    "WARMUPS",
     "compute_dtype",
-    "upcast",
+    "entropy_rows",
+    "hardened_targets",
+    "logconf_coef",
+    "logconf_loss",
+    "logconf_targets",
+    "product_loss",
+    "product_targets",
     "soft_xent",
     "soft_xent_rows",
-    "product_targets",
-    "product_loss",
-    "hardened_targets",
-    "logconf_targets",
-    "logconf_loss",
-    "logconf_coef",
-    "entropy_rows",
-    "WARMUPS",
+    "upcast",
 ]
 
 #: Warm-up schedules understood by :func:`logconf_coef`.
@@ -112,7 +113,7 @@ def soft_xent(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def entropy_rows(logits: torch.Tensor) -> torch.Tensor:
-    """Per-row entropy of ``softmax(z)``: ``-sum_j p_ij log p_ij``, shape ``(N,)`` (differentiable, finite)."""
+    """Per-row entropy of ``softmax(z)``, ``-sum_j p_ij log p_ij``, shape ``(N,)``; finite, differentiable."""
     z = upcast(logits)
     logp = torch.log_softmax(z, dim=-1)
     return -(logp.exp() * logp).sum(dim=-1)
@@ -139,7 +140,9 @@ def product_targets(
     return torch.where(undefined, y, t)
 
 
-def product_loss(logits: torch.Tensor, targets: torch.Tensor, *, alpha: float = 1.0, beta: float = 1.0) -> torch.Tensor:
+def product_loss(
+    logits: torch.Tensor, targets: torch.Tensor, *, alpha: float = 1.0, beta: float = 1.0
+) -> torch.Tensor:
     """Reference ``product`` loss: ``soft_xent(z, product_targets(z, y, alpha, beta))`` (target detached)."""
     return soft_xent(logits, product_targets(logits, targets, alpha=alpha, beta=beta))
 
@@ -147,7 +150,9 @@ def product_loss(logits: torch.Tensor, targets: torch.Tensor, *, alpha: float = 
 # ------------------------------------------------------------------------------------------- logconf
 
 
-def logconf_coef(step_frac: float, aux_coef: float = 0.5, warmup_frac: float = 0.1, warmup: str = "linear") -> float:
+def logconf_coef(
+    step_frac: float, aux_coef: float = 0.5, warmup_frac: float = 0.1, warmup: str = "linear"
+) -> float:
     """Weight of the hardened self-target at training progress ``step_frac`` in [0, 1].
 
     * ``"openai"``: the reference, ``(step_frac if step_frac <= warmup_frac else 1.0) * aux_coef``. It ramps
@@ -214,7 +219,7 @@ def hardened_targets(
                 rest = torch.zeros_like(out).scatter_(1, idx[:, None], 1.0)
                 out = torch.where(free[:, None], rest, out)
                 return out
-            q = m[c + 1:].sum() / mass
+            q = m[c + 1 :].sum() / mass
         threshold = torch.quantile(cand, q.clamp(0.0, 1.0))
         take = free & (s >= threshold)
         out[:, c] = take.to(out.dtype)
@@ -240,7 +245,9 @@ def logconf_targets(
     return y * (1 - coef) + h * coef
 
 
-def logconf_loss(logits: torch.Tensor, targets: torch.Tensor, *, coef: float, balance: bool = True) -> torch.Tensor:
+def logconf_loss(
+    logits: torch.Tensor, targets: torch.Tensor, *, coef: float, balance: bool = True
+) -> torch.Tensor:
     """Reference ``logconf`` (auxiliary confidence loss): ``soft_xent(z, (1 - coef) * y + coef * h)``.
 
     ``coef`` is the already-scheduled coefficient (see :func:`logconf_coef`). k = 2 with ``balance=True``

@@ -98,11 +98,18 @@ def _rows_kernel(
     mask = rmask[:, None] & (cols[None, :] < K)
     FLAT: tl.constexpr = BLOCK_K == K
     if FLAT:
-        # Contiguous rows and a power-of-two K: the tile is one contiguous span -> vectorised accesses.
+        # Contiguous rows and a power-of-two K: the tile is one contiguous span, loaded without a mask
+        # unless it is the last, partial block -> 16-byte vector accesses even when a row is 4 bytes.
         flat = pid.to(tl.int64) * (BLOCK_N * K) + tl.arange(0, BLOCK_N * K)
-        fmask = flat < NK
-        z = tl.reshape(tl.load(Z + flat, mask=fmask, other=0.0), (BLOCK_N, BLOCK_K)).to(ACC)
-        y = tl.reshape(tl.load(Y + flat, mask=fmask, other=0.0), (BLOCK_N, BLOCK_K)).to(ACC)
+        full = (pid + 1) * BLOCK_N <= N
+        if full:
+            zf = tl.load(Z + flat)
+            yf = tl.load(Y + flat)
+        else:
+            zf = tl.load(Z + flat, mask=flat < NK, other=0.0)
+            yf = tl.load(Y + flat, mask=flat < NK, other=0.0)
+        z = tl.reshape(zf, (BLOCK_N, BLOCK_K)).to(ACC)
+        y = tl.reshape(yf, (BLOCK_N, BLOCK_K)).to(ACC)
     else:
         offs = rows.to(tl.int64)[:, None] * K + cols[None, :]
         z = tl.load(Z + offs, mask=mask, other=0.0).to(ACC)
@@ -146,7 +153,11 @@ def _rows_kernel(
     if WRITE_GRAD:
         g = ((tsum[:, None] * p - t) * grad_scale).to(G.dtype.element_ty)
         if FLAT:
-            tl.store(G + flat, tl.reshape(g, (BLOCK_N * K,)), mask=fmask)
+            gf = tl.reshape(g, (BLOCK_N * K,))
+            if full:
+                tl.store(G + flat, gf)
+            else:
+                tl.store(G + flat, gf, mask=flat < NK)
         else:
             tl.store(G + offs, g, mask=mask)
 

@@ -38,7 +38,11 @@ def _prob0_kernel(
     FLAT: tl.constexpr = BLOCK_K == K
     if FLAT:
         flat = pid.to(tl.int64) * (BLOCK_N * K) + tl.arange(0, BLOCK_N * K)
-        z = tl.reshape(tl.load(Z + flat, mask=flat < NK, other=0.0), (BLOCK_N, BLOCK_K)).to(ACC)
+        if (pid + 1) * BLOCK_N <= N:
+            zf = tl.load(Z + flat)
+        else:
+            zf = tl.load(Z + flat, mask=flat < NK, other=0.0)
+        z = tl.reshape(zf, (BLOCK_N, BLOCK_K)).to(ACC)
     else:
         offs = rows.to(tl.int64)[:, None] * K + cols[None, :]
         z = tl.load(Z + offs, mask=mask, other=0.0).to(ACC)

@@ -184,7 +184,6 @@ def test_missing_and_invalid_files(tmp_path):
     ("run.dtype=float16", "run.dtype must be 'float32' or 'bfloat16'"),
     ("run.threads=two", "run.threads must be an integer >= 0 (0 = torch's default), got 'two'"),
     ("run.output_dir=[1]", "run.output_dir must be a string"),
-    ("run.strict_plugins=1", "run.strict_plugins must be true or false"),
 ])
 def test_run_section_values_are_type_checked(assignment, fragment):
     with pytest.raises(ConfigError, match=re.escape(fragment)):

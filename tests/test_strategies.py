@@ -268,6 +268,8 @@ def test_confidence_graph(pm):
     pm.create("strategy", "confidence", aux_coef=0.4, baseline="").plan(b2)
     (only,) = b2.experiments
     assert b2.stages[only.transfer.id].spec["loss"] == {"name": "logconf", "aux_coef": 0.4, "warmup_frac": 0.3}
+    with pytest.raises(ConfigError, match="warmup"):
+        build(pm, "confidence", {"warmup": "bogus"})
 
 
 # ----------------------------------------------------------------------------------------------- ensemble

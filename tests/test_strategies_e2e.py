@@ -97,7 +97,7 @@ LADDER = 'strategy.rungs=["weak", {name = "toy-hash", dim = 16}, "strong"]'
 
 def test_bootstrap_run(csv_path, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")  # rich wraps narrow tables when not on a TTY
-    res = run(csv_path, tmp_path / "b", "bootstrap", LADDER, capsys=capsys)
+    res = run(csv_path, tmp_path / "b", "bootstrap", LADDER, "strategy.folds=3", capsys=capsys)
     assert res["status"] == "complete"
     r = rows(res)
     assert set(r) == {f"{p}/{l}" for p in ("bootstrap", "direct", "flat") for l in ("xent", "logconf")}
@@ -120,8 +120,8 @@ def test_bootstrap_run(csv_path, tmp_path, capsys, monkeypatch):
             assert c[(a, b)]["per_seed"] == pytest.approx(list(want))
     kinds = {s["kind"] for s in res["stages"]}
     assert {"train_weak", "train_ceiling", "train_transfer", "train_rung", "train_rung_fold", "label"} <= kinds
-    # 1 seed: 3 reference + inner rung (1 + 5 folds + 5 labels) + 2 final + 2 direct + flat (10 + 2) = 30
-    assert len(res["stages"]) == 2 * 30
+    # 1 seed: 3 reference + inner rung (1 + 3 folds + 3 labels) + 2 final + 2 direct + flat (6 + 2) = 22
+    assert len(res["stages"]) == 2 * 22
     # report: table + ladder plot
     assert main(["report", str(tmp_path / "b")]) == 0
     assert (tmp_path / "b" / "ladder.png").is_file()

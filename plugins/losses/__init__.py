@@ -21,14 +21,23 @@ LOSSES = {
     "product": (ProductLoss, "CE to normalise(p**beta * y**alpha), target detached (reference)"),
     "logconf": (
         LogConfLoss,
-        "auxiliary confidence loss: CE to (1-c)*y + c*hardened(p), class-balanced (reference; k-class, buffer)",
+        "confidence loss: CE to (1-c)*y + c*hardened(p), class-balanced (reference; k-class, buffer)",
     ),
     "kl": (KLLoss, "KL divergence to the weak labels, forward or reverse (EleutherAI/w2s)"),
     "entropy": (EntropyLoss, "(1-c)*CE to weak labels + c*entropy of the strong predictions"),
     "window": (WindowLoss, "CE that drops or down-weights rows inside a confidence window around 0.5"),
 }
 
-__all__ = ["LOSSES", "w2s_register_losses", *(cls.__name__ for cls, _ in LOSSES.values())]
+__all__ = [
+    "LOSSES",
+    "EntropyLoss",
+    "KLLoss",
+    "LogConfLoss",
+    "ProductLoss",
+    "WindowLoss",
+    "XentLoss",
+    "w2s_register_losses",
+]
 
 
 @hookimpl

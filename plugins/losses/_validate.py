@@ -1,11 +1,13 @@
 """Input checks shared by the built-in losses: one-line :class:`~w2s_harness.errors.InputError` naming shapes.
 
-Also converts integer class ids ``(N,)`` into one-hot rows ``(N, k)``, so every loss sees ``(N, k)`` soft labels.
+Also converts integer class ids ``(N,)`` into one-hot rows ``(N, k)``, so every loss sees ``(N, k)``
+soft labels.
 torch is imported lazily, so importing the plugin stays cheap.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from w2s_harness.errors import ConfigError, InputError
@@ -29,7 +31,7 @@ def row_sum_tolerance(dtype, k: int) -> float:
     return max(1e-4, 2.0 * k * eps)
 
 
-def prepare(logits, targets, *, loss: str) -> tuple["torch.Tensor", "torch.Tensor"]:
+def prepare(logits, targets, *, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Check ``logits`` / ``targets`` and return ``(logits, soft_targets)`` with targets ``(N, k)`` float.
 
     Integer (or bool) ``(N,)`` targets become one-hot float32 rows. Float targets keep their dtype, and the
@@ -44,10 +46,14 @@ def prepare(logits, targets, *, loss: str) -> tuple["torch.Tensor", "torch.Tenso
         raise InputError(f"{where}targets must be a torch.Tensor, got {type(targets).__name__}")
     ls = _shape(logits)
     if logits.dim() != 2:
-        raise InputError(f"{where}logits shape {ls} is not (N, k): pass one row of k >= 2 class logits per example")
+        raise InputError(
+            f"{where}logits shape {ls} is not (N, k): pass one row of k >= 2 class logits per example"
+        )
     n, k = logits.shape
     if k < 2:
-        raise InputError(f"{where}logits shape {ls} has k={k} class: a classifier needs k >= 2 logits per example")
+        raise InputError(
+            f"{where}logits shape {ls} has k={k} class: a classifier needs k >= 2 logits per example"
+        )
     if n == 0:
         raise InputError(f"{where}logits shape {ls} is an empty batch: pass at least one example")
     if not logits.is_floating_point():
@@ -100,11 +106,17 @@ def prepare(logits, targets, *, loss: str) -> tuple["torch.Tensor", "torch.Tenso
     finite = torch.isfinite(t).all()
     row_err = (t64.sum(dim=1) - 1.0).abs()
     stats = torch.stack(
-        [finite.to(torch.float64), torch.nan_to_num(t64, nan=0.0).min(), torch.nan_to_num(row_err, nan=0.0).max()]
+        [
+            finite.to(torch.float64),
+            torch.nan_to_num(t64, nan=0.0).min(),
+            torch.nan_to_num(row_err, nan=0.0).max(),
+        ]
     )
     is_finite, tmin, max_err = stats.tolist()
     if not is_finite:
-        raise InputError(f"{where}targets shape {ts} contain NaN or inf: soft labels must be finite probabilities")
+        raise InputError(
+            f"{where}targets shape {ts} contain NaN or inf: soft labels must be finite probabilities"
+        )
     if tmin < 0:
         raise InputError(
             f"{where}targets shape {ts} contain a negative probability ({tmin:.4g}): soft labels must be "
@@ -129,7 +141,8 @@ def check_step_frac(step_frac, *, loss: str) -> float:
         raise InputError(f"loss {loss!r}: step_frac must be a number in [0, 1], got {step_frac!r}") from None
     if not 0.0 <= value <= 1.0:  # also rejects NaN
         raise InputError(
-            f"loss {loss!r}: step_frac {value!r} is outside [0, 1]; pass the finished fraction of training steps"
+            f"loss {loss!r}: step_frac {value!r} is outside [0, 1]; "
+            "pass the finished fraction of training steps"
         )
     return value
 
@@ -149,7 +162,7 @@ def check_number(value, name: str, *, loss: str, lo: float | None = None, hi: fl
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"loss {loss!r}: {name} must be a number, got {value!r}")
     value = float(value)
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
         raise ConfigError(f"loss {loss!r}: {name} must be finite, got {value!r}")
     if lo is not None and value < lo or hi is not None and value > hi:
         rng = f"[{'-inf' if lo is None else f'{lo:g}'}, {'inf' if hi is None else f'{hi:g}'}]"
@@ -159,7 +172,9 @@ def check_number(value, name: str, *, loss: str, lo: float | None = None, hi: fl
 
 def check_choice(value, name: str, choices, *, loss: str) -> str:
     if value not in choices:
-        raise ConfigError(f"loss {loss!r}: {name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        raise ConfigError(
+            f"loss {loss!r}: {name} must be one of {', '.join(map(repr, choices))}, got {value!r}"
+        )
     return value
 
 

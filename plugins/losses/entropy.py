@@ -8,7 +8,7 @@ from .logconf import WARMUPS
 
 
 class EntropyLoss(BaseLoss):
-    """``mean[(1 - coef) * CE(z, y) + coef * H(softmax(z))]``, which minimises the entropy of the strong predictions.
+    """``mean[(1 - coef) * CE(z, y) + coef * H(softmax(z))]``: entropy minimisation of the strong predictions.
 
     This is ``logconf`` with the hardened self-target ``CE(z, h)`` replaced by the entropy ``H(p)``
     (differentiable, no threshold). ``coef`` uses the same schedule as ``logconf`` (``aux_coef``,

@@ -31,7 +31,9 @@ class KLLoss(BaseLoss):
         if direction == "reverse" and eps <= 0:
             from w2s_harness.errors import ConfigError
 
-            raise ConfigError(f"loss {self.name!r}: direction='reverse' needs eps > 0 (hard labels have log 0)")
+            raise ConfigError(
+                f"loss {self.name!r}: direction='reverse' needs eps > 0 (hard labels have log 0)"
+            )
         super().__init__(
             direction=direction,
             eps=eps,
@@ -40,7 +42,6 @@ class KLLoss(BaseLoss):
 
     def compute(self, logits, targets, step_frac):
         import torch
-
         from w2s_harness.kernels import dispatch, reference
 
         z = reference.upcast(logits)

@@ -1,4 +1,4 @@
-"""``logconf``: the auxiliary confidence loss of Burns et al. (2023), with its k-class and buffer extensions."""
+"""``logconf``: the auxiliary confidence loss of Burns et al. (2023), with k-class and buffer extensions."""
 
 from __future__ import annotations
 
@@ -71,7 +71,8 @@ class LogConfLoss(BaseLoss):
             from w2s_harness.errors import ConfigError
 
             raise ConfigError(
-                f"loss {self.name!r}: buffer_size only feeds the balancing threshold; set balance=true or buffer_size=0"
+                f"loss {self.name!r}: buffer_size only feeds the balancing threshold; "
+                "set balance=true or buffer_size=0"
             )
         self.stateful = self.params["buffer_size"] > 0
         self._buffer = None
@@ -102,14 +103,15 @@ class LogConfLoss(BaseLoss):
 
     def _push(self, logits):
         import torch
-
         from w2s_harness.kernels.reference import upcast
 
         rows = upcast(logits).detach()
         old = self._buffer
-        if old is not None and (old.shape[1] != rows.shape[1] or old.device != rows.device or old.dtype != rows.dtype):
+        if old is not None and (
+            old.shape[1] != rows.shape[1] or old.device != rows.device or old.dtype != rows.dtype
+        ):
             old = None  # a different head / device / precision: start over
         pool = rows if old is None else torch.cat([old, rows], dim=0)
-        pool = pool[-self.params["buffer_size"]:]
+        pool = pool[-self.params["buffer_size"] :]
         self._buffer = pool
         return pool

@@ -36,7 +36,9 @@ class WindowLoss(BaseLoss):
 
     name = "window"
 
-    def __init__(self, radius: float = 0.15, mode: str = "drop", on: str = "weak", backend: str = "auto") -> None:
+    def __init__(
+        self, radius: float = 0.15, mode: str = "drop", on: str = "weak", backend: str = "auto"
+    ) -> None:
         radius = check_number(radius, "radius", loss=self.name, lo=0.0, hi=0.5)
         mode = check_choice(mode, "mode", MODES, loss=self.name)
         on = check_choice(on, "on", ON, loss=self.name)
@@ -46,12 +48,13 @@ class WindowLoss(BaseLoss):
             raise ConfigError(f"loss {self.name!r}: radius must be > 0, got {radius:g}")
         if on == "strong" and mode != "drop":
             raise ConfigError(f"loss {self.name!r}: on='strong' supports only mode='drop'")
-        super().__init__(radius=radius, mode=mode, on=on, backend=check_backend(backend, loss=self.name, torch_only=True))
+        super().__init__(
+            radius=radius, mode=mode, on=on, backend=check_backend(backend, loss=self.name, torch_only=True)
+        )
 
     def weights(self, logits, targets):
         """Per-row weights ``(N,)`` in [0, 1] (detached)."""
         import torch
-
         from w2s_harness.kernels import reference
 
         z = reference.upcast(logits).detach()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from w2s_harness.config import Component
+from w2s_harness.plugins.losses.logconf import LogConfLoss
 
 from ._common import transfer_rows, weak_and_ceiling
 
@@ -35,6 +36,7 @@ class Confidence:
     def plan(self, b) -> None:
         configured = next((c.params for c in b.config.losses if c.name == "logconf"), {})
         loss = Component("logconf", {**configured, **self.options})
+        LogConfLoss(**loss.params)  # bad values fail now (ConfigError), not after the weak model has trained
         weak, labels, ceiling = weak_and_ceiling(b)
         base_row = None
         if self.baseline:

@@ -103,7 +103,7 @@ def cmd_list(args, pm) -> int:
         console.print(f"[bold]{KIND_TITLES[kind]}[/]")
         for entry in pm.registry(kind):
             shown = entry.name + ("<name-or-path>" if entry.is_prefix else "")
-            console.print(f"  {shown:<28} {entry.description}  [dim]({entry.plugin})[/]")
+            console.print(f"  {shown:<28} {entry.description}  [dim]({entry.plugin})[/]", soft_wrap=True)
     return 0
 
 
@@ -112,7 +112,7 @@ def cmd_plugins(args, pm) -> int:
     for info in pm.plugins:
         comps = pm.registered_by(info.name)
         what = "; ".join(f"{KIND_TITLES[k]}: {', '.join(v)}" for k, v in comps.items()) or "(hooks only)"
-        console.print(f"{info.name}  [dim]{info.distribution} {info.version}[/]  {what}")
+        console.print(f"{info.name}  [dim]{info.distribution} {info.version}[/]  {what}", soft_wrap=True)
     for err in pm.load_errors:
         console.print(f"[red]{err.name}  failed to load (skipped): {err.error}[/]")
     return 0

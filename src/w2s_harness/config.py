@@ -61,7 +61,6 @@ class RunSection:
     dtype: str = "float32"  # float32 | bfloat16 (full fine-tuning on CUDA)
     output_dir: str = "runs/default"
     threads: int = 0  # torch intra-op threads for encoders; 0 = torch's default
-    strict_plugins: bool = False
 
     def validate(self) -> None:
         if (not isinstance(self.seeds, list) or not self.seeds
@@ -77,8 +76,6 @@ class RunSection:
             raise ConfigError(f"run.threads must be an integer >= 0 (0 = torch's default), got {self.threads!r}")
         if not isinstance(self.output_dir, str) or not self.output_dir:
             raise ConfigError(f"run.output_dir must be a string (a directory path), got {self.output_dir!r}")
-        if not isinstance(self.strict_plugins, bool):
-            raise ConfigError(f"run.strict_plugins must be true or false, got {self.strict_plugins!r}")
 
 
 def _default_components() -> dict[str, Any]:

@@ -1,0 +1,75 @@
+"""Pipeline throughput: embedding and head training examples/second, and a cold vs cached run.
+
+Run: ``pytest benchmarks/test_bench_pipeline.py --benchmark-only`` (tox -e bench). Each benchmark records its
+throughput in ``extra_info`` (examples/s); the cached-run benchmark records the ratio to the cold run measured
+in the same session.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+N_EMBED = 512  # texts per embedding round: enough to amortise model loading, short enough for 2 CPU cores
+
+
+@pytest.fixture(scope="module")
+def tweets():
+    from w2s_harness import create_dataset
+
+    return create_dataset("tweets-sentiment").load()
+
+
+def _texts(data, n):
+    return data.texts[:n]
+
+
+@pytest.mark.parametrize("model", ["glove-bow", "hf:sentence-transformers/all-MiniLM-L6-v2"])
+def test_embedding_throughput(benchmark, tweets, model):
+    from w2s_harness import create_model
+
+    spec = create_model(model)
+    texts = _texts(tweets, N_EMBED if model.startswith("hf:") else 5000)
+    spec.features(texts[:8])  # load weights outside the timed region
+    benchmark.pedantic(spec.features, args=(texts,), rounds=2, iterations=1)
+    benchmark.extra_info["examples_per_s"] = len(texts) / benchmark.stats.stats.mean
+
+
+def test_head_training_throughput(benchmark, tweets):
+    import torch
+
+    from w2s_harness import create_loss, create_model
+    from w2s_harness.components import TrainConfig
+    from w2s_harness.training import fit
+
+    spec = create_model("glove-bow")
+    x = spec.features(_texts(tweets, 8000))[spec.feature_key()]
+    y = np.eye(2, dtype=np.float32)[tweets.labels[:8000]]
+    cfg = TrainConfig(lr=1e-3, epochs=2, batch_size=32)
+    loss = create_loss("xent")
+
+    def train():
+        head = spec.build(2, x.shape[1], torch.device("cpu"))
+        fit(head, x, y, loss, cfg, seed=0, device=torch.device("cpu"))
+
+    benchmark.pedantic(train, rounds=3, iterations=1)
+    benchmark.extra_info["examples_per_s"] = cfg.epochs * len(x) / benchmark.stats.stats.mean
+
+
+def test_cold_vs_cached_run(benchmark, tmp_path):
+    """A naive glove->glove run on 4k tweets, cold, then the identical run served from the stage cache."""
+    from w2s_harness.cli import main
+
+    out = tmp_path / "run"
+    argv = ["run", "--weak", "glove-bow", "--strong", "glove-bow", "--loss", "xent", "--seeds", "0",
+            "--set", "dataset.n_train=4000", "--set", "dataset.n_test=1000", "--output-dir", str(out)]
+    t0 = time.perf_counter()
+    assert main(argv) == 0
+    cold = time.perf_counter() - t0
+    benchmark.pedantic(lambda: main(argv), rounds=3, iterations=1)
+    cached = benchmark.stats.stats.mean
+    benchmark.extra_info.update({"cold_s": cold, "cached_s": cached, "cached_over_cold": cached / cold})
+    assert Path(out, "results.json").is_file()
