@@ -14,7 +14,7 @@ All three losses are "cross-entropy of ``softmax(z)`` against a per-row target `
 
 Because ``t`` is detached, ``d loss_row / dz = sum(t) * softmax(z) - t``; the kernels write this (times
 ``grad_scale`` = 1/N for the batch mean) in the logits dtype while computing the fp32 per-row loss
-``sum(t * (lse - z))``. The maths runs in the reference's compute dtype (``ACC``): float32 for fp16 / bf16 /
+``sum(t * -log_softmax(z))``. The maths runs in the reference's compute dtype (``ACC``): float32 for fp16 / bf16 /
 fp32 logits, float64 for float64 logits (so gradcheck can run in double precision); the loss has that dtype.
 
 Memory traffic per call (``k`` columns, ``b`` bytes per logit):
@@ -37,6 +37,9 @@ so the usual ``loss.backward()`` costs one tiny launch and no extra pass (no hos
 
 from __future__ import annotations
 
+import contextlib
+import struct
+
 import torch
 import triton
 import triton.language as tl
@@ -52,8 +55,8 @@ HARD_ARGMAX = 3
 
 #: Largest ``k`` handled with the whole row in registers (single read); larger ``k`` is tiled.
 MAX_SINGLE_TILE_K = 8192
-#: Tile width over ``k`` for the tiled kernel.
-TILED_BLOCK_K = 4096
+#: Tile width over ``k`` for the tiled kernel (16 warps: 16 fp32 elements per thread and tensor).
+TILED_BLOCK_K = 8192
 #: Target number of elements in one program's (BLOCK_N, BLOCK_K) tile for small ``k``.
 TILE_ELEMS = 2048
 
@@ -119,9 +122,10 @@ def _rows_kernel(
     m = tl.where(rmask, tl.max(zm, axis=1), 0.0)
     e = tl.exp(zm - m[:, None])
     d = tl.where(rmask, tl.sum(e, axis=1), 1.0)
-    lse = m + tl.log(d)
+    logd = tl.log(d)
     p = e / d[:, None]
-    nlp = lse[:, None] - z  # -log_softmax(z)
+    # -log_softmax(z) = log(d) - (z - m): shift first (exact), so |z| ~ 1e4 loses no digits to cancellation.
+    nlp = logd[:, None] - (z - m[:, None])
 
     if MODE == 0:
         t = y
@@ -130,10 +134,12 @@ def _rows_kernel(
         u = tl.where(beta == 0, 0.0, -beta * nlp) + _xlogy(alpha, y)
         u = tl.where(mask, u, float("-inf"))
         mu = tl.max(u, axis=1)
+        mu = tl.where(mu == float("-inf"), 0.0, mu)  # an all -inf row gives su == 0 -> undefined
         eu = tl.exp(u - mu[:, None])
-        t = eu / tl.sum(tl.where(mask, eu, 0.0), axis=1)[:, None]
-        finite = (t == t) & (tl.abs(t) < float("inf"))
-        bad = tl.sum(tl.where(mask & ~finite, 1, 0), axis=1) > 0
+        su = tl.sum(tl.where(mask, eu, 0.0), axis=1)
+        t = eu / tl.where(su > 0, su, 1.0)[:, None]
+        finite = tl.abs(t) < float("inf")  # False for NaN too
+        bad = (tl.sum(tl.where(mask & ~finite, 1, 0), axis=1) > 0) | ~(su > 0)
         t = tl.where(bad[:, None], y, t)
     else:
         if HARD == 1:
@@ -193,11 +199,11 @@ def _tiled_kernel(
         m = m_new
         if MODE != 1:
             ysum += tl.sum(tl.load(yrow + c, mask=msk, other=0.0).to(ACC), axis=0)
-    lse = m + tl.log(d)
+    logd = tl.log(d)  # -log_softmax(z) = logd - (z - m), shifted first (no cancellation for large |z|)
 
     if MODE == 1:
         # Pass 2 (product only): online softmax of u = beta * log_softmax(z) + xlogy(alpha, y), with the
-        # loss numerator sum(exp(u - mu) * (lse - z)) rescaled alongside; plus the fallback (t = y) sums.
+        # loss numerator sum(exp(u - mu) * -log_softmax(z)) rescaled alongside; plus the t = y fallback sums.
         mu = _scalar(float("-inf"), BLOCK_K, ACC)
         su = _scalar(0.0, BLOCK_K, ACC)
         acc = _scalar(0.0, BLOCK_K, ACC)
@@ -208,12 +214,13 @@ def _tiled_kernel(
             msk = c < K
             z = tl.load(zrow + c, mask=msk, other=0.0).to(ACC)
             y = tl.load(yrow + c, mask=msk, other=0.0).to(ACC)
-            nlp = lse - z
+            nlp = logd - (z - m)
             u = tl.where(msk, tl.where(beta == 0, 0.0, -beta * nlp) + _xlogy(alpha, y), float("-inf"))
-            n_nan += tl.sum(tl.where(u != u, 1.0, 0.0), axis=0)
+            n_nan += tl.sum(tl.where(tl.abs(u) <= float("inf"), 0.0, 1.0), axis=0)  # counts NaNs
             mu_new = tl.maximum(mu, tl.max(u, axis=0))
-            scale = tl.where(mu_new == float("-inf"), 1.0, tl.exp(mu - mu_new))
-            eu = tl.where(u == float("-inf"), 0.0, tl.exp(u - mu_new))
+            mu_s = tl.where(mu_new == float("-inf"), 0.0, mu_new)  # all -inf so far: su = acc = 0 anyway
+            scale = tl.exp(mu - mu_s)
+            eu = tl.exp(u - mu_s)
             su = su * scale + tl.sum(eu, axis=0)
             acc = acc * scale + tl.sum(eu * nlp, axis=0)
             mu = mu_new
@@ -232,7 +239,7 @@ def _tiled_kernel(
                 z = tl.load(zrow + c, mask=msk, other=0.0).to(ACC)
                 y = tl.load(yrow + c, mask=msk, other=0.0).to(ACC)
                 p = tl.exp(z - m) / d
-                u = tl.where(beta == 0, 0.0, -beta * (lse - z)) + _xlogy(alpha, y)
+                u = tl.where(beta == 0, 0.0, -beta * (logd - (z - m))) + _xlogy(alpha, y)
                 t = tl.where(bad, y, tl.exp(u - mu) * inv_su)
                 g = (tsum * p - t) * grad_scale
                 tl.store(grow + c, g.to(G.dtype.element_ty), mask=msk)
@@ -261,7 +268,7 @@ def _tiled_kernel(
             tsum = ysum * (1.0 - coef) + coef
         else:
             tsum = ysum
-        # Last pass: loss (lse is known now, so sum(t * (lse - z)) has no cancellation) and gradient.
+        # Last pass: loss (m and d are final now: sum(t * -log_softmax(z)), no cancellation) and gradient.
         loss = _scalar(0.0, BLOCK_K, ACC)
         for start in range(0, K, BLOCK_K):
             c = start + cols
@@ -273,7 +280,7 @@ def _tiled_kernel(
             else:
                 t = y * (1.0 - coef) + tl.where(c == h, 1.0, 0.0) * coef
             t = tl.where(msk, t, 0.0)
-            loss += tl.sum(t * (lse - z), axis=0)
+            loss += tl.sum(t * (logd - (z - m)), axis=0)
             if WRITE_GRAD:
                 p = tl.exp(z - m) / d
                 g = (tsum * p - t) * grad_scale
@@ -292,10 +299,15 @@ def _scale_kernel(X, GO, NUMEL, BLOCK: tl.constexpr):
         tl.store(X + offs, (x * g).to(X.dtype.element_ty), mask=msk)
 
 
+def device_of(t: torch.Tensor):
+    """Launch on ``t``'s GPU (Triton launches on the current device), a no-op for CPU tensors."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+
+
 def _split_f64(v: float) -> tuple[float, float]:
     """``v`` as float32 ``hi + lo`` (about 48 significant bits: exact enough for float64 kernels)."""
-    hi = float(torch.tensor(v, dtype=torch.float32))
-    lo = float(torch.tensor(v - hi, dtype=torch.float32))
+    hi = struct.unpack("f", struct.pack("f", v))[0]
+    lo = struct.unpack("f", struct.pack("f", v - hi))[0]
     return hi, lo
 
 
@@ -306,19 +318,25 @@ def _check(logits: torch.Tensor, targets: torch.Tensor) -> None:
         raise ValueError(f"targets shape {tuple(targets.shape)} != logits shape {tuple(logits.shape)}")
     if logits.shape[1] < 2:
         raise ValueError("need at least 2 classes")
+    if not (logits.is_floating_point() and targets.is_floating_point()):
+        raise TypeError(f"logits and targets must be floating point, got {logits.dtype} / {targets.dtype}")
     if targets.device != logits.device:
         raise ValueError(f"targets on {targets.device}, logits on {logits.device}")
 
 
 def _small_config(n: int, k: int) -> tuple[int, int, int]:
-    """(BLOCK_N, BLOCK_K, num_warps) for the single-tile kernel."""
+    """(BLOCK_N, BLOCK_K, num_warps) for the single-tile kernel.
+
+    Up to ``TILE_ELEMS`` elements per program (e.g. 1024 rows of k = 2), but at least 256, and fewer rows
+    per program while that leaves fewer than ~1024 programs (small N: keep the SMs busy); about 8 elements
+    per thread, so each thread issues 16-byte loads.
+    """
     block_k = triton.next_power_of_2(k)
     block_n = max(1, TILE_ELEMS // block_k)
-    # Keep enough programs in flight for small N (a k=2 row is only 8 bytes of fp32).
-    while block_n > 16 and triton.cdiv(n, block_n) < 512:
+    min_n = max(1, 256 // block_k)
+    while block_n > min_n and triton.cdiv(n, block_n) < 1024:
         block_n //= 2
-    elems = block_n * block_k
-    num_warps = 4 if elems <= 2048 else (8 if elems <= 4096 else 16)
+    num_warps = max(1, min(16, block_n * block_k // 256))
     return block_n, block_k, num_warps
 
 
@@ -374,25 +392,28 @@ def soft_ce_forward(
     thr = threshold if hard == HARD_THRESHOLD else loss
     g = grad if grad is not None else loss
     scalars = [half for v in (coef, alpha, beta, grad_scale) for half in _split_f64(float(v))]
-    common = dict(
-        MODE=mode, HARD=hard, ACC=tl.float64 if acc_dtype == torch.float64 else tl.float32,
-        WRITE_GRAD=need_grad,
-    )
-    if block_k is None and k <= MAX_SINGLE_TILE_K:
-        block_n, bk, num_warps = _small_config(n, k)
-        grid = (triton.cdiv(n, block_n),)
-        _rows_kernel[grid](
-            logits, targets, g, loss, hid, thr,
-            n, n * k, *scalars,
-            K=k, BLOCK_N=block_n, BLOCK_K=bk, num_warps=num_warps, **common,
-        )
-    else:
-        bk = triton.next_power_of_2(block_k) if block_k is not None else TILED_BLOCK_K
-        _tiled_kernel[(n,)](
-            logits, targets, g, loss, hid, thr,
-            k, *scalars,
-            BLOCK_K=bk, num_warps=8 if bk >= 2048 else 4, **common,
-        )
+    common = {
+        "MODE": mode, "HARD": hard, "ACC": tl.float64 if acc_dtype == torch.float64 else tl.float32,
+        "WRITE_GRAD": need_grad,
+    }
+    # HARD_THRESHOLD (k == 2) always takes the single-tile kernel: its p0 must be bit-identical to the one
+    # triton_threshold.prob0 fed to the quantile (same code path, same rounding).
+    with device_of(logits):
+        if hard == HARD_THRESHOLD or (block_k is None and k <= MAX_SINGLE_TILE_K):
+            block_n, bk, num_warps = _small_config(n, k)
+            grid = (triton.cdiv(n, block_n),)
+            _rows_kernel[grid](
+                logits, targets, g, loss, hid, thr,
+                n, n * k, *scalars,
+                K=k, BLOCK_N=block_n, BLOCK_K=bk, num_warps=num_warps, **common,
+            )
+        else:
+            bk = triton.next_power_of_2(block_k) if block_k is not None else TILED_BLOCK_K
+            _tiled_kernel[(n,)](
+                logits, targets, g, loss, hid, thr,
+                k, *scalars,
+                BLOCK_K=bk, num_warps=max(1, min(16, bk // 512)), **common,
+            )
     return loss, grad
 
 
@@ -404,7 +425,8 @@ def scale_by_(x: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
     go_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     go = grad_output.detach().reshape(()).to(device=x.device, dtype=go_dtype)
     block = 4096
-    _scale_kernel[(triton.cdiv(x.numel(), block),)](x, go, x.numel(), BLOCK=block, num_warps=8)
+    with device_of(x):
+        _scale_kernel[(triton.cdiv(x.numel(), block),)](x, go, x.numel(), BLOCK=block, num_warps=8)
     return x
 
 

@@ -25,6 +25,9 @@ import torch
 import triton
 import triton.language as tl
 
+#: Largest k for the prob0 kernel (one tile per row block, the same code as the fused single-tile kernel).
+PROB0_MAX_K = 8192
+
 
 @triton.jit
 def _prob0_kernel(
@@ -57,22 +60,27 @@ def _prob0_kernel(
 
 
 def prob0(logits: torch.Tensor) -> torch.Tensor:
-    """``softmax(z, -1)[:, 0]`` in the compute dtype (float64 for float64 logits, else float32), shape (N,)."""
-    from .triton_softce import MAX_SINGLE_TILE_K, _small_config
+    """``softmax(z, -1)[:, 0]`` in the compute dtype (float64 for float64 logits, else float32), shape (N,).
+
+    The threshold path only uses k == 2 (the fused kernel re-derives p0 with the same single-tile code);
+    for k > ``PROB0_MAX_K`` this falls back to torch.
+    """
+    from .triton_softce import _small_config, device_of
 
     n, k = logits.shape
     acc_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
     out = torch.empty(n, dtype=acc_dtype, device=logits.device)
     if n == 0:
         return out
-    if k > MAX_SINGLE_TILE_K:
+    if k > PROB0_MAX_K:
         return torch.softmax(logits.to(acc_dtype), dim=-1)[:, 0].contiguous()
     logits = logits.contiguous()
     block_n, block_k, num_warps = _small_config(n, k)
-    _prob0_kernel[(triton.cdiv(n, block_n),)](
-        logits, out, n, n * k, K=k, BLOCK_N=block_n, BLOCK_K=block_k,
-        ACC=tl.float64 if acc_dtype == torch.float64 else tl.float32, num_warps=num_warps,
-    )
+    with device_of(logits):
+        _prob0_kernel[(triton.cdiv(n, block_n),)](
+            logits, out, n, n * k, K=k, BLOCK_N=block_n, BLOCK_K=block_k,
+            ACC=tl.float64 if acc_dtype == torch.float64 else tl.float32, num_warps=num_warps,
+        )
     return out
 
 

@@ -181,7 +181,7 @@ def test_missing_and_invalid_files(tmp_path):
     ("run.seeds=[1, true]", "run.seeds must be a non-empty list of integers"),
     ("run.device=3", "run.device must be auto, cpu, cuda or cuda:N, got 3"),
     ("run.device=tpu", "run.device must be auto, cpu, cuda or cuda:N, got 'tpu'"),
-    ("run.dtype=float16", "run.dtype must be 'float32' or 'bfloat16'"),
+    ("run.dtype=bfloat16", "unknown key run.dtype"),
     ("run.threads=two", "run.threads must be an integer >= 0 (0 = torch's default), got 'two'"),
     ("run.output_dir=[1]", "run.output_dir must be a string"),
 ])

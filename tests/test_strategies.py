@@ -125,7 +125,7 @@ def test_naive_graph(pm):
 
 
 def test_bootstrap_crossfit_graph(pm):
-    b = build(pm, "bootstrap", {"rungs": LADDER})
+    b = build(pm, "bootstrap", {"rungs": LADDER, "folds": 5})
     # 3 reference stages; 2 inner rungs x (rung model + 5 fold models + 5 fold labels); 2 final rungs;
     # 2 direct; flat: 2 inner strong rungs (the first one's rung model *is* direct/xent) + 2 final
     assert len(b.stages) == 3 + 2 * 11 + 2 + 2 + (10 + 11) + 2

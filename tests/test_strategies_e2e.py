@@ -97,7 +97,7 @@ LADDER = 'strategy.rungs=["weak", {name = "toy-hash", dim = 16}, "strong"]'
 
 def test_bootstrap_run(csv_path, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")  # rich wraps narrow tables when not on a TTY
-    res = run(csv_path, tmp_path / "b", "bootstrap", LADDER, "strategy.folds=3", capsys=capsys)
+    res = run(csv_path, tmp_path / "b", "bootstrap", LADDER, capsys=capsys)  # default folds = 3
     assert res["status"] == "complete"
     r = rows(res)
     assert set(r) == {f"{p}/{l}" for p in ("bootstrap", "direct", "flat") for l in ("xent", "logconf")}
@@ -193,3 +193,40 @@ def test_bootstrap_bad_options_are_user_errors(csv_path, tmp_path, sets, capsys)
         argv += ["--set", s]
     assert main(argv, plugins=PLUGINS) == 2
     assert "error:" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory, csv_path):
+    """A randomly initialised 2-layer BERT (hidden 32) with a word-level vocabulary of the tiny CSV, saved locally."""
+    transformers = pytest.importorskip("transformers")
+    words = sorted({w for line in csv_path.read_text().splitlines()[1:] for w in line.split(",")[0].split()})
+    d = tmp_path_factory.mktemp("tiny-bert")
+    (d / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    transformers.BertTokenizerFast(vocab_file=str(d / "vocab.txt"), do_lower_case=True).save_pretrained(d)
+    cfg = transformers.BertConfig(vocab_size=len(words) + 5, hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    transformers.set_seed(0)
+    transformers.BertModel(cfg).save_pretrained(d)
+    return d
+
+
+def test_bootstrap_glove_to_tiny_bert_layers(csv_path, tiny_bert, tmp_path):
+    """The real models: glove-bow weak, a local BERT truncated by ``layers`` as the middle rung (hf:<dir>)."""
+    strong = f"hf:{tiny_bert}"
+    argv = ["run", "--strategy", "bootstrap", "--dataset", "local", "--set", f'dataset.path="{csv_path}"',
+            "--set", "dataset.n_test=100", "--weak", "glove-bow", "--strong", strong, "--loss", "xent",
+            "--set", "strong.epochs=2", "--set", "weak.epochs=2", "--seeds", "0", "--output-dir", str(tmp_path),
+            "--set", f'strategy.rungs=["weak", {{name = "{strong}", layers = 1, epochs = 2}}, "strong"]']
+    assert main(argv) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    lad = rows(res)["bootstrap/xent"]
+    assert lad["rungs"] == ["glove-bow", f"{strong}@L1", strong]
+    assert all(x["acc"]["mean"] is not None for x in lad["rung_acc"])
+    by_model = {}
+    for s in res["stages"]:
+        if s["kind"] in ("train_rung", "train_rung_fold"):
+            by_model.setdefault(s["name"].split("<-")[0], []).append(s)
+    # the L1 rung: its model + 3 fold models; flat: the strong model's 3 fold models (its rung model is direct's)
+    assert sorted(len(v) for v in by_model.values()) == [3, 4]
+    assert set(rows(res)) == {"bootstrap/xent", "direct/xent", "flat/xent"}
+    assert len(list((tmp_path / "features").glob("*.npy"))) == 3  # glove + BERT layers 1 and 2 from one pass

@@ -68,7 +68,7 @@ def read_table(path: str | os.PathLike, *, encoding: str | None = None) -> dict[
                 ds = datasets.load_dataset(
                     builder, data_files=str(p), split="train", cache_dir=cache, keep_in_memory=True, **kwargs
                 )
-            except Exception as exc:  # parse errors from pyarrow / pandas: one line, no traceback
+            except Exception as exc:  # noqa: BLE001 - any parse error (pyarrow, pandas, json): one line, no traceback
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise DataError(f"cannot read {str(p)!r} as {builder}: {first}") from None
             table = ds.data
@@ -86,11 +86,11 @@ def labels_to_ids(values: list, column: str, source: str) -> tuple[np.ndarray, l
         raise DataError(f"{source}: label column {column!r} has {missing} empty value(s); drop those rows")
     if all(isinstance(v, str) for v in values):
         keys = values
-    elif all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
-        keys = [int(v) for v in values]
-    elif all(isinstance(v, bool) for v in values):
-        keys = [int(v) for v in values]
-    elif all(isinstance(v, (int, float)) and float(v).is_integer() for v in values):
+    elif (
+        all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values)
+        or all(isinstance(v, bool) for v in values)
+        or all(isinstance(v, (int, float)) and float(v).is_integer() for v in values)
+    ):
         keys = [int(v) for v in values]
     else:
         kinds = sorted({type(v).__name__ for v in values})
@@ -114,7 +114,9 @@ def template_fields(template: str) -> list[str]:
         if name is None:
             continue
         if name == "" or name.isdigit():
-            raise ConfigError(f"bad template {template!r}: use named fields like {{question}}, not {{}} or {{0}}")
+            raise ConfigError(
+                f"bad template {template!r}: use named fields like {{question}}, not {{}} or {{0}}"
+            )
         root = name.split(".")[0].split("[")[0]
         if root not in fields:
             fields.append(root)
@@ -152,17 +154,22 @@ class LocalDataset(BaseDataset):
         if isinstance(text_columns, str):
             text_columns = [text_columns]
         if text_columns is not None and (
-            not isinstance(text_columns, (list, tuple)) or not text_columns
+            not isinstance(text_columns, (list, tuple))
+            or not text_columns
             or not all(isinstance(c, str) for c in text_columns)
         ):
-            raise ConfigError(f"dataset 'local': text_columns must be a list of column names, got {text_columns!r}")
+            raise ConfigError(
+                f"dataset 'local': text_columns must be a list of column names, got {text_columns!r}"
+            )
         if template is not None and not isinstance(template, str):
             raise ConfigError(f"dataset 'local': template must be a string, got {template!r}")
         if not isinstance(label_column, str):
             raise ConfigError(f"dataset 'local': label_column must be a column name, got {label_column!r}")
         self.template = template
-        self.text_columns = list(text_columns) if text_columns is not None else (
-            template_fields(template) if template is not None else ["text"]
+        self.text_columns = (
+            list(text_columns)
+            if text_columns is not None
+            else (template_fields(template) if template is not None else ["text"])
         )
         if template is not None:
             template_fields(template)  # validate early
@@ -195,7 +202,9 @@ class LocalDataset(BaseDataset):
         labels, class_names = labels_to_ids(cols[self.label_column], self.label_column, source)
         texts = format_texts(cols, self.text_columns, self.template, n)
         return TextData(
-            texts=texts, labels=labels, class_names=class_names,
+            texts=texts,
+            labels=labels,
+            class_names=class_names,
             fingerprint=fingerprint_examples(texts, labels, class_names),
         )
 

