@@ -13,11 +13,11 @@ All three losses are "cross-entropy of ``softmax(z)`` against a per-row target `
   first index on ties, like ``torch.argmax``).
 
 Because ``t`` is detached, ``d loss_row / dz = sum(t) * softmax(z) - t``; the kernels write this (times
-``grad_scale`` = 1/N for the batch mean) in the logits dtype while computing the fp32 per-row loss
+``grad_scale`` = 1/N for the batch mean) in the logits dtype while computing the per-row loss
 ``sum(t * -log_softmax(z))``. The maths runs in the reference's compute dtype (``ACC``): float32 for fp16 / bf16 /
 fp32 logits, float64 for float64 logits (so gradcheck can run in double precision); the loss has that dtype.
 
-Memory traffic per call (``k`` columns, ``b`` bytes per logit):
+Memory traffic per call:
 
 * ``k <= MAX_SINGLE_TILE_K`` (``_rows_kernel``): each program owns ``BLOCK_N`` rows, holds them in registers and
   reads logits + targets once and writes the gradient once. For power-of-two ``k`` the tile is loaded as one
@@ -25,10 +25,10 @@ Memory traffic per call (``k`` columns, ``b`` bytes per logit):
   reshaped to ``(BLOCK_N, k)``.
 * ``k > MAX_SINGLE_TILE_K`` (``_tiled_kernel``, one row per program, Liger-style): pass 1 is an online softmax
   (running max and rescaled sum of exponentials) over ``BLOCK_K`` tiles; pass 2 re-reads the row (usually
-  from L2) to accumulate the loss and write the gradient. ``MODE_PRODUCT`` needs one extra read (the
-  normaliser of the target (an online softmax of its own) must be known before its gradient is
-  written) and ``HARD_ARGMAX`` one extra read of
-  the logits (the argmax of the *probabilities* must be known before the one-hot gradient is written).
+  from L2) to accumulate the loss and write the gradient. ``MODE_PRODUCT`` needs one extra read (its target
+  is an online softmax of its own, whose normaliser must be known before the gradient is written) and
+  ``HARD_ARGMAX`` one extra read of the logits (the argmax of the *probabilities* must be known before the
+  one-hot gradient is written). ``HARD_THRESHOLD`` (k == 2) always uses the single-tile kernel.
 
 The gradient is produced in forward (as Liger-Kernel does) and kept for backward, where ``scale_by_`` multiplies
 it in place by ``grad_output`` read from device memory; each program exits early when ``grad_output == 1``,

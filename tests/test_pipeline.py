@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from w2s_harness import hookimpl
 from w2s_harness.cli import main
 
 POS = ["good", "great", "excellent", "happy", "love", "wonderful", "best", "nice", "fantastic", "enjoyed"]
@@ -149,21 +150,38 @@ def test_report_rerenders_table_and_writes_plots(tmp_path, capsys):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
 
 
+class DivergingLoss:
+    """Soft cross-entropy that turns NaN halfway through training, as a diverging run does."""
+
+    def __call__(self, logits, targets, step_frac=0.0):
+        import torch
+
+        loss = -(targets * torch.log_softmax(logits.float(), dim=-1)).sum(-1).mean()
+        return loss * float("nan") if step_frac > 0.5 else loss
+
+
+class DivergingPlugin:
+    @staticmethod
+    @hookimpl
+    def w2s_register_losses(registry):
+        registry.add("diverging", DivergingLoss, description="NaN after half of training (test)")
+
+
 def test_nan_loss_fails_with_one_line_and_keeps_partial_results(tmp_path, capsys):
-    cfg = write_config(tmp_path, seeds="[0]", loss_block='[loss]\nname = "xent"\n')
-    code = main(["run", "--config", str(cfg), "--set", "strong.lr=1e38"])
+    cfg = write_config(tmp_path, seeds="[0]", loss_block='[loss]\nname = "diverging"\n')
+    code = main(["run", "--config", str(cfg)], plugins=[DivergingPlugin()])
     err = capsys.readouterr().err
     assert code == 2
     line = [ln for ln in err.splitlines() if ln.startswith("error:")]
-    assert len(line) == 1 and "ceiling" in line[0] and "lr" in line[0]
+    assert len(line) == 1 and "transfer[diverging]" in line[0] and "epoch" in line[0] and "lr" in line[0]
     assert "Traceback" not in err
     results = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert results["status"] == "partial"
-    done = {s["kind"]: s["cached"] for s in results["stages"] if s["cached"] is not None}
-    assert "train_weak" in done  # the weak model finished before the ceiling diverged and is kept
-    # fixing the lr resumes: the weak stage is reused from the cache
-    again = run_json(["run", "--config", str(cfg)], capsys)
-    assert [s["cached"] for s in again["stages"] if s["kind"] == "train_weak"] == [True]
+    assert results["status"] == "partial" and "nan" in results["error"].lower()
+    finished = {s["kind"] for s in results["stages"] if s["cached"] is not None}
+    assert finished == {"train_weak", "label", "train_ceiling"}  # kept; the transfer is not
+    # switching to a sane loss resumes: weak, labels and ceiling come from the cache
+    again = run_json(["run", "--config", str(cfg), "--loss", "xent"], capsys)
+    assert {s["kind"] for s in again["stages"] if s["cached"]} == {"train_weak", "label", "train_ceiling"}
 
 
 def test_unknown_component_gives_did_you_mean(tmp_path, capsys):

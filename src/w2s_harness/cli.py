@@ -24,7 +24,10 @@ def _console(stderr: bool = True):
     from rich.console import Console
 
     # rich honours NO_COLOR and disables animation/colour when the stream is not a TTY.
-    return Console(stderr=stderr, highlight=False)
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 150)  # logs and pipes: keep the results table readable
+    return console
 
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:
@@ -138,8 +141,15 @@ def _progress_hooks(console):
     stage_task = {}
 
     def inner(description: str, total: int):
-        task = progress.add_task(description, total=total)
-        return lambda n=1: progress.advance(task, n)
+        # The bar appears on the first advance only: a cache hit never calls it and so shows nothing.
+        task: list = []
+
+        def advance(n: int = 1) -> None:
+            if not task:
+                task.append(progress.add_task(description, total=total))
+            progress.advance(task[0], n)
+
+        return advance
 
     def on_stage(stage, record, done, total):
         if "id" not in stage_task:
@@ -226,6 +236,13 @@ def main(argv: Sequence[str] | None = None, plugins: Sequence[Any] = ()) -> int:
     except W2SError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - a bug or a library error: one line, traceback on request
+        if os.environ.get("W2S_DEBUG"):
+            raise
+        first = (str(exc).splitlines() or [""])[0]
+        print(f"error: {type(exc).__name__}: {first} (results.json, if any, keeps finished stages; "
+              f"set W2S_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
     except SystemExit as exc:  # argparse --help / usage errors
         return int(exc.code or 0) if isinstance(exc.code, int) else 2
 
