@@ -13,8 +13,6 @@ def main() -> None:
     parts = []
     for name in ORDER:
         text = (ROOT / "docs" / name).read_text().strip()
-        if name == "kernels.md":  # the kernels page is written as a standalone document
-            text = text.replace("# Kernels", "## Kernels", 1).replace("\n## ", "\n### ").replace("\n### Kernels", "\n## Kernels")
         parts.append(text)
     readme.write_text(head + "<!-- SECTIONS -->\n\n" + "\n\n".join(parts) + "\n")
 
