@@ -88,7 +88,7 @@ class RunContext:
             advance = None
             if self.progress is not None:
                 advance = self.progress(f"embedding with {spec_model.name}", len(self.data))
-            feats = self.features.get(spec_model, self.data, progress=advance)
+            feats = self.features.get(spec_model, self.data, progress=advance, device=self.device)
             return feats[rows]
         texts = self.data.texts
         return [texts[i] for i in rows]

@@ -126,10 +126,13 @@ class PlanBuilder:
     :param context: JSON-able identity shared by all stages (dataset identity, package version).
     """
 
-    def __init__(self, config, seed: int, context: dict[str, Any]):
+    def __init__(self, config, seed: int, context: dict[str, Any], identify=None):
         self.config = config
         self.seed = seed
         self.context = context
+        # identify(model_ref_dict) -> the model's resolved identity (defaults, checkpoint hash, tokenizer
+        # version): part of the stage hash so a change in a model's code or defaults invalidates its stages.
+        self.identify = identify or (lambda ref: ref)
         self.stages: dict[str, Stage] = {}
         self.experiments: list[ExperimentSpec] = []
         self.comparisons: list[Comparison] = []
@@ -178,6 +181,7 @@ class PlanBuilder:
                 raise ConfigError(f"stage {ref.name!r} produces no labels; pass the result of builder.label(...)")
         spec = {
             "model": self._component(model),
+            "model_identity": self.identify(self._component(model)),
             "loss": self._component(loss or "xent"),
             "on": sub.as_dict(),
             "labels": "gt" if labels == "gt" else "soft",

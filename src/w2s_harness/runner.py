@@ -44,11 +44,22 @@ def make_plan(config, pm) -> Plan:
     strategy = pm.create("strategy", config.strategy.name, **config.strategy.params)
     dataset = pm.create("dataset", config.dataset.name, **config.dataset.params)
     context = {"dataset": {"name": config.dataset.name, **dataset.identity()}, "w2s_harness": __version__}
+    identities: dict[str, Any] = {}
+
+    def identify(ref: dict) -> Any:
+        key = repr(sorted(ref.items()))
+        if key not in identities:
+            params = {k: v for k, v in ref.items() if k != "name"}
+            model = pm.create("model", ref["name"], **params)
+            # identity() is part of the ModelSpec contract; a model without it is identified by its config
+            identities[key] = model.identity() if hasattr(model, "identity") else ref
+        return identities[key]
+
     stages: dict[str, Stage] = {}
     experiments: dict[int, list[ExperimentSpec]] = {}
     comparisons: list[Comparison] = []
     for seed in config.run.seeds:
-        builder = PlanBuilder(config, seed, context)
+        builder = PlanBuilder(config, seed, context, identify)
         strategy.plan(builder)
         if not builder.experiments:
             raise ConfigError(f"strategy {config.strategy.name!r} declared no experiment for seed {seed}")
