@@ -3,7 +3,8 @@ references in strategy options, and label chains (ladders) with in-sample, slice
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from w2s_harness.config import Component
 from w2s_harness.errors import ConfigError
@@ -107,7 +108,7 @@ def chain(b: PlanBuilder, models: Sequence[dict], losses: Sequence[Component], *
 
 def transfer_rows(b: PlanBuilder, strategy: str, weak: StageRef, ceiling: StageRef, labels, *,
                   rows_prefix: str | None = None, losses: Sequence[Component] | None = None,
-                  compare_losses: bool = True, baseline: "str | dict[str, str] | None" = None) -> list[str]:
+                  compare_losses: bool = True, baseline: str | dict[str, str] | None = None) -> list[str]:
     """One strong transfer stage + experiment row per loss (default: the configured losses); returns the
     experiment names.
 

@@ -80,7 +80,8 @@ class Bootstrap:
                               f"got {len(inner)}")
         weak_m, strong_m = models[0], models[-1]
         weak, labels, ceiling = weak_and_ceiling(b, weak_m, strong_m)
-        meta = dict(weak=weak, ceiling=ceiling, weak_model=b.model_label(weak_m), strong_model=b.model_label(strong_m))
+        meta = {"weak": weak, "ceiling": ceiling, "weak_model": b.model_label(weak_m),
+                "strong_model": b.model_label(strong_m)}
         first_direct = None
         for loss in b.config.losses:
             tag = loss_label(loss)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from w2s_harness.config import Component
 from w2s_harness.plugins.losses.logconf import LogConfLoss
+
+from w2s_harness.config import Component
 
 from ._common import transfer_rows, weak_and_ceiling
 
@@ -29,8 +30,9 @@ class Confidence:
 
     def __init__(self, aux_coef: float | None = None, warmup_frac: float | None = None, warmup: str | None = None,
                  balance: bool | None = None, buffer_size: int | None = None, baseline: str = "xent"):
-        self.options = {k: v for k, v in dict(aux_coef=aux_coef, warmup_frac=warmup_frac, warmup=warmup,
-                                                balance=balance, buffer_size=buffer_size).items() if v is not None}
+        given = {"aux_coef": aux_coef, "warmup_frac": warmup_frac, "warmup": warmup, "balance": balance,
+                 "buffer_size": buffer_size}
+        self.options = {k: v for k, v in given.items() if v is not None}
         self.baseline = baseline
 
     def plan(self, b) -> None:
