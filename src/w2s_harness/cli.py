@@ -161,6 +161,8 @@ def _progress_hooks(console):
 
 
 def cmd_run(args, pm) -> int:
+    from rich.markup import escape
+
     from .report import render
     from .runner import make_plan, run
 
@@ -170,7 +172,7 @@ def cmd_run(args, pm) -> int:
         plan = make_plan(config, pm)
         for st in plan.stages:
             deps = ", ".join(d[:8] for d in st.deps) or "-"
-            console.print(f"{st.id}  seed={st.seed}  {st.kind:<15} {st.name}  <- {deps}")
+            console.print(f"{st.id}  seed={st.seed}  {st.kind:<15} {escape(st.name)}  <- {deps}")
         console.print(f"{len(plan.stages)} stages (dry run: nothing executed)")
         return 0
     progress, inner, on_stage = _progress_hooks(console)

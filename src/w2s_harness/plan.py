@@ -198,8 +198,8 @@ class PlanBuilder:
 
     def combine(self, labels: Sequence[StageRef], *, how: str = "mean", weights: Sequence[float] | None = None,
                 name: str | None = None) -> StageRef:
-        """Combine label stages over the same rows into one soft label (ensemble): ``mean`` or ``weighted``
-        (``weights``, or each source's test accuracy when ``weights`` is None)."""
+        """Combine label stages over the same rows into one soft label (ensemble): ``mean``, or ``weighted``
+        by explicit ``weights`` (equal weights when None: there is no held-out split to weight by)."""
         if how not in ("mean", "weighted"):
             raise ConfigError(f"combine how={how!r}: use 'mean' or 'weighted'")
         spec = {"how": how, "weights": list(weights) if weights is not None else None}
