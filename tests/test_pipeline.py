@@ -167,9 +167,10 @@ class DivergingPlugin:
         registry.add("diverging", DivergingLoss, description="NaN after half of training (test)")
 
 
-def test_nan_loss_fails_with_one_line_and_keeps_partial_results(tmp_path, capsys):
+@pytest.mark.parametrize("workers", ["1", "2"])  # in-process, and raised in a worker process
+def test_nan_loss_fails_with_one_line_and_keeps_partial_results(tmp_path, capsys, workers):
     cfg = write_config(tmp_path, seeds="[0]", loss_block='[loss]\nname = "diverging"\n')
-    code = main(["run", "--config", str(cfg)], plugins=[DivergingPlugin()])
+    code = main(["run", "--config", str(cfg), "--workers", workers], plugins=[DivergingPlugin()])
     err = capsys.readouterr().err
     assert code == 2
     line = [ln for ln in err.splitlines() if ln.startswith("error:")]

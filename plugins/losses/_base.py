@@ -26,6 +26,17 @@ class BaseLoss:
         step_frac = check_step_frac(step_frac, loss=self.name)
         return self.compute(logits, targets, step_frac)
 
+    def prevalidate(self, targets, n_classes: int):
+        """Check a whole ``(N, k)`` soft-label (or ``(N,)`` class-id) matrix once; return it as ``(N, k)`` floats.
+
+        A training loop that feeds row slices of one target matrix calls this once and then :meth:`compute` per
+        batch, instead of paying the value checks (finite, non-negative, rows sum to 1) on every step.
+        """
+        import torch
+
+        shape_only = torch.empty((int(targets.shape[0]), int(n_classes)), device=targets.device)
+        return prepare(shape_only, targets, loss=self.name)[1]
+
     def compute(self, logits, targets, step_frac: float):  # pragma: no cover - abstract
         raise NotImplementedError
 

@@ -40,6 +40,8 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
     p.add_argument("--output-dir", "-o", help="where stages and results.json go (run.output_dir)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="processes for CPU linear-head stages (run.workers; 0 = one per core, 1 = in-process)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any parameter; VALUE is parsed as TOML (repeatable)")
 
@@ -91,7 +93,8 @@ def _resolve_config(args, pm):
         return params is None or key in params
 
     shortcuts = {"strategy": args.strategy, "dataset": args.dataset, "weak": args.weak, "strong": args.strong,
-                 "loss": args.loss, "seeds": args.seeds, "output_dir": args.output_dir, "device": args.device}
+                 "loss": args.loss, "seeds": args.seeds, "output_dir": args.output_dir, "device": args.device,
+                 "workers": args.workers}
     config = resolve(args.config, shortcuts=shortcuts, sets=args.sets, accepts=accepts)
     config.extra = {k: v for k, v in vars(args).items() if k not in shortcuts and k not in (
         "config", "sets", "command", "resume", "dry_run", "json", "strict_plugins")}

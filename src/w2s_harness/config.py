@@ -60,6 +60,7 @@ class RunSection:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     output_dir: str = "runs/default"
     threads: int = 0  # torch intra-op threads for encoders; 0 = torch's default
+    workers: int = 0  # processes for CPU linear-head stages; 0 = one per core (max 8), 1 = in-process only
 
     def validate(self) -> None:
         if (not isinstance(self.seeds, list) or not self.seeds
@@ -71,6 +72,10 @@ class RunSection:
             raise ConfigError(f"run.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
             raise ConfigError(f"run.threads must be an integer >= 0 (0 = torch's default), got {self.threads!r}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise ConfigError(
+                f"run.workers must be an integer >= 0 (0 = one per core, 1 = no worker processes), got {self.workers!r}"
+            )
         if not isinstance(self.output_dir, str) or not self.output_dir:
             raise ConfigError(f"run.output_dir must be a string (a directory path), got {self.output_dir!r}")
 
@@ -219,6 +224,8 @@ def resolve(
             config.run.output_dir = str(value)
         elif section == "device":
             config.run.device = str(value)
+        elif section == "workers":
+            config.run.workers = value
         else:
             comp = config.component(section)
             if comp.name != value:  # a new component: its old parameters no longer apply

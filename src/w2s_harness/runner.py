@@ -10,7 +10,8 @@ from typing import Any
 
 from . import __version__
 from .errors import ConfigError
-from .ops import RunContext, execute
+from .executor import resolve_workers, run_stages
+from .ops import RunContext
 from .plan import Comparison, ExperimentSpec, PlanBuilder, Stage
 from .stats import paired_difference, pgr, summarize
 from .store import StageStore, atomic_write_json
@@ -161,23 +162,36 @@ def run(config, pm, *, resume: bool = True, progress=None, on_stage=None) -> dic
     arrays: dict[str, dict] = {}
     status, error = "complete", None
     device_name = config.run.device
+    done = 0
+
+    def finish(stage, record, arr):
+        nonlocal done
+        records[stage.id], arrays[stage.id] = record, arr
+        done += 1
+        pm.hook.w2s_stage_end(stage=stage, result=record)
+        if on_stage is not None:
+            on_stage(stage, record, done, len(plan.stages))
+
+    def on_result(stage, result):
+        nonlocal device_name
+        metrics, arr, seconds = result
+        record = {"id": stage.id, "op": stage.op, "kind": stage.kind, "name": stage.name,
+                  "seed": stage.seed, "spec": stage.spec, "metrics": metrics, "seconds": seconds}
+        store.save(stage.id, record, arr)
+        device_name = str(ctx.device)
+        finish(stage, {**record, "cached": False}, arr)
+
     try:
-        for done, stage in enumerate(plan.stages, 1):
+        pending = []
+        for stage in plan.stages:
             if resume and store.has(stage.id):
                 record, arr = store.load(stage.id)
-                record = {**record, "cached": True}
+                finish(stage, {**record, "cached": True}, arr)
             else:
-                upstream = [(records[d], arrays[d]) for d in stage.deps]
-                metrics, arr, seconds = execute(ctx, stage, upstream)
-                record = {"id": stage.id, "op": stage.op, "kind": stage.kind, "name": stage.name,
-                          "seed": stage.seed, "spec": stage.spec, "metrics": metrics, "seconds": seconds}
-                store.save(stage.id, record, arr)
-                record = {**record, "cached": False}
-                device_name = str(ctx.device)
-            records[stage.id], arrays[stage.id] = record, arr
-            pm.hook.w2s_stage_end(stage=stage, result=record)
-            if on_stage is not None:
-                on_stage(stage, record, done, len(plan.stages))
+                pending.append(stage)
+        run_stages(ctx, pending, upstream=lambda st: [(records[d], arrays[d]) for d in st.deps],
+                   is_done=records.__contains__, on_result=on_result,
+                   workers=resolve_workers(config.run.workers))
     except BaseException as exc:  # keep what finished: results.json is written either way
         status, error = ("partial" if records else "failed"), exc
     timings = {"total_seconds": time.perf_counter() - t0,

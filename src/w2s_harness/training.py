@@ -189,10 +189,15 @@ def fit(
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     warmup = round(cfg.warmup_frac * total)
-    # not fused=True: it imports torch._dynamo (3-10 s) for a ~25% gain on a sub-second head
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_multiplier(s, total, warmup))
+    optimizer = _adamw(params, cfg, device)
+    optimizer_step = _stepper(optimizer)
     gen = torch.Generator().manual_seed(int(seed))
+    # Per-step overhead dominates a linear head (~3k steps of a (32, d) x (d, k) matmul), so the loop avoids
+    # everything that costs per step without changing the maths: the lr is set directly (no LRScheduler
+    # wrappers), batches are contiguous slices of a once-per-epoch permuted copy, and a built-in loss checks the
+    # whole target matrix once (``prevalidate``) and then runs ``compute`` per batch.
+    call = loss
+    step_losses = torch.empty(steps_per_epoch, dtype=torch.float32)
 
     epoch_acc: list[float] = []
     epoch_losses: list[float] = []
@@ -204,33 +209,36 @@ def fit(
         module.train()
         for epoch in range(cfg.epochs):
             order = torch.randperm(n, generator=gen)
-            running, count = 0.0, 0
+            if features:
+                x_epoch = x_all[order.to(device)]
+                y_epoch = y_all[order.to(device)]
+            sizes: list[int] = []
             for b in range(steps_per_epoch):
-                idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+                lo, hi = b * cfg.batch_size, min(n, (b + 1) * cfg.batch_size)
                 if features:
-                    logits = module(x_all[idx.to(device)])
+                    logits, yb = module(x_epoch[lo:hi]), y_epoch[lo:hi]
                 else:
-                    logits = module([texts[i] for i in idx.tolist()])
-                yb = y_all[idx.to(device)]
-                value = loss(logits.float(), yb, step_frac=step / total)
-                lv = float(value.detach())
-                if not math.isfinite(lv):
-                    sec = section or _section(where)
-                    raise TrainingError(
-                        f"{where or 'training'}: loss is {lv} at epoch {epoch + 1}/{cfg.epochs}, batch "
-                        f"{b + 1}/{steps_per_epoch} (lr {scheduler.get_last_lr()[0]:.3g}); lower the learning rate "
-                        f'(e.g. --set {sec}.lr={cfg.lr / 10:g}) or train in float32 (--set {sec}.dtype="float32")'
-                    )
-                optimizer.zero_grad(set_to_none=True)
+                    idx = order[lo:hi]
+                    logits, yb = module([texts[i] for i in idx.tolist()]), y_all[idx.to(device)]
+                value = call(logits.float(), yb, step_frac=step / total)
+                if call is loss and step == 0:
+                    call, y_all, y_epoch = _fast_path(loss, logits, y_all, y_epoch if features else None, order)
+                lr = cfg.lr * lr_multiplier(step, total, warmup)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                for param in params:  # optimizer.zero_grad(set_to_none=True) without its per-call profiling hooks
+                    param.grad = None
                 value.backward()
-                optimizer.step()
-                scheduler.step()
+                step_losses[b] = value.detach()
+                optimizer_step()
                 step += 1
-                running += lv * len(idx)
-                count += len(idx)
+                sizes.append(hi - lo)
                 if progress is not None:
-                    progress(len(idx))
-            epoch_losses.append(running / max(1, count))
+                    progress(hi - lo)
+                if not features or b == steps_per_epoch - 1 or b % 64 == 63:
+                    _check_finite(step_losses, b, epoch, cfg, (total, warmup), where, section)
+            weights = torch.tensor(sizes, dtype=torch.float32)
+            epoch_losses.append(float((step_losses[: len(sizes)] * weights).sum() / weights.sum()))
             last = epoch == cfg.epochs - 1
             if eval_inputs is not None and (cfg.eval_every_epoch or last):
                 probs = predict_proba(module, eval_inputs, device=device)
@@ -242,6 +250,113 @@ def fit(
         "final_train_loss": epoch_losses[-1] if epoch_losses else float("nan"),
         "steps": step,
     }
+
+
+def warm_up() -> None:
+    """Do the lazy imports of the first optimiser construction now (``torch._dynamo``, ~2 s).
+
+    Called before forking worker processes, so each worker inherits them instead of paying them again.
+    """
+    import torch
+
+    torch.optim.AdamW([torch.zeros(1, requires_grad=True)])
+
+
+def _adamw(params, cfg: TrainConfig, device):
+    """AdamW, fused into one kernel per step where torch supports it (CPU and CUDA floating-point params).
+
+    ``fused=True`` is free to ask for: the optimizer base class imports ``torch._dynamo`` either way.
+    """
+    import torch
+
+    kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+    if device.type in ("cpu", "cuda") and all(p.is_floating_point() for p in params):
+        try:
+            return torch.optim.AdamW(params, fused=True, **kwargs)
+        except (RuntimeError, ValueError):  # dtype/device combination without a fused kernel
+            pass
+    return torch.optim.AdamW(params, **kwargs)
+
+
+def _stepper(optimizer) -> Callable[[], None]:
+    """``optimizer.step`` for one AdamW param group; after the first step, the same fused update called through
+    torch's functional ``torch.optim.adamw.adamw`` on the optimizer's own state.
+
+    Why: ``Optimizer.step`` wraps the ~15 us fused kernel in hooks, profiler records and dynamo guards that cost
+    ~300 us per call on a slow CPU, as much as the rest of a linear head's step. The update is the same kernel
+    on the same tensors, so results are bitwise identical (tested); anything unusual keeps ``optimizer.step``.
+    """
+    import importlib
+
+    group = optimizer.param_groups[0] if len(optimizer.param_groups) == 1 else {}
+    functional = getattr(importlib.import_module("torch.optim.adamw"), "adamw", None)
+    if not (group.get("fused") and functional is not None and not group.get("amsgrad")
+            and not group.get("maximize") and not group.get("capturable") and not group.get("differentiable")):
+        return optimizer.step
+    params = group["params"]
+    state: list = []
+
+    def step() -> None:
+        grads = [p.grad for p in params]
+        if not state or any(g is None for g in grads):
+            # The first step creates the state tensors; a param without a gradient (unused in a fine-tune's
+            # forward) has no state yet: let the optimizer handle those steps itself.
+            optimizer.step()
+            found = [optimizer.state.get(p, {}) for p in params]
+            state[:] = found if all("exp_avg" in s for s in found) else []
+            return
+        beta1, beta2 = group["betas"]
+        functional(
+            params, grads, [s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state],
+            [], [s["step"] for s in state], fused=True, amsgrad=False, beta1=beta1, beta2=beta2,
+            lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
+        )
+
+    return step
+
+
+def _fast_path(loss, logits, y_all, y_epoch, order):
+    """After the first (fully checked) batch: ``loss.compute`` on targets checked once, if the loss offers it.
+
+    Returns ``(callable, y_all, y_epoch)``; the targets come back converted (class ids -> one-hot rows) so the
+    per-batch slices match what the checked call would have produced.
+    """
+    prevalidate = getattr(loss, "prevalidate", None)
+    compute = getattr(loss, "compute", None)
+    if not (callable(prevalidate) and callable(compute)):
+        return loss, y_all, y_epoch
+    y_all = prevalidate(y_all, int(logits.shape[1]))
+    if y_epoch is not None:
+        y_epoch = y_all[order.to(y_all.device)]
+
+    def call(logits, targets, step_frac):
+        return compute(logits, targets, step_frac)
+
+    return call, y_all, y_epoch
+
+
+def _check_finite(step_losses, b: int, epoch: int, cfg: TrainConfig, schedule: tuple[int, int], where: str,
+                  section: str | None) -> None:
+    """Raise a one-line :class:`TrainingError` naming the first non-finite batch loss up to batch ``b``.
+
+    Losses are stored per step and checked every few steps (one host read instead of one per step).
+    """
+    import torch
+
+    seen = step_losses[: b + 1]
+    bad = (~torch.isfinite(seen)).nonzero()
+    if len(bad) == 0:
+        return
+    first = int(bad[0, 0])
+    total, warmup = schedule
+    steps_per_epoch = total // max(1, cfg.epochs)
+    lr = cfg.lr * lr_multiplier(epoch * steps_per_epoch + first, total, warmup)
+    sec = section or _section(where)
+    raise TrainingError(
+        f"{where or 'training'}: loss is {float(seen[first])} at epoch {epoch + 1}/{cfg.epochs}, batch "
+        f"{first + 1}/{steps_per_epoch} (lr {lr:.3g}); lower the learning rate "
+        f'(e.g. --set {sec}.lr={cfg.lr / 10:g}) or train in float32 (--set {sec}.dtype="float32")'
+    )
 
 
 def predict_proba(
@@ -307,5 +422,6 @@ __all__ = [
     "make_train_config",
     "predict_proba",
     "total_steps",
+    "warm_up",
     "zero_linear_head",
 ]
