@@ -73,3 +73,20 @@ def test_cold_vs_cached_run(benchmark, tmp_path):
     cached = benchmark.stats.stats.mean
     benchmark.extra_info.update({"cold_s": cold, "cached_s": cached, "cached_over_cold": cached / cold})
     assert Path(out, "results.json").is_file()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_head_stages_by_workers(benchmark, tmp_path, workers):
+    """Four seeds of naive glove->glove (16 head stages) with one process vs two worker processes.
+
+    The ratio of the two means (same session) is the executor's speed-up; features are cached before timing.
+    """
+    from w2s_harness.cli import main
+
+    out = tmp_path / "run"
+    argv = ["run", "--weak", "glove-bow", "--strong", "glove-bow", "--loss", "xent,logconf", "--seeds", "0,1,2,3",
+            "--set", "dataset.n_train=4000", "--set", "dataset.n_test=1000", "--output-dir", str(out),
+            "--workers", str(workers)]
+    assert main(argv + ["--seeds", "0", "--workers", "1"]) == 0  # embed once, outside the timed runs
+    benchmark.pedantic(lambda: main(argv + ["--no-resume"]), rounds=2, iterations=1)
+    benchmark.extra_info["stages_per_s"] = 16 / benchmark.stats.stats.mean

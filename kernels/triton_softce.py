@@ -44,6 +44,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .triton_tiles import load_rows_tile, softmax_tile, store_rows_tile
+
 MODE_XENT = 0
 MODE_PRODUCT = 1
 MODE_LOGCONF = 2
@@ -99,29 +101,10 @@ def _rows_kernel(
     cols = tl.arange(0, BLOCK_K)
     rmask = rows < N
     mask = rmask[:, None] & (cols[None, :] < K)
-    FLAT: tl.constexpr = BLOCK_K == K
-    if FLAT:
-        # Contiguous rows and a power-of-two K: the tile is one contiguous span, loaded without a mask
-        # unless it is the last, partial block -> 16-byte vector accesses even when a row is 4 bytes.
-        flat = pid.to(tl.int64) * (BLOCK_N * K) + tl.arange(0, BLOCK_N * K)
-        full = (pid + 1) * BLOCK_N <= N
-        if full:
-            zf = tl.load(Z + flat)
-            yf = tl.load(Y + flat)
-        else:
-            zf = tl.load(Z + flat, mask=flat < NK, other=0.0)
-            yf = tl.load(Y + flat, mask=flat < NK, other=0.0)
-        z = tl.reshape(zf, (BLOCK_N, BLOCK_K)).to(ACC)
-        y = tl.reshape(yf, (BLOCK_N, BLOCK_K)).to(ACC)
-    else:
-        offs = rows.to(tl.int64)[:, None] * K + cols[None, :]
-        z = tl.load(Z + offs, mask=mask, other=0.0).to(ACC)
-        y = tl.load(Y + offs, mask=mask, other=0.0).to(ACC)
+    z = load_rows_tile(Z, pid, rows, cols, mask, N, NK, K, BLOCK_N, BLOCK_K, ACC)
+    y = load_rows_tile(Y, pid, rows, cols, mask, N, NK, K, BLOCK_N, BLOCK_K, ACC)
 
-    zm = tl.where(mask, z, float("-inf"))
-    m = tl.where(rmask, tl.max(zm, axis=1), 0.0)
-    e = tl.exp(zm - m[:, None])
-    d = tl.where(rmask, tl.sum(e, axis=1), 1.0)
+    zm, m, e, d = softmax_tile(z, mask, rmask)
     logd = tl.log(d)
     p = e / d[:, None]
     # -log_softmax(z) = log(d) - (z - m): shift first (exact), so |z| ~ 1e4 loses no digits to cancellation.
@@ -157,15 +140,8 @@ def _rows_kernel(
     loss = tl.sum(t * nlp, axis=1)
     tl.store(LOSS + rows, loss, mask=rmask)
     if WRITE_GRAD:
-        g = ((tsum[:, None] * p - t) * grad_scale).to(G.dtype.element_ty)
-        if FLAT:
-            gf = tl.reshape(g, (BLOCK_N * K,))
-            if full:
-                tl.store(G + flat, gf)
-            else:
-                tl.store(G + flat, gf, mask=flat < NK)
-        else:
-            tl.store(G + offs, g, mask=mask)
+        g = (tsum[:, None] * p - t) * grad_scale
+        store_rows_tile(G, g, pid, rows, cols, mask, N, NK, K, BLOCK_N, BLOCK_K)
 
 
 @triton.jit

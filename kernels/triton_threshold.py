@@ -25,6 +25,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .triton_tiles import load_rows_tile, softmax_tile
+
 #: Largest k for the prob0 kernel (one tile per row block, the same code as the fused single-tile kernel).
 PROB0_MAX_K = 8192
 
@@ -38,22 +40,9 @@ def _prob0_kernel(
     cols = tl.arange(0, BLOCK_K)
     rmask = rows < N
     mask = rmask[:, None] & (cols[None, :] < K)
-    FLAT: tl.constexpr = BLOCK_K == K
-    if FLAT:
-        flat = pid.to(tl.int64) * (BLOCK_N * K) + tl.arange(0, BLOCK_N * K)
-        if (pid + 1) * BLOCK_N <= N:
-            zf = tl.load(Z + flat)
-        else:
-            zf = tl.load(Z + flat, mask=flat < NK, other=0.0)
-        z = tl.reshape(zf, (BLOCK_N, BLOCK_K)).to(ACC)
-    else:
-        offs = rows.to(tl.int64)[:, None] * K + cols[None, :]
-        z = tl.load(Z + offs, mask=mask, other=0.0).to(ACC)
-    # Same arithmetic as triton_softce._rows_kernel so that p0 is bit-identical in both passes.
-    zm = tl.where(mask, z, float("-inf"))
-    m = tl.where(rmask, tl.max(zm, axis=1), 0.0)
-    e = tl.exp(zm - m[:, None])
-    d = tl.where(rmask, tl.sum(e, axis=1), 1.0)
+    z = load_rows_tile(Z, pid, rows, cols, mask, N, NK, K, BLOCK_N, BLOCK_K, ACC)
+    # The same helpers as triton_softce._rows_kernel, so that p0 is bit-identical in both passes.
+    zm, m, e, d = softmax_tile(z, mask, rmask)
     p = e / d[:, None]
     p0 = tl.sum(tl.where(cols[None, :] == 0, p, 0.0), axis=1)
     tl.store(P0 + rows, p0, mask=rmask)

@@ -190,6 +190,7 @@ def test_unknown_component_gives_did_you_mean(tmp_path, capsys):
     assert main(["run", "--config", str(cfg), "--loss", "logcnf"]) == 2
     err = capsys.readouterr().err
     assert "unknown loss 'logcnf'" in err and "Did you mean: logconf" in err
+    assert "see `w2s-harness list losses`" in err  # a command that exists
 
 
 def test_cli_subprocess_json_output(tmp_path):

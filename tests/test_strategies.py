@@ -12,7 +12,7 @@ import pytest
 from w2s_harness.components import Splits, TextData
 from w2s_harness.config import DEFAULT_STRONG, Component, RunConfig, resolve
 from w2s_harness.datasets import BaseDataset, fingerprint_examples
-from w2s_harness.errors import ConfigError
+from w2s_harness.errors import ConfigError, W2SError
 from w2s_harness.hookspecs import hookimpl
 from w2s_harness.plan import PlanBuilder, Subset
 from w2s_harness.pluginmanager import create_plugin_manager
@@ -246,6 +246,18 @@ def test_bootstrap_rung_options(pm):
         pm.create("strategy", "bootstrap", folds=1)
     with pytest.raises(ConfigError, match="no parameter"):
         pm.create("strategy", "bootstrap", rung=LADDER)
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"inner_loss": "xnet"}, "Did you mean: xent"),  # unknown inner loss
+    ({"rung_losses": ["xent", {"name": "logconf", "aux_coef": 2.0}]}, "aux_coef"),  # bad value
+    ({"inner_loss": {"name": "kl", "direction": "sideways"}}, "direction"),
+])
+def test_plan_checks_every_stage_loss_before_anything_runs(pm, params, match):
+    cfg = config("bootstrap", losses=("logconf",))
+    cfg.strategy.params = {"rungs": ["weak", MID1, MID2, "strong"], **params}
+    with pytest.raises(W2SError, match=match):  # ConfigError, or UnknownComponentError for a typo
+        make_plan(cfg, pm)
 
 
 # --------------------------------------------------------------------------------------------- confidence

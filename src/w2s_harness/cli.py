@@ -15,8 +15,9 @@ from typing import Any, Sequence
 
 from . import __version__
 from .errors import W2SError
+from .registry import PLURALS
 
-KIND_PLURALS = {"datasets": "dataset", "models": "model", "losses": "loss", "strategies": "strategy"}
+KIND_PLURALS = {plural: kind for kind, plural in PLURALS.items()}
 KIND_TITLES = {v: k for k, v in KIND_PLURALS.items()}
 
 

@@ -8,6 +8,9 @@ from typing import Any, Callable
 
 from .errors import ConfigError, PluginError, UnknownComponentError, did_you_mean
 
+#: How ``w2s-harness list`` names each component kind.
+PLURALS = {"dataset": "datasets", "model": "models", "loss": "losses", "strategy": "strategies"}
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -83,7 +86,8 @@ class Registry:
                 return entry, {"target": name[len(entry.name):]}
         raise UnknownComponentError(
             f"unknown {self.kind} {name!r}.{did_you_mean(name, self.entries)} "
-            f"Available: {', '.join(self.names()) or '(none)'} (see `w2s-harness list {self.kind}s`)"
+            f"Available: {', '.join(self.names()) or '(none)'} "
+            f"(see `w2s-harness list {PLURALS.get(self.kind, self.kind + 's')}`)"
         )
 
     def check_params(self, name: str, params: dict[str, Any]) -> None:

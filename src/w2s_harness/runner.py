@@ -69,7 +69,22 @@ def make_plan(config, pm) -> Plan:
         experiments[seed] = builder.experiments
         if not comparisons:
             comparisons = builder.comparisons
+    _check_stage_losses(stages.values(), pm)
     return Plan(list(stages.values()), experiments, comparisons)
+
+
+def _check_stage_losses(stages, pm) -> None:
+    """Create every loss a train stage names once, so a typo in a strategy option (a rung's or an inner loss)
+    fails before anything trains instead of after the weak model did. Models are checked by ``identify``."""
+    seen = set()
+    for stage in stages:
+        ref = stage.spec.get("loss") if stage.op == "train" else None
+        if not isinstance(ref, dict) or repr(sorted(ref.items())) in seen:
+            continue
+        seen.add(repr(sorted(ref.items())))
+        params = {k: v for k, v in ref.items() if k != "name"}
+        pm.registry("loss").check_params(ref["name"], params)
+        pm.create("loss", ref["name"], **params)
 
 
 def environment(device: str) -> dict[str, Any]:
