@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from functools import lru_cache
+from functools import cache
 
 BACKENDS = ("auto", "torch", "triton")
 
@@ -19,7 +19,7 @@ class KernelUnavailableError(RuntimeError):
     """backend="triton" was requested but cannot run here."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def triton_available() -> bool:
     try:
         importlib.import_module("triton")

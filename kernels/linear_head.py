@@ -79,13 +79,15 @@ class FusedLinearSoftXent(torch.autograd.Function):
         saved = [t for t in (grad_h, grad_w, grad_b) if t is not None]
         ctx.save_for_backward(*saved)
         ctx.flags = (need_h, need_w, need_b)
+        ctx.spent = False
         ctx.param_dtypes = (weight.dtype, None if bias is None else bias.dtype)
         return loss_rows.mean()
 
     @staticmethod
     def backward(ctx, grad_output):
-        from .triton_softce import scale_by_
+        from .triton_softce import check_once, scale_by_
 
+        check_once(ctx)
         saved = list(ctx.saved_tensors)
         out = []
         for flag in ctx.flags:

@@ -104,7 +104,7 @@ def _rows_kernel(
     z = load_rows_tile(Z, pid, rows, cols, mask, N, NK, K, BLOCK_N, BLOCK_K, ACC)
     y = load_rows_tile(Y, pid, rows, cols, mask, N, NK, K, BLOCK_N, BLOCK_K, ACC)
 
-    zm, m, e, d = softmax_tile(z, mask, rmask)
+    _zm, m, e, d = softmax_tile(z, mask, rmask)
     logd = tl.log(d)
     p = e / d[:, None]
     # -log_softmax(z) = log(d) - (z - m): shift first (exact), so |z| ~ 1e4 loses no digits to cancellation.
@@ -406,6 +406,20 @@ def scale_by_(x: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def check_once(ctx) -> None:
+    """Refuse a second backward through one forward (``retain_graph=True``).
+
+    The gradient computed in forward is scaled by ``grad_output`` in place (no extra (N, k) buffer, as in
+    Liger-Kernel), so a second backward would silently return it scaled twice. A clear error instead.
+    """
+    if ctx.spent:
+        raise RuntimeError(
+            "fused w2s loss: backward ran twice through one forward (retain_graph=True); the fused kernel "
+            "keeps one gradient buffer. Recompute the loss for each backward, or use backend='torch'"
+        )
+    ctx.spent = True
+
+
 class FusedSoftCE(torch.autograd.Function):
     """Mean soft-target CE; the target transform is chosen by ``mode`` (see the module docstring).
 
@@ -421,12 +435,14 @@ class FusedSoftCE(torch.autograd.Function):
         if grad is not None:
             ctx.save_for_backward(grad)
         ctx.has_grad = grad is not None
+        ctx.spent = False
         return loss_rows.mean()
 
     @staticmethod
     def backward(ctx, grad_output):
         if not ctx.has_grad:
             return (None,) * 11
+        check_once(ctx)
         (grad,) = ctx.saved_tensors
         return (scale_by_(grad, grad_output),) + (None,) * 10
 

@@ -42,7 +42,7 @@ def _prob0_kernel(
     mask = rmask[:, None] & (cols[None, :] < K)
     z = load_rows_tile(Z, pid, rows, cols, mask, N, NK, K, BLOCK_N, BLOCK_K, ACC)
     # The same helpers as triton_softce._rows_kernel, so that p0 is bit-identical in both passes.
-    zm, m, e, d = softmax_tile(z, mask, rmask)
+    _zm, _m, e, d = softmax_tile(z, mask, rmask)
     p = e / d[:, None]
     p0 = tl.sum(tl.where(cols[None, :] == 0, p, 0.0), axis=1)
     tl.store(P0 + rows, p0, mask=rmask)

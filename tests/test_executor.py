@@ -6,14 +6,13 @@ import json
 import os
 
 import pytest
+from test_pipeline import write_config
 
 from w2s_harness import hookimpl
 from w2s_harness.cli import main
 from w2s_harness.config import RunSection
 from w2s_harness.errors import ConfigError
 from w2s_harness.executor import MAX_AUTO_WORKERS, available_cores, resolve_workers
-
-from test_pipeline import write_config
 
 
 class PidXent:

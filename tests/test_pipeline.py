@@ -197,7 +197,7 @@ def test_cli_subprocess_json_output(tmp_path):
     cfg = write_config(tmp_path, seeds="[3]", loss_block='[loss]\nname = "xent"\n')
     env = {**os.environ, "NO_COLOR": "1"}
     proc = subprocess.run([sys.executable, "-m", "w2s_harness", "run", "--config", str(cfg), "--json"],
-                          capture_output=True, text=True, env=env, timeout=300)
+                          check=False, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)
     exp = results["experiments"][0]

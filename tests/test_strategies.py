@@ -378,3 +378,36 @@ def test_make_plan_dedupes_across_seeds(pm, strategy):
     pos = {sid: i for i, sid in enumerate(ids)}
     assert all(pos[d] < pos[s.id] for s in plan.stages for d in s.deps)  # dependency order
     assert [e.name for e in plan.experiments[0]] == [e.name for e in one.experiments]
+
+
+
+class VersionedWeak(ToyModel):
+    """A weak model whose identity (think: checkpoint hash, code defaults) can change under the same config."""
+
+    version = "v1"
+
+    def identity(self):
+        return {"weights": self.version}
+
+
+class VersionedPlugin:
+    @hookimpl
+    def w2s_register_datasets(self, registry):
+        registry.add("toy", ToyDataset)
+
+    @hookimpl
+    def w2s_register_models(self, registry):
+        registry.add("toy-weak", VersionedWeak)
+        registry.add("toy-strong", ToyModel)
+
+
+def test_model_identity_is_part_of_every_downstream_stage_id(monkeypatch):
+    """Changing a model's resolved identity invalidates its stages and everything downstream although the
+    config is unchanged; stages that do not depend on it keep their ids (cache hits)."""
+    pm = create_plugin_manager([VersionedPlugin()], entry_points=False)
+    cfg = config("naive", losses=("xent",))
+    before = {s.name: s.id for s in make_plan(cfg, pm).stages}
+    monkeypatch.setattr(VersionedWeak, "version", "v2")
+    after = {s.name: s.id for s in make_plan(cfg, pm).stages}
+    assert set(before) == set(after) == {"weak", "weak labels", "ceiling", "transfer[xent]"}
+    assert {n for n in before if before[n] != after[n]} == {"weak", "weak labels", "transfer[xent]"}

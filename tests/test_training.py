@@ -297,7 +297,7 @@ def test_prevalidated_fast_path_trains_exactly_like_the_checked_call(name):
     pm = create_plugin_manager(entry_points=False)
     loss = pm.create("loss", name)
     # a wrapper hides prevalidate/compute, so fit calls the fully checked loss(...) on every batch
-    checked = lambda logits, targets, step_frac: loss(logits, targets, step_frac=step_frac)  # noqa: E731
+    checked = lambda logits, targets, step_frac: loss(logits, targets, step_frac=step_frac)
     w_fast, out_fast = _trained(loss)
     w_checked, out_checked = _trained(checked)
     assert torch.equal(w_fast, w_checked)

@@ -13,12 +13,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "create_dataset",
+    "create_loss",
+    "create_model",
+    "create_strategy",
     "hookimpl",
     "plugin_manager",
-    "create_dataset",
-    "create_model",
-    "create_loss",
-    "create_strategy",
 ]
 
 

@@ -10,8 +10,9 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from . import __version__
 from .errors import W2SError
@@ -242,7 +243,7 @@ def main(argv: Sequence[str] | None = None, plugins: Sequence[Any] = ()) -> int:
     except W2SError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # noqa: BLE001 - a bug or a library error: one line, traceback on request
+    except Exception as exc:
         if os.environ.get("W2S_DEBUG"):
             raise
         first = (str(exc).splitlines() or [""])[0]

@@ -6,8 +6,9 @@ The core knows these protocols, never a concrete dataset or model. Everything he
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -27,7 +28,7 @@ class TextData:
     """
 
     texts: list[str]
-    labels: "np.ndarray"
+    labels: np.ndarray
     class_names: list[str]
     fingerprint: str
 
@@ -43,9 +44,9 @@ class TextData:
 class Splits:
     """Index arrays into :class:`TextData` for one seed. Disjoint; ``test`` never touches training."""
 
-    train1: "np.ndarray"
-    train2: "np.ndarray"
-    test: "np.ndarray"
+    train1: np.ndarray
+    train2: np.ndarray
+    test: np.ndarray
 
 
 @runtime_checkable
@@ -103,7 +104,7 @@ class ModelSpec(Protocol):
 
     def features(
         self, texts: Sequence[str], progress: Callable[[int], None] | None = None
-    ) -> "dict[str, np.ndarray]":
+    ) -> dict[str, np.ndarray]:
         """Embed ``texts`` (linear probe only): ``{feature_key: (N, d) float32 array}``.
 
         The dict holds at least this model's own :meth:`feature_key` and may hold more: e.g. the ``hf:`` model
@@ -112,7 +113,7 @@ class ModelSpec(Protocol):
         ``progress(n)`` advances a bar by ``n`` texts. Models may accept an optional ``device`` keyword.
         """
 
-    def build(self, n_classes: int, in_features: int | None, device: "torch.device") -> "torch.nn.Module":
+    def build(self, n_classes: int, in_features: int | None, device: torch.device) -> torch.nn.Module:
         """A fresh classifier on ``device``: zero-initialised linear head (the reference)."""
 
 
@@ -122,7 +123,7 @@ class ModelSpec(Protocol):
 class Loss(Protocol):
     """``loss(logits (N,k), targets (N,k) soft or (N,) ints, step_frac in [0,1]) -> scalar tensor``."""
 
-    def __call__(self, logits: "torch.Tensor", targets: "torch.Tensor", step_frac: float = 0.0) -> "torch.Tensor":
+    def __call__(self, logits: torch.Tensor, targets: torch.Tensor, step_frac: float = 0.0) -> torch.Tensor:
         ...
 
 

@@ -40,7 +40,7 @@ class Component:
         return {"name": self.name, **self.params}
 
     @classmethod
-    def from_dict(cls, section: str, data: Any) -> "Component":
+    def from_dict(cls, section: str, data: Any) -> Component:
         if isinstance(data, str):
             return cls(data)
         if not isinstance(data, dict):
@@ -104,7 +104,7 @@ class RunConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def default(cls) -> "RunConfig":
+    def default(cls) -> RunConfig:
         d = _default_components()
         return cls(d["dataset"], d["weak"], d["strong"], d["loss"], d["strategy"])
 

@@ -21,7 +21,6 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from .ops import RunContext, execute
 from .plan import Stage
@@ -133,7 +132,7 @@ def run_stages(
                 else:
                     try:
                         on_result(stage, execute(ctx, stage, upstream(stage)))
-                    except Exception as exc:  # finish what runs, then raise
+                    except Exception as exc:  # noqa: BLE001 - finish what runs, then raise it
                         error = exc
                 todo.remove(stage)
                 progressed = True
@@ -148,7 +147,7 @@ def run_stages(
                 stage = running.pop(future)
                 try:
                     on_result(stage, future.result())
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - the first error is raised below
                     error = error or exc
     except BaseException:
         for future in running:

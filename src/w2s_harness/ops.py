@@ -8,9 +8,10 @@ between stages as ``{"indices": (M,) int64 row ids, "probs": (M, k) float32}``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import ConfigError, DataError
 from .plan import Stage, Subset
@@ -149,7 +150,7 @@ def op_train(ctx: RunContext, stage: Stage, upstream: list[tuple[dict, dict]]):
     test_probs = probs_all[len(splits.train1) + len(splits.train2):]
     metrics = {
         "test_acc": training.accuracy(test_probs, data.labels[splits.test]),
-        "n_train": int(len(rows)),
+        "n_train": len(rows),
         **history,
     }
     return metrics, {"indices": every.astype(np.int64), "probs": probs_all.astype(np.float32)}
@@ -165,7 +166,7 @@ def op_label(ctx: RunContext, stage: Stage, upstream):
     pos = {int(r): i for i, r in enumerate(arrays["indices"])}
     probs = arrays["probs"][[pos[int(r)] for r in rows]]
     # Accuracy of the labels against ground truth is reported for diagnosis only; nothing trains on it.
-    metrics = {"n": int(len(rows)), "label_acc": training.accuracy(probs, ctx.data.labels[rows])}
+    metrics = {"n": len(rows), "label_acc": training.accuracy(probs, ctx.data.labels[rows])}
     return metrics, {"indices": rows.astype(np.int64), "probs": probs.astype(np.float32)}
 
 
@@ -188,7 +189,7 @@ def op_combine(ctx: RunContext, stage: Stage, upstream):
         raise ConfigError(f"stage {stage.name!r}: {len(weights)} weights for {len(aligned)} label sources")
     w = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
     probs = sum(wi * a for wi, a in zip(w, aligned)).astype(np.float32)
-    metrics = {"n": int(len(base)), "label_acc": training.accuracy(probs, ctx.data.labels[base]),
+    metrics = {"n": len(base), "label_acc": training.accuracy(probs, ctx.data.labels[base]),
                "weights": w.tolist()}
     return metrics, {"indices": base.astype(np.int64), "probs": probs}
 
@@ -209,7 +210,7 @@ def op_filter(ctx: RunContext, stage: Stage, upstream):
         cls = probs.argmax(axis=1)
         eps = 1e-12
         score = -np.log(probs[np.arange(len(cls)), cls] + eps) + np.log(ref_probs[np.arange(len(cls)), cls] + eps)
-    n_keep = max(1, int(round(stage.spec["keep_frac"] * len(idx))))
+    n_keep = max(1, round(stage.spec["keep_frac"] * len(idx)))
     order = np.argsort(-score, kind="stable")[:n_keep]
     keep = np.sort(order)
     metrics = {"n": int(n_keep), "kept_frac": n_keep / len(idx),

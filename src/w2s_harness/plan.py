@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from .errors import ConfigError
 
@@ -63,7 +64,7 @@ class Subset:
         return np.sort(chunks[self.part])
 
 
-def as_subset(on: "Subset | str") -> Subset:
+def as_subset(on: Subset | str) -> Subset:
     return on if isinstance(on, Subset) else Subset(on)
 
 
@@ -166,7 +167,7 @@ class PlanBuilder:
         model,
         *,
         on: Subset | str,
-        labels: "str | StageRef | Sequence[StageRef]" = "gt",
+        labels: str | StageRef | Sequence[StageRef] = "gt",
         loss=None,
         kind: str = "train",
         name: str | None = None,

@@ -100,7 +100,7 @@ def environment(device: str) -> dict[str, Any]:
             env[pkg] = None
     try:
         env["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            ["git", "rev-parse", "HEAD"], check=False, capture_output=True, text=True, timeout=5,
             cwd=Path(__file__).parent).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         env["git_commit"] = None
@@ -207,7 +207,7 @@ def run(config, pm, *, resume: bool = True, progress=None, on_stage=None) -> dic
         run_stages(ctx, pending, upstream=lambda st: [(records[d], arrays[d]) for d in st.deps],
                    is_done=records.__contains__, on_result=on_result,
                    workers=resolve_workers(config.run.workers))
-    except BaseException as exc:  # keep what finished: results.json is written either way
+    except BaseException as exc:  # noqa: BLE001 - keep what finished: results.json is written either way
         status, error = ("partial" if records else "failed"), exc
     timings = {"total_seconds": time.perf_counter() - t0,
                "computed_seconds": sum(r["seconds"] for r in records.values() if not r["cached"]),

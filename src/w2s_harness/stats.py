@@ -9,7 +9,7 @@ cancels. With fewer than two defined values the interval is ``None``.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 N_BOOTSTRAP = 10_000
 

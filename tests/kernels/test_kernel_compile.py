@@ -7,14 +7,13 @@ compile error.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-import importlib.util
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 
@@ -24,7 +23,8 @@ pytestmark = pytest.mark.skipif(not HAS_TRITON, reason="needs triton: pip instal
 def test_row_kernels_compile_for_sm90():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     script = Path(__file__).with_name("_compile_sm90.py")
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run([sys.executable, str(script)], check=False, capture_output=True, text=True, env=env,
+                          timeout=600)
     if proc.returncode == 3:
         pytest.skip("this triton has no ASTSource/GPUTarget compile entry point")
     if proc.returncode != 0 and "ptxas" in proc.stderr and "not found" in proc.stderr.lower():

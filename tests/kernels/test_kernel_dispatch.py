@@ -93,3 +93,23 @@ def test_backend_triton_on_cpu_without_interpreter_is_refused(monkeypatch):
     with pytest.raises(dispatch.KernelUnavailableError, match="CUDA") as err:
         dispatch.soft_xent(z, y, backend="triton")
     assert "\n" not in str(err.value)
+
+
+@needs_triton
+def test_second_backward_through_one_forward_is_refused_not_silently_wrong(device):
+    """The fused kernels scale their stored gradient in place; a retained graph must not reuse it."""
+    from w2s_harness.kernels import dispatch
+    from w2s_harness.kernels.linear_head import linear_head_soft_xent
+
+    z, y = make_inputs("random", 8, 3, F32, device=device)
+    z = z.clone().requires_grad_(True)
+    loss = dispatch.soft_xent(z, y, backend="triton") * 2.0
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="backward ran twice through one forward"):
+        loss.backward()
+    h = torch.randn(4, 3, device=device, requires_grad=True)
+    w = torch.randn(2, 3, device=device, requires_grad=True)
+    head = linear_head_soft_xent(h, w, None, y[:4, :2] / y[:4, :2].sum(1, keepdim=True), backend="triton")
+    head.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="backward ran twice through one forward"):
+        head.backward()
