@@ -79,19 +79,17 @@ class FusedLinearSoftXent(torch.autograd.Function):
         saved = [t for t in (grad_h, grad_w, grad_b) if t is not None]
         ctx.save_for_backward(*saved)
         ctx.flags = (need_h, need_w, need_b)
-        ctx.spent = False
+        ctx.applied = None
         ctx.param_dtypes = (weight.dtype, None if bias is None else bias.dtype)
         return loss_rows.mean()
 
     @staticmethod
     def backward(ctx, grad_output):
-        from .triton_softce import check_once, scale_by_
+        from .triton_softce import scale_saved_grads
 
-        check_once(ctx)
         saved = list(ctx.saved_tensors)
-        out = []
-        for flag in ctx.flags:
-            out.append(scale_by_(saved.pop(0), grad_output) if flag else None)
+        grads = [saved.pop(0) if flag else None for flag in ctx.flags]
+        out = scale_saved_grads(ctx, grads, grad_output)
         gh, gw, gb = out
         if gw is not None and gw.dtype != ctx.param_dtypes[0]:
             gw = gw.to(ctx.param_dtypes[0])

@@ -44,7 +44,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_tiles import load_rows_tile, softmax_tile, store_rows_tile
+from .triton_tiles import load_rows_tile, row_block, softmax_tile, store_rows_tile
 
 MODE_XENT = 0
 MODE_PRODUCT = 1
@@ -96,11 +96,7 @@ def _rows_kernel(
     alpha = _hilo(alpha_hi, alpha_lo, ACC)
     beta = _hilo(beta_hi, beta_lo, ACC)
     grad_scale = _hilo(gs_hi, gs_lo, ACC)
-    pid = tl.program_id(0)
-    rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)
-    cols = tl.arange(0, BLOCK_K)
-    rmask = rows < N
-    mask = rmask[:, None] & (cols[None, :] < K)
+    pid, rows, cols, rmask, mask = row_block(N, K, BLOCK_N, BLOCK_K)
     z = load_rows_tile(Z, pid, rows, cols, mask, N, NK, K, BLOCK_N, BLOCK_K, ACC)
     y = load_rows_tile(Y, pid, rows, cols, mask, N, NK, K, BLOCK_N, BLOCK_K, ACC)
 
@@ -406,18 +402,34 @@ def scale_by_(x: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def check_once(ctx) -> None:
-    """Refuse a second backward through one forward (``retain_graph=True``).
+def scale_saved_grads(ctx, grads: list, grad_output: torch.Tensor) -> list:
+    """``grad_output * g`` for each gradient ``g`` computed in forward (``None`` entries pass through).
 
-    The gradient computed in forward is scaled by ``grad_output`` in place (no extra (N, k) buffer, as in
-    Liger-Kernel), so a second backward would silently return it scaled twice. A clear error instead.
+    The first backward through a forward scales in place (no extra (N, k) buffer and no host sync, as in
+    Liger-Kernel) and remembers the factor on the device. A later backward through the same forward
+    (``retain_graph=True``, ``gradcheck``) divides that factor out again, out of place: exact when the first
+    factor was 1 (a plain ``loss.backward()``) or a power of two (loss scaling). A first factor of 0 erased the
+    stored gradient, which is a one-line error.
     """
-    if ctx.spent:
+    if ctx.applied is None:
+        out = [None if g is None else scale_by_(g, grad_output) for g in grads]
+        ctx.applied = grad_output.detach().reshape(()).to(torch.float64).clone()
+        return out
+    first = float(ctx.applied)  # host sync, on this rare path only
+    if first == 0.0:
         raise RuntimeError(
-            "fused w2s loss: backward ran twice through one forward (retain_graph=True); the fused kernel "
-            "keeps one gradient buffer. Recompute the loss for each backward, or use backend='torch'"
+            "fused w2s loss: a second backward through one forward after a backward with grad_output 0 (the "
+            "stored gradient was zeroed in place); recompute the loss, or use backend='torch'"
         )
-    ctx.spent = True
+    out = []
+    for g in grads:
+        if g is None:
+            out.append(None)
+            continue
+        go_dtype = torch.float64 if g.dtype == torch.float64 else torch.float32
+        factor = grad_output.detach().reshape(()).to(device=g.device, dtype=go_dtype) / first
+        out.append((g.to(go_dtype) * factor).to(g.dtype))
+    return out
 
 
 class FusedSoftCE(torch.autograd.Function):
@@ -435,16 +447,15 @@ class FusedSoftCE(torch.autograd.Function):
         if grad is not None:
             ctx.save_for_backward(grad)
         ctx.has_grad = grad is not None
-        ctx.spent = False
+        ctx.applied = None
         return loss_rows.mean()
 
     @staticmethod
     def backward(ctx, grad_output):
         if not ctx.has_grad:
             return (None,) * 11
-        check_once(ctx)
         (grad,) = ctx.saved_tensors
-        return (scale_by_(grad, grad_output),) + (None,) * 10
+        return tuple(scale_saved_grads(ctx, [grad], grad_output)) + (None,) * 10
 
 
 def fused_soft_ce(

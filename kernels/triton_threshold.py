@@ -25,7 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_tiles import load_rows_tile, softmax_tile
+from .triton_tiles import load_rows_tile, row_block, softmax_tile
 
 #: Largest k for the prob0 kernel (one tile per row block, the same code as the fused single-tile kernel).
 PROB0_MAX_K = 8192
@@ -35,11 +35,7 @@ PROB0_MAX_K = 8192
 def _prob0_kernel(
     Z, P0, N, NK, K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ACC: tl.constexpr
 ):
-    pid = tl.program_id(0)
-    rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)
-    cols = tl.arange(0, BLOCK_K)
-    rmask = rows < N
-    mask = rmask[:, None] & (cols[None, :] < K)
+    pid, rows, cols, rmask, mask = row_block(N, K, BLOCK_N, BLOCK_K)
     z = load_rows_tile(Z, pid, rows, cols, mask, N, NK, K, BLOCK_N, BLOCK_K, ACC)
     # The same helpers as triton_softce._rows_kernel, so that p0 is bit-identical in both passes.
     _zm, _m, e, d = softmax_tile(z, mask, rmask)

@@ -11,6 +11,17 @@ import triton.language as tl
 
 
 @triton.jit
+def row_block(N, K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """This program's row block: ``(pid, rows, cols, rmask, mask)`` (``mask`` covers rows < N and cols < K)."""
+    pid = tl.program_id(0)
+    rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)
+    cols = tl.arange(0, BLOCK_K)
+    rmask = rows < N
+    mask = rmask[:, None] & (cols[None, :] < K)
+    return pid, rows, cols, rmask, mask
+
+
+@triton.jit
 def load_rows_tile(PTR, pid, rows, cols, mask, N, NK, K: tl.constexpr, BLOCK_N: tl.constexpr,
                    BLOCK_K: tl.constexpr, ACC: tl.constexpr):
     """The ``(BLOCK_N, BLOCK_K)`` tile of rows ``rows`` of a row-major ``(N, K)`` tensor, in ``ACC``.
