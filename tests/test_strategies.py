@@ -300,6 +300,14 @@ def test_ensemble_graph(pm):
     assert all(spec_on(b.stages[d]) == Subset("train2") for d in comb.deps)
     assert e.weak == exp(b, "naive/xent").weak and e.baseline == "naive/xent"
     assert ("ensemble/logconf", "naive/logconf") in {(c.a, c.b) for c in b.comparisons}
+    a = build(pm, "ensemble", {"bags": 3, "how": "accuracy"}, losses=("xent",))
+    (comb,) = deps(a, exp(a, "ensemble/xent").transfer)
+    labels, scorers = comb.deps[:3], [a.stages[d] for d in comb.deps[3:]]
+    assert [a.stages[a.stages[d].deps[0]] for d in labels] == scorers  # each label scored by its own bag
+    assert [Subset(**h) for h in comb.spec["holdout"]] == [Subset("train1", j, 3) for j in range(3)]
+    assert [spec_on(s) for s in scorers] == [Subset("train1", j, 3, complement=True) for j in range(3)]
+    with pytest.raises(ConfigError, match="bags >= 2"):
+        pm.create("strategy", "ensemble", members=["weak", "strong"], bags=1, how="accuracy")
     w = build(pm, "ensemble", {"bags": 3, "how": "weighted", "weights": [1, 2, 3]}, losses=("xent",))
     (comb,) = deps(w, exp(w, "ensemble/xent").transfer)
     assert comb.spec == {**comb.spec, "how": "weighted", "weights": [1, 2, 3]}

@@ -230,3 +230,33 @@ def test_bootstrap_glove_to_tiny_bert_layers(csv_path, tiny_bert, tmp_path):
     assert sorted(len(v) for v in by_model.values()) == [3, 4]
     assert set(rows(res)) == {"bootstrap/xent", "direct/xent", "flat/xent"}
     assert len(list((tmp_path / "features").glob("*.npy"))) == 3  # glove + BERT layers 1 and 2 from one pass
+
+
+def test_ensemble_weighted_by_out_of_bag_accuracy(csv_path, tmp_path):
+    """how='accuracy': each bag's weight is its accuracy on the train1 fold it never trained on, recomputed here
+    from its stored predictions and the dataset's labels."""
+    import numpy as np
+
+    from w2s_harness import create_dataset
+    from w2s_harness.plan import Subset
+    from w2s_harness.store import StageStore
+
+    out = tmp_path / "acc"
+    res = run(csv_path, out, "ensemble", "strategy.bags=3", 'strategy.how="accuracy"', seeds="0")
+    assert res["status"] == "complete"
+    (comb,) = [s for s in res["stages"] if s["op"] == "combine"]
+    acc, w = comb["metrics"]["held_out_acc"], comb["metrics"]["weights"]
+    assert len(acc) == 3 and all(0.3 < a <= 1.0 for a in acc)
+    assert w == pytest.approx([a / sum(acc) for a in acc])
+    cfg = res["config"]["dataset"]
+    ds = create_dataset(cfg["name"], **{k: v for k, v in cfg.items() if k != "name"})
+    data, splits = ds.load(), ds.splits(0)
+    store = StageStore(out)
+    sups = [s for s in res["stages"] if s["kind"] == "train_supervisor"]
+    for j, sup in enumerate(sups):
+        _, arrays = store.load(sup["id"])
+        rows = Subset("train1", j, 3).indices(splits, 0)
+        pos = {int(r): i for i, r in enumerate(arrays["indices"])}
+        pred = arrays["probs"][[pos[int(r)] for r in rows]].argmax(1)
+        assert acc[j] == pytest.approx(float(np.mean(pred == data.labels[rows])))
+        assert sup["metrics"]["n_train"] + len(rows) == len(splits.train1)  # held out = never trained on

@@ -7,7 +7,7 @@ from w2s_harness.plan import Subset
 
 from ._common import naive_baseline, resolve_model, transfer_rows
 
-HOW = ("mean", "weighted")
+HOW = ("mean", "weighted", "accuracy")
 
 
 class Ensemble:
@@ -20,7 +20,10 @@ class Ensemble:
     * ``bags``: copies of each member, copy j trained on train1 without its j-th of ``bags`` folds
       (default 5; 1 = each member on all of train1). Bagging is how "several seeds" of one model differ here:
       a stage's seed also fixes the data split, so a second seed of the same stage would see other rows.
-    * ``how``: ``mean`` (default) or ``weighted`` with ``weights``.
+    * ``how``: ``mean`` (default); ``accuracy``: each supervisor weighted by its accuracy on its own out-of-bag
+      fold of train1 (ground truth the weak side may use; never test or train2), weights proportional to
+      accuracy, reported as ``held_out_acc`` / ``weights`` in the combine stage (needs ``bags >= 2``); or
+      ``weighted`` with explicit ``weights``.
     * ``weights``: one non-negative number per supervisor (members-major order: member 0 bag 0, member 0 bag 1,
       ...); required for ``weighted``.
 
@@ -50,11 +53,14 @@ class Ensemble:
                                   f"(one per supervisor, members-major), got {weights!r}")
         elif weights is not None:
             raise ConfigError("strategy 'ensemble': weights only apply with how='weighted'")
+        if how == "accuracy" and bags < 2:
+            raise ConfigError("strategy 'ensemble': how='accuracy' scores each supervisor on its out-of-bag fold "
+                              "of train1, so it needs bags >= 2")
         self.members, self.bags, self.how, self.weights = members or ["weak"], bags, how, weights
 
     def plan(self, b) -> None:
         weak, _, ceiling, naive_rows = naive_baseline(b)
-        sources = []
+        sources, scored_by = [], []
         for m in self.members:
             model = resolve_model(b, m, "strategy 'ensemble' members")
             for j in range(self.bags):
@@ -62,5 +68,7 @@ class Ensemble:
                 tag = f"{b.model_label(model)}" + (f" bag {j}/{self.bags}" if self.bags > 1 else "")
                 sup = b.train(model, on=on, kind="train_supervisor", name=f"supervisor[{tag}]")
                 sources.append(b.label(sup, on="train2", name=f"supervisor labels[{tag}]"))
-        combined = b.combine(sources, how=self.how, weights=self.weights, name=f"ensemble:{self.how}")
+                scored_by.append((sup, Subset("train1", j, self.bags)))  # the fold this bag never saw
+        combined = b.combine(sources, how=self.how, weights=self.weights,
+                             scored_by=scored_by if self.how == "accuracy" else None, name=f"ensemble:{self.how}")
         transfer_rows(b, self.name, weak, ceiling, combined, baseline=naive_rows)

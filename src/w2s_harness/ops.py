@@ -175,7 +175,9 @@ def op_combine(ctx: RunContext, stage: Stage, upstream):
 
     from . import training
 
-    tables = [arrays for _, arrays in upstream]
+    spec = stage.spec
+    n_sources = len(spec["holdout"]) if spec["how"] == "accuracy" else len(upstream)
+    tables = [arrays for _, arrays in upstream[:n_sources]]
     base = tables[0]["indices"]
     for t in tables[1:]:
         if not np.array_equal(np.sort(t["indices"]), np.sort(base)):
@@ -184,13 +186,26 @@ def op_combine(ctx: RunContext, stage: Stage, upstream):
     for t in tables:
         pos = {int(r): i for i, r in enumerate(t["indices"])}
         aligned.append(t["probs"][[pos[int(r)] for r in base]])
-    weights = stage.spec["weights"] or [1.0] * len(aligned)
+    held_out_acc = None
+    if spec["how"] == "accuracy":
+        # Each source's producer scored on its own held-out rows (ground truth the weak side may see).
+        held_out_acc = []
+        for (_, trained), holdout in zip(upstream[n_sources:], spec["holdout"]):
+            rows = Subset(**holdout).indices(ctx.splits(stage.seed), stage.seed)
+            pos = {int(r): i for i, r in enumerate(trained["indices"])}
+            probs = trained["probs"][[pos[int(r)] for r in rows]]
+            held_out_acc.append(training.accuracy(probs, ctx.data.labels[rows]))
+        weights = held_out_acc if sum(held_out_acc) > 0 else [1.0] * len(aligned)
+    else:
+        weights = spec["weights"] or [1.0] * len(aligned)
     if len(weights) != len(aligned):
         raise ConfigError(f"stage {stage.name!r}: {len(weights)} weights for {len(aligned)} label sources")
     w = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
     probs = sum(wi * a for wi, a in zip(w, aligned)).astype(np.float32)
     metrics = {"n": len(base), "label_acc": training.accuracy(probs, ctx.data.labels[base]),
                "weights": w.tolist()}
+    if held_out_acc is not None:
+        metrics["held_out_acc"] = held_out_acc
     return metrics, {"indices": base.astype(np.int64), "probs": probs}
 
 

@@ -198,13 +198,23 @@ class PlanBuilder:
         return self._add("label", "label", name or f"label:{trained.name}->{sub.describe()}", {"on": sub.as_dict()}, [trained])
 
     def combine(self, labels: Sequence[StageRef], *, how: str = "mean", weights: Sequence[float] | None = None,
+                scored_by: Sequence[tuple[StageRef, Subset | str]] | None = None,
                 name: str | None = None) -> StageRef:
-        """Combine label stages over the same rows into one soft label (ensemble): ``mean``, or ``weighted``
-        by explicit ``weights`` (equal weights when None: there is no held-out split to weight by)."""
-        if how not in ("mean", "weighted"):
-            raise ConfigError(f"combine how={how!r}: use 'mean' or 'weighted'")
-        spec = {"how": how, "weights": list(weights) if weights is not None else None}
-        return self._add("combine", "combine", name or "combine", spec, labels)
+        """Combine label stages over the same rows into one soft label (ensemble).
+
+        ``how``: ``mean``; ``weighted`` by explicit ``weights``; or ``accuracy``: source i weighted by the
+        accuracy of train stage ``scored_by[i][0]`` on the rows ``scored_by[i][1]``, against ground truth. Those
+        rows must be held out from that stage's training (e.g. a bag's out-of-bag fold of train1)."""
+        if how not in ("mean", "weighted", "accuracy"):
+            raise ConfigError(f"combine how={how!r}: use 'mean', 'weighted' or 'accuracy'")
+        spec: dict = {"how": how, "weights": list(weights) if weights is not None else None}
+        deps = list(labels)
+        if how == "accuracy":
+            if scored_by is None or len(scored_by) != len(labels):
+                raise ConfigError("combine how='accuracy' needs scored_by = one (train stage, held-out rows) per source")
+            spec["holdout"] = [as_subset(rows).as_dict() for _, rows in scored_by]
+            deps += [ref for ref, _ in scored_by]
+        return self._add("combine", "combine", name or "combine", spec, deps)
 
     def filter(self, labels: StageRef, *, keep_frac: float, by: str = "confidence",
                reference: StageRef | None = None, name: str | None = None) -> StageRef:
