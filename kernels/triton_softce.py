@@ -389,13 +389,19 @@ def soft_ce_forward(
     return loss, grad
 
 
+def _scale_of(grad_output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``grad_output`` as the 0-dim factor for gradient ``x``: on its device, float64 for float64 gradients
+    and float32 (the accumulation dtype) otherwise."""
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    return grad_output.detach().reshape(()).to(device=x.device, dtype=dtype)
+
+
 def scale_by_(x: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
     """In-place ``x *= grad_output`` (0-dim tensor), skipped on the device when ``grad_output == 1``."""
     if x.numel() == 0:
         return x
     assert x.is_contiguous()
-    go_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    go = grad_output.detach().reshape(()).to(device=x.device, dtype=go_dtype)
+    go = _scale_of(grad_output, x)
     block = 4096
     with device_of(x):
         _scale_kernel[(triton.cdiv(x.numel(), block),)](x, go, x.numel(), BLOCK=block, num_warps=8)
@@ -426,9 +432,8 @@ def scale_saved_grads(ctx, grads: list, grad_output: torch.Tensor) -> list:
         if g is None:
             out.append(None)
             continue
-        go_dtype = torch.float64 if g.dtype == torch.float64 else torch.float32
-        factor = grad_output.detach().reshape(()).to(device=g.device, dtype=go_dtype) / first
-        out.append((g.to(go_dtype) * factor).to(g.dtype))
+        factor = _scale_of(grad_output, g) / first
+        out.append((g.to(factor.dtype) * factor).to(g.dtype))
     return out
 
 

@@ -243,7 +243,7 @@ def main(argv: Sequence[str] | None = None, plugins: Sequence[Any] = ()) -> int:
     except W2SError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:
+    except Exception as exc:  # a bug or a library error: one line, traceback on request
         if os.environ.get("W2S_DEBUG"):
             raise
         first = (str(exc).splitlines() or [""])[0]

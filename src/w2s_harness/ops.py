@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, DataError
-from .plan import Stage, Subset
+from .plan import Stage, Subset, ref_key
 
 
 @dataclass
@@ -51,7 +51,7 @@ class RunContext:
         return self._splits[seed]
 
     def model(self, ref: dict):
-        key = repr(sorted(ref.items()))
+        key = ref_key(ref)
         if key not in self._models:
             params = {k: v for k, v in ref.items() if k != "name"}
             self._models[key] = self.pm.create("model", ref["name"], **params)
@@ -101,6 +101,12 @@ def one_hot(labels, k: int):
     out = np.zeros((len(labels), k), dtype=np.float32)
     out[np.arange(len(labels)), labels] = 1.0
     return out
+
+
+def take_rows(table: dict, rows):
+    """``table["probs"]`` for the dataset rows ``rows``, looked up through ``table["indices"]``."""
+    pos = {int(r): i for i, r in enumerate(table["indices"])}
+    return table["probs"][[pos[int(r)] for r in rows]]
 
 
 def _merge_labels(upstream: list[dict]):
@@ -163,8 +169,7 @@ def op_label(ctx: RunContext, stage: Stage, upstream):
 
     (_, arrays), = upstream
     rows = Subset(**stage.spec["on"]).indices(ctx.splits(stage.seed), stage.seed)
-    pos = {int(r): i for i, r in enumerate(arrays["indices"])}
-    probs = arrays["probs"][[pos[int(r)] for r in rows]]
+    probs = take_rows(arrays, rows)
     # Accuracy of the labels against ground truth is reported for diagnosis only; nothing trains on it.
     metrics = {"n": len(rows), "label_acc": training.accuracy(probs, ctx.data.labels[rows])}
     return metrics, {"indices": rows.astype(np.int64), "probs": probs.astype(np.float32)}
@@ -182,19 +187,14 @@ def op_combine(ctx: RunContext, stage: Stage, upstream):
     for t in tables[1:]:
         if not np.array_equal(np.sort(t["indices"]), np.sort(base)):
             raise ConfigError(f"stage {stage.name!r}: combined label stages must label the same rows")
-    aligned = []
-    for t in tables:
-        pos = {int(r): i for i, r in enumerate(t["indices"])}
-        aligned.append(t["probs"][[pos[int(r)] for r in base]])
+    aligned = [take_rows(t, base) for t in tables]
     held_out_acc = None
     if spec["how"] == "accuracy":
         # Each source's producer scored on its own held-out rows (ground truth the weak side may see).
         held_out_acc = []
         for (_, trained), holdout in zip(upstream[n_sources:], spec["holdout"]):
             rows = Subset(**holdout).indices(ctx.splits(stage.seed), stage.seed)
-            pos = {int(r): i for i, r in enumerate(trained["indices"])}
-            probs = trained["probs"][[pos[int(r)] for r in rows]]
-            held_out_acc.append(training.accuracy(probs, ctx.data.labels[rows]))
+            held_out_acc.append(training.accuracy(take_rows(trained, rows), ctx.data.labels[rows]))
         weights = held_out_acc if sum(held_out_acc) > 0 else [1.0] * len(aligned)
     else:
         weights = spec["weights"] or [1.0] * len(aligned)
@@ -220,8 +220,7 @@ def op_filter(ctx: RunContext, stage: Stage, upstream):
         score = probs.max(axis=1)
     else:  # learnability: loss under the weak labels' own model minus loss under the reference model
         ref = upstream[1][1]
-        pos = {int(r): i for i, r in enumerate(ref["indices"])}
-        ref_probs = ref["probs"][[pos[int(r)] for r in idx]]
+        ref_probs = take_rows(ref, idx)
         cls = probs.argmax(axis=1)
         eps = 1e-12
         score = -np.log(probs[np.arange(len(cls)), cls] + eps) + np.log(ref_probs[np.arange(len(cls)), cls] + eps)

@@ -64,6 +64,11 @@ class Subset:
         return np.sort(chunks[self.part])
 
 
+def ref_key(ref: dict[str, Any]) -> str:
+    """A hashable key of a component reference ``{"name": ..., **params}`` (models, losses in stage specs)."""
+    return repr(sorted(ref.items()))
+
+
 def as_subset(on: Subset | str) -> Subset:
     return on if isinstance(on, Subset) else Subset(on)
 

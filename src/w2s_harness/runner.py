@@ -12,7 +12,7 @@ from . import __version__
 from .errors import ConfigError
 from .executor import resolve_workers, run_stages
 from .ops import RunContext
-from .plan import Comparison, ExperimentSpec, PlanBuilder, Stage
+from .plan import Comparison, ExperimentSpec, PlanBuilder, Stage, ref_key
 from .stats import paired_difference, pgr, summarize
 from .store import StageStore, atomic_write_json
 
@@ -48,7 +48,7 @@ def make_plan(config, pm) -> Plan:
     identities: dict[str, Any] = {}
 
     def identify(ref: dict) -> Any:
-        key = repr(sorted(ref.items()))
+        key = ref_key(ref)
         if key not in identities:
             params = {k: v for k, v in ref.items() if k != "name"}
             model = pm.create("model", ref["name"], **params)
@@ -79,12 +79,11 @@ def _check_stage_losses(stages, pm) -> None:
     seen = set()
     for stage in stages:
         ref = stage.spec.get("loss") if stage.op == "train" else None
-        if not isinstance(ref, dict) or repr(sorted(ref.items())) in seen:
+        if not isinstance(ref, dict) or ref_key(ref) in seen:
             continue
-        seen.add(repr(sorted(ref.items())))
+        seen.add(ref_key(ref))
         params = {k: v for k, v in ref.items() if k != "name"}
-        pm.registry("loss").check_params(ref["name"], params)
-        pm.create("loss", ref["name"], **params)
+        pm.create("loss", ref["name"], **params)  # checks the parameters, then runs the factory's own checks
 
 
 def environment(device: str) -> dict[str, Any]:

@@ -198,6 +198,9 @@ def fit(
     # whole target matrix once (``prevalidate``) and then runs ``compute`` per batch.
     call = loss
     step_losses = torch.empty(steps_per_epoch, dtype=torch.float32)
+    # examples per batch (the last one of an epoch may be short): weights of the epoch's mean loss
+    batch_sizes = torch.tensor([min(cfg.batch_size, n - b * cfg.batch_size) for b in range(steps_per_epoch)],
+                               dtype=torch.float32)
 
     epoch_acc: list[float] = []
     epoch_losses: list[float] = []
@@ -210,9 +213,8 @@ def fit(
         for epoch in range(cfg.epochs):
             order = torch.randperm(n, generator=gen)
             if features:
-                x_epoch = x_all[order.to(device)]
-                y_epoch = y_all[order.to(device)]
-            sizes: list[int] = []
+                on_device = order.to(device)
+                x_epoch, y_epoch = x_all[on_device], y_all[on_device]
             for b in range(steps_per_epoch):
                 lo, hi = b * cfg.batch_size, min(n, (b + 1) * cfg.batch_size)
                 if features:
@@ -232,13 +234,11 @@ def fit(
                 step_losses[b] = value.detach()
                 optimizer_step()
                 step += 1
-                sizes.append(hi - lo)
                 if progress is not None:
                     progress(hi - lo)
                 if not features or b == steps_per_epoch - 1 or b % 64 == 63:
-                    _check_finite(step_losses, b, epoch, cfg, (total, warmup), where, section)
-            weights = torch.tensor(sizes, dtype=torch.float32)
-            epoch_losses.append(float((step_losses[: len(sizes)] * weights).sum() / weights.sum()))
+                    _check_finite(step_losses, b, epoch, cfg, steps_per_epoch, warmup, where, section)
+            epoch_losses.append(float((step_losses * batch_sizes).sum() / batch_sizes.sum()))
             last = epoch == cfg.epochs - 1
             if eval_inputs is not None and (cfg.eval_every_epoch or last):
                 probs = predict_proba(module, eval_inputs, device=device)
@@ -328,15 +328,11 @@ def _fast_path(loss, logits, y_all, y_epoch, order):
     y_all = prevalidate(y_all, int(logits.shape[1]))
     if y_epoch is not None:
         y_epoch = y_all[order.to(y_all.device)]
-
-    def call(logits, targets, step_frac):
-        return compute(logits, targets, step_frac)
-
-    return call, y_all, y_epoch
+    return compute, y_all, y_epoch
 
 
-def _check_finite(step_losses, b: int, epoch: int, cfg: TrainConfig, schedule: tuple[int, int], where: str,
-                  section: str | None) -> None:
+def _check_finite(step_losses, b: int, epoch: int, cfg: TrainConfig, steps_per_epoch: int, warmup: int,
+                  where: str, section: str | None) -> None:
     """Raise a one-line :class:`TrainingError` naming the first non-finite batch loss up to batch ``b``.
 
     Losses are stored per step and checked every few steps (one host read instead of one per step).
@@ -348,9 +344,7 @@ def _check_finite(step_losses, b: int, epoch: int, cfg: TrainConfig, schedule: t
     if len(bad) == 0:
         return
     first = int(bad[0, 0])
-    total, warmup = schedule
-    steps_per_epoch = total // max(1, cfg.epochs)
-    lr = cfg.lr * lr_multiplier(epoch * steps_per_epoch + first, total, warmup)
+    lr = cfg.lr * lr_multiplier(epoch * steps_per_epoch + first, steps_per_epoch * cfg.epochs, warmup)
     sec = section or _section(where)
     raise TrainingError(
         f"{where or 'training'}: loss is {float(seen[first])} at epoch {epoch + 1}/{cfg.epochs}, batch "
