@@ -22,14 +22,7 @@ F64, F32 = torch.float64, torch.float32
 NAMES = ("xent", "product", "logconf", "kl", "entropy", "window")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # The tensors here are tiny: intra-op threading only adds synchronisation overhead (seconds per file on a
-    # busy 2-core machine).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from _kernel_cases import (
     value_and_grad,
 )
 
-pytestmark = pytest.mark.kernels
+pytestmark = [pytest.mark.kernels, pytest.mark.usefixtures("one_thread")]
 
 LOSSES = {
     "xent": ("soft_xent", {}),
@@ -50,12 +50,6 @@ def _check(name, z, y, dtype, grad_output=2.0):
     assert_close_grad(g, rg, dtype, name)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # N = 130 is not a multiple of any row block (the last program takes the masked branch); k = 1000 with few rows.
