@@ -7,9 +7,9 @@ import re
 import pytest
 
 from w2s_harness import hookimpl
-from w2s_harness.config import DEFAULT_STRONG, Component, RunConfig, apply_mapping, parse_value, resolve
-from w2s_harness.errors import ConfigError
-from w2s_harness.pluginmanager import create_plugin_manager
+from w2s_harness._config import DEFAULT_STRONG, Component, RunConfig, apply_mapping, parse_value, resolve
+from w2s_harness._errors import ConfigError
+from w2s_harness._pluginmanager import create_plugin_manager
 
 
 def write(tmp_path, text: str, name: str = "run.toml"):

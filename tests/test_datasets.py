@@ -1,4 +1,4 @@
-"""Dataset plugins and the shared split logic (w2s_harness.datasets.BaseDataset)."""
+"""Dataset plugins and the shared split logic (w2s_harness._datasets.BaseDataset)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from w2s_harness.plugins.datasets.local import LocalDataset
 from w2s_harness.plugins.datasets.tweets import TweetsSentiment, corpus_path
 
-from w2s_harness.components import Dataset, TextData
-from w2s_harness.datasets import BaseDataset, fingerprint_examples
-from w2s_harness.errors import ConfigError, DataError
+from w2s_harness._components import Dataset, TextData
+from w2s_harness._datasets import BaseDataset, fingerprint_examples
+from w2s_harness._errors import ConfigError, DataError
 
 
 class Toy(BaseDataset):
@@ -206,7 +206,7 @@ def test_local_errors(tmp_path):
 def test_local_registered_and_validates_keys():
     from w2s_harness.plugins import datasets as plugin
 
-    from w2s_harness.registry import Registry
+    from w2s_harness._registry import Registry
 
     reg = Registry("dataset")
     plugin.w2s_register_datasets(reg)

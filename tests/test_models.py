@@ -15,10 +15,10 @@ import torch
 from w2s_harness.plugins.models.glove import GloveBow, tokenize
 from w2s_harness.plugins.models.hf import HFModel, resolve_checkpoint
 
-from w2s_harness.components import ModelSpec, TextData, TrainConfig
-from w2s_harness.errors import ConfigError
-from w2s_harness.features import FeatureCache, clear_memo
-from w2s_harness.training import fit, predict_proba
+from w2s_harness._components import ModelSpec, TextData, TrainConfig
+from w2s_harness._errors import ConfigError
+from w2s_harness._features import FeatureCache, clear_memo
+from w2s_harness._training import fit, predict_proba
 
 CPU = torch.device("cpu")
 WORDS = [
@@ -99,7 +99,7 @@ def test_glove_features_shape_and_determinism():
 def test_registration_and_prefix(tiny_bert):
     from w2s_harness.plugins import models as plugin
 
-    from w2s_harness.registry import Registry
+    from w2s_harness._registry import Registry
 
     reg = Registry("model")
     plugin.w2s_register_models(reg)

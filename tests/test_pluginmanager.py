@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 
 from w2s_harness import hookimpl
-from w2s_harness.config import Component, RunConfig
-from w2s_harness.errors import ConfigError, PluginError
-from w2s_harness.pluginmanager import create_plugin_manager
+from w2s_harness._config import Component, RunConfig
+from w2s_harness._errors import ConfigError, PluginError
+from w2s_harness._pluginmanager import create_plugin_manager
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "w2s-harness-example-plugin"
 EXAMPLE_LINE = ("example  w2s-harness-example-plugin 0.1.0  datasets: example-parity; "
-                "losses: example-smoothed-xent; strategies: example-naive-twice")
+                "losses: example-smoothed-xent; strategies: example-naive-twice; hooks: w2s_run_end")
 MISSING = "frobnicate_does_not_exist"
 BROKEN_ERROR = f"ModuleNotFoundError: No module named '{MISSING}'"
 
@@ -240,7 +240,7 @@ def _config(losses, strategy_params=None, seeds=(0, 1)):
 
 
 def test_example_strategy_plans_through_the_plan_builder(example_pm):
-    from w2s_harness.runner import make_plan
+    from w2s_harness._runner import make_plan
 
     losses = [Component("example-smoothed-xent"), Component("example-smoothed-xent", {"smoothing": 0.2})]
     plan = make_plan(_config(losses), example_pm)

@@ -6,9 +6,9 @@ import pytest
 
 import w2s_harness
 from w2s_harness import hookimpl
-from w2s_harness.errors import ConfigError, PluginError, UnknownComponentError, W2SError
-from w2s_harness.pluginmanager import create_plugin_manager
-from w2s_harness.registry import Registry
+from w2s_harness._errors import ConfigError, PluginError, UnknownComponentError, W2SError
+from w2s_harness._pluginmanager import create_plugin_manager
+from w2s_harness._registry import Registry
 
 
 class Smooth:
@@ -157,13 +157,14 @@ class BuiltinClash:
 def test_collision_between_two_plugins_names_both():
     with pytest.raises(PluginError) as info:
         create_plugin_manager(plugins=[AlphaPlugin(), BetaPlugin()], entry_points=False)
+    # pluggy calls the last registered plugin first, so Beta registered the name and Alpha collided
     assert str(info.value).startswith(
-        "loss 't-shared-loss' is registered by both plugin 'AlphaPlugin' and plugin 'BetaPlugin'")
+        "loss 't-shared-loss' is registered by both plugin 'BetaPlugin' and plugin 'AlphaPlugin'")
 
 
 def test_collision_with_a_builtin_names_the_builtin():
-    with pytest.raises(PluginError, match="strategy 'naive' is registered by both plugin 'builtin:strategies' "
-                                          "and plugin 'BuiltinClash'"):
+    with pytest.raises(PluginError, match="strategy 'naive' is registered by both plugin 'BuiltinClash' "
+                                          "and plugin 'builtin:strategies'"):
         create_plugin_manager(plugins=[BuiltinClash()], entry_points=False)
 
 
@@ -197,7 +198,7 @@ def test_plugin_passed_twice_is_registered_once():
     assert pm.registry("strategy").resolve("naive")[0].plugin == "builtin:strategies"
     assert [p.name for p in pm.plugins].count("w2s_harness.plugins.strategies") == 0
     # two instances of one class are two plugins with distinct names (and so collide by component name)
-    with pytest.raises(PluginError, match="both plugin 'AlphaPlugin' and plugin 'AlphaPlugin#2'"):
+    with pytest.raises(PluginError, match="both plugin 'AlphaPlugin#2' and plugin 'AlphaPlugin'"):
         create_plugin_manager(plugins=[AlphaPlugin(), AlphaPlugin()], entry_points=False)
 
 
@@ -210,3 +211,102 @@ def test_public_api_create_functions():
         w2s_harness.create_strategy("naiv")
     with pytest.raises(ConfigError, match="has no parameter 'bogus'"):
         w2s_harness.create_dataset("tweets-sentiment", bogus=1)
+
+
+# ----------------------------------------------------------------- pluggy semantics on registration hooks
+
+
+class _Recorder:
+    """Registers one loss and records the order in which registration implementations ran."""
+
+    def __init__(self, name: str, log: list):
+        self.__name__, self.log = name, log
+
+    @hookimpl
+    def w2s_register_losses(self, registry):
+        self.log.append(self.__name__)
+        registry.add(f"t-{self.__name__}", Smooth)
+
+
+class _First(_Recorder):
+    @hookimpl(tryfirst=True)
+    def w2s_register_losses(self, registry):
+        _Recorder.w2s_register_losses(self, registry)
+
+
+class _Last(_Recorder):
+    @hookimpl(trylast=True)
+    def w2s_register_losses(self, registry):
+        _Recorder.w2s_register_losses(self, registry)
+
+
+def test_registration_hooks_run_in_pluggy_order_with_tryfirst_and_trylast():
+    log: list = []
+    plugins = [_Last("last", log), _Recorder("a", log), _Recorder("b", log), _First("first", log)]
+    pm = create_plugin_manager(plugins=plugins, entry_points=False)
+    # pluggy: tryfirst before everything, then last-registered-first, trylast at the very end (after built-ins)
+    assert log == ["first", "b", "a", "last"]
+    for name in ("first", "a", "b", "last"):
+        entry, _ = pm.registry("loss").resolve(f"t-{name}")
+        assert entry.plugin == name  # attribution survives pluggy's calling order
+
+
+class _Wrapper:
+    """A new-style pluggy wrapper around registration: sees the registry before and after every plugin ran."""
+
+    def __init__(self):
+        self.before: list = []
+        self.after: list = []
+
+    @hookimpl(wrapper=True)
+    def w2s_register_strategies(self, registry):
+        self.before = registry.names()
+        result = yield
+        self.after = registry.names()
+        registry.current_plugin = "wrapper"
+        registry.add("t-added-by-wrapper", Smooth)
+        return result
+
+
+class _OldWrapper:
+    def __init__(self):
+        self.seen = None
+
+    @hookimpl(hookwrapper=True)
+    def w2s_register_datasets(self, registry):
+        outcome = yield
+        outcome.get_result()
+        self.seen = len(registry)
+
+
+def test_hook_wrappers_work_on_registration_hooks():
+    new, old = _Wrapper(), _OldWrapper()
+    pm = create_plugin_manager(plugins=[new, old], entry_points=False)
+    assert new.before == []  # the wrapper runs around every implementation, built-ins included
+    assert "naive" in new.after and "bootstrap" in new.after
+    assert "t-added-by-wrapper" in pm.registry("strategy")
+    assert old.seen == len(pm.registry("dataset")) >= 2
+
+
+class _ObserverWrapper:
+    def __init__(self):
+        self.calls: list = []
+
+    @hookimpl(wrapper=True)
+    def w2s_run_end(self, results):
+        self.calls.append(("before", results["status"]))
+        out = yield
+        self.calls.append(("after", results["status"]))
+        return out
+
+    @hookimpl(tryfirst=True)
+    def w2s_configure(self, config):
+        self.calls.append(("configure", config.strategy.name))
+
+
+def test_wrappers_and_tryfirst_work_on_lifecycle_hooks():
+    obs = _ObserverWrapper()
+    pm = create_plugin_manager(plugins=[obs], entry_points=False)
+    pm.hook.w2s_configure(config=type("C", (), {"strategy": type("S", (), {"name": "naive"})()})())
+    pm.hook.w2s_run_end(results={"status": "complete"})
+    assert obs.calls == [("configure", "naive"), ("before", "complete"), ("after", "complete")]

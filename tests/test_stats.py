@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from w2s_harness.stats import bootstrap_ci, paired_difference, pgr, summarize
+from w2s_harness._stats import bootstrap_ci, paired_difference, pgr, summarize
 
 
 def test_pgr_known_values():

@@ -9,14 +9,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from w2s_harness.components import Splits, TextData
-from w2s_harness.config import DEFAULT_STRONG, Component, RunConfig, resolve
-from w2s_harness.datasets import BaseDataset, fingerprint_examples
-from w2s_harness.errors import ConfigError, W2SError
+from w2s_harness._components import Splits, TextData
+from w2s_harness._config import DEFAULT_STRONG, Component, RunConfig, resolve
+from w2s_harness._datasets import BaseDataset, fingerprint_examples
+from w2s_harness._errors import ConfigError, W2SError
 from w2s_harness.hookspecs import hookimpl
-from w2s_harness.plan import PlanBuilder, Subset
-from w2s_harness.pluginmanager import create_plugin_manager
-from w2s_harness.runner import make_plan
+from w2s_harness._plan import PlanBuilder, Subset
+from w2s_harness._pluginmanager import create_plugin_manager
+from w2s_harness._runner import make_plan
 
 WEAK, MID1, MID2, STRONG = "toy-weak", {"name": "toy-strong", "layers": 1}, {"name": "toy-strong", "layers": 2}, "toy-strong"
 LADDER = [WEAK, MID1, MID2, STRONG]

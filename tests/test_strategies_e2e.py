@@ -13,9 +13,9 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from w2s_harness.cli import main
+from w2s_harness._cli import main
 from w2s_harness.hookspecs import hookimpl
-from w2s_harness.training import make_train_config, zero_linear_head
+from w2s_harness._training import make_train_config, zero_linear_head
 
 
 class ToyHash:
@@ -238,8 +238,8 @@ def test_ensemble_weighted_by_out_of_bag_accuracy(csv_path, tmp_path):
     import numpy as np
 
     from w2s_harness import create_dataset
-    from w2s_harness.plan import Subset
-    from w2s_harness.store import StageStore
+    from w2s_harness._plan import Subset
+    from w2s_harness._store import StageStore
 
     out = tmp_path / "acc"
     res = run(csv_path, out, "ensemble", "strategy.bags=3", 'strategy.how="accuracy"', seeds="0")

@@ -1,4 +1,4 @@
-"""fit / predict_proba / accuracy (w2s_harness.training) and the feature cache (w2s_harness.features)."""
+"""fit / predict_proba / accuracy (w2s_harness._training) and the feature cache (w2s_harness._features)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from w2s_harness.components import TextData, TrainConfig
-from w2s_harness.errors import ConfigError, TrainingError
-from w2s_harness.features import FeatureCache, cache_name, clear_memo
-from w2s_harness.training import (
+from w2s_harness._components import TextData, TrainConfig
+from w2s_harness._errors import ConfigError, TrainingError
+from w2s_harness._features import FeatureCache, cache_name, clear_memo
+from w2s_harness._training import (
     accuracy,
     fit,
     lr_multiplier,
@@ -142,7 +142,7 @@ def test_learning_rate_follows_schedule(monkeypatch):
         return real_step(self, *a, **k)
 
     monkeypatch.setattr(torch.optim.AdamW, "step", step)
-    import w2s_harness.training as tr
+    import w2s_harness._training as tr
 
     monkeypatch.setattr(tr, "_stepper", lambda optimizer: optimizer.step)  # every step through AdamW.step
     x, _, t = separable(64)
@@ -269,7 +269,7 @@ def test_feature_cache_accepts_plain_array_and_checks_shape(tmp_path):
         def features(self, texts, progress=None):
             return {self.feature_key(): np.ones((2, 5))}
 
-    from w2s_harness.errors import W2SError
+    from w2s_harness._errors import W2SError
 
     with pytest.raises(W2SError, match="shape"):
         FeatureCache(tmp_path / "w").get(Wrong(), _data())
@@ -279,7 +279,7 @@ def test_feature_cache_accepts_plain_array_and_checks_shape(tmp_path):
 
 
 def _trained(loss, monkeypatch=None, plain_step=False, targets=None, seed=3):
-    import w2s_harness.training as tr
+    import w2s_harness._training as tr
 
     x, _, t = separable(n=300, d=16, seed=seed)
     if monkeypatch is not None and plain_step:
@@ -292,7 +292,7 @@ def _trained(loss, monkeypatch=None, plain_step=False, targets=None, seed=3):
 
 @pytest.mark.parametrize("name", ["xent", "logconf", "product"])
 def test_prevalidated_fast_path_trains_exactly_like_the_checked_call(name):
-    from w2s_harness.pluginmanager import create_plugin_manager
+    from w2s_harness._pluginmanager import create_plugin_manager
 
     pm = create_plugin_manager(entry_points=False)
     loss = pm.create("loss", name)
@@ -312,8 +312,8 @@ def test_functional_adamw_step_is_bitwise_optimizer_step(monkeypatch):
 
 
 def test_bad_target_after_the_first_batch_is_still_caught():
-    from w2s_harness.errors import InputError
-    from w2s_harness.pluginmanager import create_plugin_manager
+    from w2s_harness._errors import InputError
+    from w2s_harness._pluginmanager import create_plugin_manager
 
     x, _, t = separable(n=300, d=16)
     t = t.copy()

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from w2s_harness.components import TextData
-from w2s_harness.datasets import BaseDataset, fingerprint_examples
-from w2s_harness.errors import DataError
+from w2s_harness._components import TextData
+from w2s_harness._datasets import BaseDataset, fingerprint_examples
+from w2s_harness._errors import DataError
 
 from .local import read_table
 

@@ -1,4 +1,4 @@
-"""Input checks shared by the built-in losses: one-line :class:`~w2s_harness.errors.InputError` naming shapes.
+"""Input checks shared by the built-in losses: one-line :class:`~w2s_harness._errors.InputError` naming shapes.
 
 Also converts integer class ids ``(N,)`` into one-hot rows ``(N, k)``, so every loss sees ``(N, k)``
 soft labels.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from w2s_harness.errors import ConfigError, InputError
+from w2s_harness._errors import ConfigError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

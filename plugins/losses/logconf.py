@@ -68,7 +68,7 @@ class LogConfLoss(BaseLoss):
             backend=check_backend(backend, loss=self.name),
         )
         if self.params["buffer_size"] and not self.params["balance"]:
-            from w2s_harness.errors import ConfigError
+            from w2s_harness._errors import ConfigError
 
             raise ConfigError(
                 f"loss {self.name!r}: buffer_size only feeds the balancing threshold; "

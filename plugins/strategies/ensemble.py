@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from w2s_harness.errors import ConfigError
-from w2s_harness.plan import Subset
+from w2s_harness._errors import ConfigError
+from w2s_harness._plan import Subset
 
 from ._common import naive_baseline, resolve_model, transfer_rows
 

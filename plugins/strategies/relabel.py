@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from w2s_harness.errors import ConfigError
+from w2s_harness._errors import ConfigError
 
 from ._common import as_loss, chain, check_scheme, loss_label, naive_baseline
 

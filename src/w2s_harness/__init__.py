@@ -23,8 +23,8 @@ __all__ = [
 
 
 def plugin_manager(*, reload: bool = False):
-    """The process-wide :class:`~w2s_harness.pluginmanager.PluginManager` (built-ins + entry points)."""
-    from .pluginmanager import plugin_manager as _pm
+    """The process-wide :class:`~w2s_harness._pluginmanager.PluginManager` (built-ins + entry points)."""
+    from ._pluginmanager import plugin_manager as _pm
 
     return _pm(reload=reload)
 

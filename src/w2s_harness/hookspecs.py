@@ -5,7 +5,7 @@ Every hook name starts with ``w2s_``. A plugin is any module or object with func
 the same hooks (see ``w2s_harness.plugins``) as a third-party package registered in the ``w2s_harness``
 entry-point group.
 
-Registration hooks receive a :class:`~w2s_harness.registry.Registry` and add named factories to it,
+Registration hooks receive a :class:`~w2s_harness._registry.Registry` and add named factories to it,
 tox-style, so one plugin can register many components and a name collision can name both providers::
 
     from w2s_harness import hookimpl
@@ -35,9 +35,9 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 def w2s_register_datasets(registry) -> None:
     """Register dataset factories.
 
-    :param registry: the dataset :class:`~w2s_harness.registry.Registry`. Call
+    :param registry: the dataset :class:`~w2s_harness._registry.Registry`. Call
         ``registry.add(name, factory, description=...)`` once per dataset. ``factory(**params)`` must return
-        an object implementing :class:`w2s_harness.components.Dataset`.
+        an object implementing :class:`w2s_harness._components.Dataset`.
 
     Called once per plugin manager, after all plugins are loaded. Return value is ignored.
     """
@@ -48,7 +48,7 @@ def w2s_register_models(registry) -> None:
     """Register model factories.
 
     :param registry: the model registry. ``factory(**params)`` must return a
-        :class:`w2s_harness.components.ModelSpec`. A name ending in ``:`` (for example ``"hf:"``) registers a
+        :class:`w2s_harness._components.ModelSpec`. A name ending in ``:`` (for example ``"hf:"``) registers a
         *prefix*: ``hf:bert-base-uncased`` calls the ``hf:`` factory with ``target="bert-base-uncased"``.
 
     Called once per plugin manager. Return value is ignored.
@@ -72,7 +72,7 @@ def w2s_register_strategies(registry) -> None:
     """Register strategy factories.
 
     :param registry: the strategy registry. ``factory(**params)`` must return a
-        :class:`w2s_harness.components.Strategy`: an object whose ``plan(ctx)`` builds the stage graph
+        :class:`w2s_harness._components.Strategy`: an object whose ``plan(ctx)`` builds the stage graph
         for one seed. The runner executes stages, so every strategy gets caching, resume and multi-seed.
 
     Called once per plugin manager. Return value is ignored.
@@ -97,7 +97,7 @@ def w2s_add_options(parser) -> None:
 
 @hookspec
 def w2s_configure(config) -> None:
-    """Inspect or adjust the fully resolved :class:`~w2s_harness.config.RunConfig` before a run.
+    """Inspect or adjust the fully resolved :class:`~w2s_harness._config.RunConfig` before a run.
 
     :param config: the resolved config (defaults < file < flags already applied). Plugins may read their
         options from ``config.extra`` (a dict of parsed CLI options) and mutate ``config`` in place.
@@ -116,7 +116,7 @@ def w2s_configure(config) -> None:
 def w2s_run_start(config) -> None:
     """Called once when a run starts, after the stage graph is planned and before any stage executes.
 
-    :param config: the resolved :class:`~w2s_harness.config.RunConfig`.
+    :param config: the resolved :class:`~w2s_harness._config.RunConfig`.
     """
 
 

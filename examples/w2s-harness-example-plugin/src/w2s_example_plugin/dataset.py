@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from w2s_harness.components import TextData
-from w2s_harness.datasets import BaseDataset, fingerprint_examples
+from w2s_harness._components import TextData
+from w2s_harness._datasets import BaseDataset, fingerprint_examples
 
 CLASS_NAMES = ["even", "odd"]
 
@@ -18,7 +18,7 @@ class ParityDataset(BaseDataset):
     :param n: number of examples to generate.
     :param max_number: N is drawn uniformly from ``[0, max_number)``.
     :param seed: generator seed of the content (not of the splits).
-    :param n_train, n_test, test_seed: split settings, see :class:`w2s_harness.datasets.BaseDataset`.
+    :param n_train, n_test, test_seed: split settings, see :class:`w2s_harness._datasets.BaseDataset`.
     """
 
     name = "example-parity"

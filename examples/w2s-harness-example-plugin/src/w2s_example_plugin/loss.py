@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from w2s_harness.errors import ConfigError
+from w2s_harness._errors import ConfigError
 
 
 class SmoothedXent:

@@ -1,13 +1,13 @@
 """``example-naive-twice``: weak -> strong transfer, then the student relabels train2 and is retrained.
 
 Strategies never train anything themselves: they declare stages with the
-:class:`~w2s_harness.plan.PlanBuilder` (``train``, ``label``, ...). The runner hashes, caches and executes
+:class:`~w2s_harness._plan.PlanBuilder` (``train``, ``label``, ...). The runner hashes, caches and executes
 them, so this strategy gets resume, multi-seed and the results table for free.
 """
 
 from __future__ import annotations
 
-from w2s_harness.errors import ConfigError
+from w2s_harness._errors import ConfigError
 
 
 def _loss_tag(loss) -> str:

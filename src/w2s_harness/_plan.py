@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError
+from ._errors import ConfigError
 
 SPLITS = ("train1", "train2", "test")
 #: Bump when a stage operation's semantics change so stale caches are not reused.
@@ -48,7 +48,7 @@ class Subset:
         return {"split": self.split, "part": self.part, "parts": self.parts, "complement": self.complement}
 
     def indices(self, splits, seed: int = 0):
-        """Resolve to sorted row indices given a :class:`~w2s_harness.components.Splits`.
+        """Resolve to sorted row indices given a :class:`~w2s_harness._components.Splits`.
 
         Slices are cut from a seeded permutation of the split, never from its index order, because datasets
         are often stored sorted (by class, by source) and contiguous chunks would then be unbalanced."""
@@ -126,7 +126,7 @@ class Comparison:
 class PlanBuilder:
     """Collects the stages and experiment rows of one seed.
 
-    :param config: the resolved :class:`~w2s_harness.config.RunConfig` (strategies read ``weak``, ``strong``,
+    :param config: the resolved :class:`~w2s_harness._config.RunConfig` (strategies read ``weak``, ``strong``,
         ``losses`` from it).
     :param seed: the seed; part of every stage hash.
     :param context: JSON-able identity shared by all stages (dataset identity, package version).

@@ -51,7 +51,7 @@ class Splits:
 
 @runtime_checkable
 class Dataset(Protocol):
-    """A dataset plugin. Subclass :class:`w2s_harness.datasets.BaseDataset` for the split logic."""
+    """A dataset plugin. Subclass :class:`w2s_harness._datasets.BaseDataset` for the split logic."""
 
     name: str
 
@@ -109,7 +109,7 @@ class ModelSpec(Protocol):
 
         The dict holds at least this model's own :meth:`feature_key` and may hold more: e.g. the ``hf:`` model
         returns every layer of one encoder pass, each under the key a model truncated at that layer would have,
-        so one pass serves a whole ladder. :class:`w2s_harness.features.FeatureCache` stores every entry.
+        so one pass serves a whole ladder. :class:`w2s_harness._features.FeatureCache` stores every entry.
         ``progress(n)`` advances a bar by ``n`` texts. Models may accept an optional ``device`` keyword.
         """
 
@@ -142,7 +142,7 @@ class ComponentRef:
 
 
 class Strategy(Protocol):
-    """A strategy plugin: ``plan(builder)`` adds stages for one seed via the :class:`~w2s_harness.plan.PlanBuilder`."""
+    """A strategy plugin: ``plan(builder)`` adds stages for one seed via the :class:`~w2s_harness._plan.PlanBuilder`."""
 
     def plan(self, builder) -> None:
         ...

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from .components import TrainConfig
-from .errors import ConfigError, InputError, TrainingError
+from ._components import TrainConfig
+from ._errors import ConfigError, InputError, TrainingError
 
 
 def make_train_config(

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, DataError
-from .plan import Stage, Subset, ref_key
+from ._errors import ConfigError, DataError
+from ._plan import Stage, Subset, ref_key
 
 
 @dataclass
@@ -78,7 +78,7 @@ class RunContext:
     @property
     def features(self):
         if self._features is None:
-            from .features import FeatureCache
+            from ._features import FeatureCache
 
             self._features = FeatureCache(self.output_dir / "features")
         return self._features
@@ -123,7 +123,7 @@ def _merge_labels(upstream: list[dict]):
 def op_train(ctx: RunContext, stage: Stage, upstream: list[tuple[dict, dict]]):
     import numpy as np
 
-    from . import training
+    from . import _training as training
 
     spec = stage.spec
     data, splits = ctx.data, ctx.splits(stage.seed)
@@ -165,7 +165,7 @@ def op_train(ctx: RunContext, stage: Stage, upstream: list[tuple[dict, dict]]):
 def op_label(ctx: RunContext, stage: Stage, upstream):
     import numpy as np
 
-    from . import training
+    from . import _training as training
 
     (_, arrays), = upstream
     rows = Subset(**stage.spec["on"]).indices(ctx.splits(stage.seed), stage.seed)
@@ -178,7 +178,7 @@ def op_label(ctx: RunContext, stage: Stage, upstream):
 def op_combine(ctx: RunContext, stage: Stage, upstream):
     import numpy as np
 
-    from . import training
+    from . import _training as training
 
     spec = stage.spec
     n_sources = len(spec["holdout"]) if spec["how"] == "accuracy" else len(upstream)
@@ -212,7 +212,7 @@ def op_combine(ctx: RunContext, stage: Stage, upstream):
 def op_filter(ctx: RunContext, stage: Stage, upstream):
     import numpy as np
 
-    from . import training
+    from . import _training as training
 
     labels = upstream[0][1]
     probs, idx = labels["probs"], labels["indices"]

@@ -1,7 +1,7 @@
 """Split logic shared by every dataset plugin: :class:`BaseDataset`.
 
 A dataset plugin subclasses :class:`BaseDataset`, sets :attr:`~BaseDataset.name` and implements
-:meth:`~BaseDataset._load` (return the whole formatted dataset as :class:`~w2s_harness.components.TextData`).
+:meth:`~BaseDataset._load` (return the whole formatted dataset as :class:`~w2s_harness._components.TextData`).
 Everything else (memoised loading, seeded splits, identity for stage hashes, parameter checks) lives here.
 
 Splits (see ``W2S_REFERENCE.md``):
@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .components import Splits, TextData
-from .errors import ConfigError, DataError
+from ._components import Splits, TextData
+from ._errors import ConfigError, DataError
 
 #: Fraction of the data used for the test split when ``n_test`` is not given.
 DEFAULT_TEST_FRAC = 0.2

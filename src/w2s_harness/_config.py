@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, did_you_mean
+from ._errors import ConfigError, did_you_mean
+from ._kinds import COMPONENT_SECTIONS
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-COMPONENT_SECTIONS = ("dataset", "weak", "strong", "loss", "strategy")
 SECTIONS = COMPONENT_SECTIONS + ("run",)
 
 #: The embedded default experiment: offline tweets, GloVe weak, MiniLM-L6 linear-probe strong.

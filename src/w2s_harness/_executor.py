@@ -22,8 +22,8 @@ import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 
-from .ops import RunContext, execute
-from .plan import Stage
+from ._ops import RunContext, execute
+from ._plan import Stage
 
 #: Result of one stage: ``(metrics, arrays, seconds)``.
 StageResult = tuple[dict, dict, float]
@@ -73,7 +73,7 @@ def _run_in_worker(stage: Stage, upstream: list) -> StageResult:
 
 def _prepare_parent(ctx: RunContext, stages: Sequence[Stage]) -> None:
     """Embed every model the pooled stages need, and do the optimiser's lazy imports, before forking."""
-    from . import training
+    from . import _training as training
 
     seen = set()
     for stage in stages:

@@ -9,23 +9,18 @@ import importlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from contextlib import contextmanager
 from importlib import metadata
 from typing import Any
 
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError
-from .registry import Registry
+from ._errors import PluginError
+from ._kinds import KINDS
+from ._registry import Registry
 
 ENTRY_POINT_GROUP = "w2s_harness"
-KINDS = ("dataset", "model", "loss", "strategy")
-_REGISTER_HOOK = {
-    "dataset": "w2s_register_datasets",
-    "model": "w2s_register_models",
-    "loss": "w2s_register_losses",
-    "strategy": "w2s_register_strategies",
-}
 
 
 @dataclass
@@ -62,6 +57,13 @@ class PluginManager:
 
     def create(self, kind: str, name: str, **params: Any) -> Any:
         return self.registries[kind].create(name, **params)
+
+    def other_hooks(self, plugin: str) -> list[str]:
+        """The non-registration hooks ``plugin`` implements (observers, CLI options), sorted."""
+        obj = self.pm.get_plugin(plugin)
+        register = {k.hook for k in KINDS}
+        callers = self.pm.get_hookcallers(obj) or [] if obj is not None else []
+        return sorted(c.name for c in callers if c.name not in register)
 
     def registered_by(self, plugin: str) -> dict[str, list[str]]:
         """Component names per kind that ``plugin`` registered."""
@@ -102,7 +104,7 @@ def create_plugin_manager(
     strict = _strict_from_env() if strict is None else strict
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
-    manager = PluginManager(pm, {kind: Registry(kind) for kind in KINDS})
+    manager = PluginManager(pm, {kind.name: Registry(kind.name) for kind in KINDS})
     own_version = _dist_version("w2s-harness")
 
     for modname in BUILTIN_PLUGINS:
@@ -146,14 +148,41 @@ def create_plugin_manager(
         pm.register(plugin, name=name)
         manager.plugins.append(PluginInfo(name, "(in-process)", "", False))
 
-    for kind, hookname in _REGISTER_HOOK.items():
-        registry = manager.registries[kind]
-        # Call implementations one by one (in registration order) so the registry knows who is adding.
-        for impl in getattr(pm.hook, hookname).get_hookimpls():
-            registry.current_plugin = impl.plugin_name
-            impl.function(registry=registry)
-        registry.current_plugin = "<unknown>"
+    for kind in KINDS:
+        registry = manager.registries[kind.name]
+        caller = getattr(pm.hook, kind.hook)
+        # Called through pluggy itself, so its order (last registered first, tryfirst / trylast) and hook
+        # wrappers apply to registration exactly as to every other hook.
+        with _attributed(caller, registry):
+            caller(registry=registry)
     return manager
+
+
+@contextmanager
+def _attributed(caller, registry: Registry):
+    """While ``caller`` runs, each plain implementation marks the registry with its plugin's name first, so a
+    name collision can name both providers. pluggy hands every implementation the same ``registry`` and has no
+    per-implementation callback, hence the temporary wrapping of each ``HookImpl.function`` (wrappers, which are
+    generators, are left alone)."""
+    originals = []
+    for impl in caller.get_hookimpls():
+        if getattr(impl, "hookwrapper", False) or getattr(impl, "wrapper", False):
+            continue
+        originals.append((impl, impl.function))
+
+        def marked(*args, _fn=impl.function, _name=impl.plugin_name):
+            registry.current_plugin = _name
+            try:
+                return _fn(*args)
+            finally:
+                registry.current_plugin = "<unknown>"
+
+        impl.function = marked
+    try:
+        yield
+    finally:
+        for impl, fn in originals:
+            impl.function = fn
 
 
 _default: PluginManager | None = None

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import ConfigError
-from .executor import resolve_workers, run_stages
-from .ops import RunContext
-from .plan import Comparison, ExperimentSpec, PlanBuilder, Stage, ref_key
-from .stats import paired_difference, pgr, summarize
-from .store import StageStore, atomic_write_json
+from ._errors import ConfigError
+from ._kinds import COMPONENT_SECTIONS, SECTION_KIND
+from ._executor import resolve_workers, run_stages
+from ._ops import RunContext
+from ._plan import Comparison, ExperimentSpec, PlanBuilder, Stage, ref_key
+from ._stats import paired_difference, pgr, summarize
+from ._store import StageStore, atomic_write_json
 
 SCHEMA_VERSION = 1
 
@@ -30,14 +31,12 @@ class Plan:
 
 def validate_components(config, pm) -> None:
     """Check every named component exists and accepts its parameters (no data is loaded)."""
-    for section in ("dataset", "weak", "strong", "strategy"):
-        comp = config.component(section)
-        kind = "model" if section in ("weak", "strong") else section
-        pm.registry(kind).check_params(comp.name, comp.params)
     if not config.losses:
         raise ConfigError("no loss configured; set [loss] name or --loss xent")
-    for comp in config.losses:
-        pm.registry("loss").check_params(comp.name, comp.params)
+    for section in COMPONENT_SECTIONS:
+        comps = config.losses if section == "loss" else [config.component(section)]
+        for comp in comps:
+            pm.registry(SECTION_KIND[section]).check_params(comp.name, comp.params)
 
 
 def make_plan(config, pm) -> Plan:

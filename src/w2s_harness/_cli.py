@@ -15,11 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import W2SError
-from .registry import PLURALS
-
-KIND_PLURALS = {plural: kind for kind, plural in PLURALS.items()}
-KIND_TITLES = {v: k for k, v in KIND_PLURALS.items()}
+from ._errors import W2SError
+from ._kinds import BY_NAME, BY_PLURAL, KINDS
 
 
 def _console(stderr: bool = True):
@@ -69,7 +66,7 @@ def build_parser(pm=None) -> argparse.ArgumentParser:
         pm.hook.w2s_add_options(parser=run)
 
     lst = sub.add_parser("list", help="list registered components")
-    lst.add_argument("kind", nargs="?", choices=sorted(KIND_PLURALS), help="only this kind")
+    lst.add_argument("kind", nargs="?", choices=sorted(BY_PLURAL), help="only this kind")
 
     sub.add_parser("plugins", help="list loaded plugins with their distribution, version and components")
 
@@ -84,7 +81,7 @@ def build_parser(pm=None) -> argparse.ArgumentParser:
 
 
 def _resolve_config(args, pm):
-    from .config import resolve
+    from ._config import resolve
 
     def accepts(name: str, key: str) -> bool:
         try:
@@ -106,10 +103,10 @@ def _resolve_config(args, pm):
 
 def cmd_list(args, pm) -> int:
     console = _console(stderr=False)
-    kinds = [KIND_PLURALS[args.kind]] if args.kind else list(KIND_PLURALS.values())
+    kinds = [BY_PLURAL[args.kind]] if args.kind else list(KINDS)
     for kind in kinds:
-        console.print(f"[bold]{KIND_TITLES[kind]}[/]")
-        for entry in pm.registry(kind):
+        console.print(f"[bold]{kind.plural}[/]")
+        for entry in pm.registry(kind.name):
             shown = entry.name + ("<name-or-path>" if entry.is_prefix else "")
             console.print(f"  {shown:<28} {entry.description}  [dim]({entry.plugin})[/]", soft_wrap=True)
     return 0
@@ -119,7 +116,11 @@ def cmd_plugins(args, pm) -> int:
     console = _console(stderr=False)
     for info in pm.plugins:
         comps = pm.registered_by(info.name)
-        what = "; ".join(f"{KIND_TITLES[k]}: {', '.join(v)}" for k, v in comps.items()) or "(hooks only)"
+        parts = [f"{BY_NAME[k].plural}: {', '.join(v)}" for k, v in comps.items()]
+        hooks = pm.other_hooks(info.name)
+        if hooks:
+            parts.append(f"hooks: {', '.join(hooks)}")
+        what = "; ".join(parts) or "(no hooks)"
         console.print(f"{info.name}  [dim]{info.distribution} {info.version}[/]  {what}", soft_wrap=True)
     for err in pm.load_errors:
         console.print(f"[red]{err.name}  failed to load (skipped): {err.error}[/]")
@@ -127,7 +128,7 @@ def cmd_plugins(args, pm) -> int:
 
 
 def cmd_validate(args, pm) -> int:
-    from .runner import make_plan
+    from ._runner import make_plan
 
     config = _resolve_config(args, pm)
     plan = make_plan(config, pm)
@@ -168,8 +169,8 @@ def _progress_hooks(console):
 def cmd_run(args, pm) -> int:
     from rich.markup import escape
 
-    from .report import render
-    from .runner import make_plan, run
+    from ._report import render
+    from ._runner import make_plan, run
 
     config = _resolve_config(args, pm)
     console = _console()
@@ -196,9 +197,9 @@ def cmd_run(args, pm) -> int:
 
 
 def cmd_report(args, pm) -> int:
-    from .errors import ConfigError
-    from .plots import write_plots
-    from .report import render
+    from ._errors import ConfigError
+    from ._plots import write_plots
+    from ._report import render
 
     path = Path(args.run_dir)
     path = path / "results.json" if path.is_dir() else path
@@ -223,7 +224,7 @@ COMMANDS = {"run": cmd_run, "list": cmd_list, "plugins": cmd_plugins, "validate"
 
 def main(argv: Sequence[str] | None = None, plugins: Sequence[Any] = ()) -> int:
     """Run the CLI in-process; returns the exit code (0 ok, 2 user error, 130 interrupted)."""
-    from .pluginmanager import create_plugin_manager
+    from ._pluginmanager import create_plugin_manager
 
     argv = list(sys.argv[1:] if argv is None else argv)
     strict = "--strict-plugins" in argv or None

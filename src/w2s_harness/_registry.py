@@ -7,10 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError, PluginError, UnknownComponentError, did_you_mean
+from ._kinds import plural
+from ._errors import ConfigError, PluginError, UnknownComponentError, did_you_mean
 
-#: How ``w2s-harness list`` names each component kind.
-PLURALS = {"dataset": "datasets", "model": "models", "loss": "losses", "strategy": "strategies"}
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,7 @@ class Registry:
         raise UnknownComponentError(
             f"unknown {self.kind} {name!r}.{did_you_mean(name, self.entries)} "
             f"Available: {', '.join(self.names()) or '(none)'} "
-            f"(see `w2s-harness list {PLURALS.get(self.kind, self.kind + 's')}`)"
+            f"(see `w2s-harness list {plural(self.kind)}`)"
         )
 
     def check_params(self, name: str, params: dict[str, Any]) -> None:
