@@ -52,7 +52,7 @@ def test_head_training_throughput(benchmark, tweets):
     loss = create_loss("xent")
 
     def train():
-        head = spec.build(2, x.shape[1], torch.device("cpu"))
+        head = spec.head(2, x.shape[1], torch.device("cpu"))
         fit(head, x, y, loss, cfg, seed=0, device=torch.device("cpu"))
 
     benchmark.pedantic(train, rounds=3, iterations=1)

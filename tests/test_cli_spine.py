@@ -52,6 +52,19 @@ class LossB:
         pass
 
 
+class TinyModel:
+    """A fine-tune model these tests only plan with (identity feeds stage ids); nothing here trains it."""
+
+    def __init__(self, width: int = 1):
+        self.name, self.width = "t-model", width
+
+    def identity(self):
+        return {"width": self.width}
+
+    def classifier(self, n_classes, device):
+        raise AssertionError("the CLI spine tests plan and validate only")
+
+
 class SpinePlugin:
     """Registers one of each component and uses the CLI hooks."""
 
@@ -64,8 +77,8 @@ class SpinePlugin:
 
     @hookimpl
     def w2s_register_models(self, registry):
-        registry.add("t-weak", lambda width=1: {"width": width}, description="tiny weak model")
-        registry.add("t-strong", lambda width=2: {"width": width}, description="tiny strong model")
+        registry.add("t-weak", TinyModel, description="tiny weak model")
+        registry.add("t-strong", lambda width=2: TinyModel(width), description="tiny strong model")
 
     @hookimpl
     def w2s_register_losses(self, registry):

@@ -7,7 +7,9 @@ import re
 import pytest
 
 from w2s_harness import hookimpl
-from w2s_harness._config import DEFAULT_STRONG, Component, RunConfig, apply_mapping, parse_value, resolve
+from w2s_harness._config import Component, RunConfig, RunSection, apply_mapping, parse_value, resolve
+
+DEFAULT_STRONG = "hf:sentence-transformers/all-MiniLM-L6-v2"
 from w2s_harness._errors import ConfigError
 from w2s_harness._pluginmanager import create_plugin_manager
 
@@ -70,9 +72,8 @@ def test_file_layer_overrides_defaults(tmp_path):
 
 
 def test_flags_override_file(tmp_path):
-    cfg = resolve(write(tmp_path, FILE), shortcuts={
-        "weak": "weak-from-flag", "seeds": "1,2,3", "output_dir": "runs/flag", "device": "cpu",
-        "dataset": "local", "strategy": None})
+    cfg = resolve(write(tmp_path, FILE), shortcuts={"weak": "weak-from-flag", "dataset": "local", "strategy": None},
+                  run={"seeds": RunSection.parse_flag("seeds", "1,2,3"), "output_dir": "runs/flag", "device": "cpu"})
     assert cfg.weak == Component("weak-from-flag")  # a different name: the file's parameters are dropped
     assert cfg.dataset.params["n_train"] == 800  # the same name: the file's parameters are kept
     assert cfg.strategy.name == "naive"  # None means "flag not given"
@@ -80,7 +81,7 @@ def test_flags_override_file(tmp_path):
 
 
 def test_set_overrides_flags_and_file(tmp_path):
-    cfg = resolve(write(tmp_path, FILE), shortcuts={"seeds": "1,2"},
+    cfg = resolve(write(tmp_path, FILE), run={"seeds": [1, 2]},
                   sets=["run.seeds=[7]", "dataset.n_train=100", "weak.lr=3e-4", "strong.name=hf:other"])
     assert cfg.run.seeds == [7]
     assert cfg.dataset.params["n_train"] == 100 and cfg.dataset.params["path"] == "reviews.csv"
@@ -192,7 +193,7 @@ def test_run_section_values_are_type_checked(assignment, fragment):
 
 def test_seeds_flag_must_be_integers():
     with pytest.raises(ConfigError, match="--seeds expects integers separated by commas, got '0,x'"):
-        resolve(shortcuts={"seeds": "0,x"})
+        RunSection.parse_flag("seeds", "0,x")
 
 
 # ---------------------------------------------------------------------------------- multiple losses

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 from w2s_harness.plugins.models.glove import GloveBow, tokenize
-from w2s_harness.plugins.models.hf import HFModel, resolve_checkpoint
+from w2s_harness.plugins.models.hf import HFFeatureModel as HFModel
+from w2s_harness.plugins.models.hf import hf_model, resolve_checkpoint
 
-from w2s_harness._components import ModelSpec, TextData, TrainConfig
+from w2s_harness._components import FeatureModel, FineTuneModel, TextData, TrainConfig
 from w2s_harness._errors import ConfigError
-from w2s_harness._features import FeatureCache, clear_memo
+from w2s_harness._features import FeatureCache
 from w2s_harness._training import fit, predict_proba
 
 CPU = torch.device("cpu")
@@ -82,7 +83,7 @@ def tiny_bert(tmp_path_factory):
 
 def test_glove_features_shape_and_determinism():
     m = GloveBow()
-    assert isinstance(m, ModelSpec) and m.linear_probe
+    assert isinstance(m, FeatureModel) and not isinstance(m, FineTuneModel)
     a = m.features(TEXTS + ["zzzqqq xxyyzz"])
     assert list(a) == [m.feature_key()]
     x = a[m.feature_key()]
@@ -90,7 +91,7 @@ def test_glove_features_shape_and_determinism():
     assert np.abs(x[:-1]).sum(1).min() > 0 and (x[-1] == 0).all()  # unknown words only -> zero vector
     np.testing.assert_array_equal(x, m.features(TEXTS + ["zzzqqq xxyyzz"])[m.feature_key()])
     assert tokenize("I DON'T like it, 100%! x2") == ["i", "don", "t", "like", "it", "100", "x", "2"]
-    head = m.build(2, 50, CPU)
+    head = m.head(2, 50, CPU)
     assert (head.weight == 0).all() and (head.bias == 0).all()
     json.dumps(m.identity())
     assert m.train_config == TrainConfig(lr=1e-3, epochs=10, batch_size=32)
@@ -152,7 +153,6 @@ def test_hf_cls_vs_mean_pooling(tiny_bert):
 
 
 def test_hf_feature_cache_serves_the_ladder_from_one_pass(tiny_bert, tmp_path):
-    clear_memo()
     data = TextData(TEXTS, np.array([1, 0, 0, 1, 0, 1, 0]), ["neg", "pos"], "tiny-fp")
     calls = []
 
@@ -177,7 +177,7 @@ def test_hf_identity_and_feature_key(tiny_bert):
     key = m.feature_key()
     assert m.checkpoint.identity in key and "pool=cls" in key and "max_length=16" in key and "layer=1" in key
     assert m.checkpoint.identity.startswith("dir:")
-    assert HFModel(str(tiny_bert), linear_probe=False).train_config.lr == 5e-5  # reference fine-tune default
+    assert hf_model(str(tiny_bert), linear_probe=False).train_config.lr == 5e-5  # reference fine-tune default
     with pytest.raises(ConfigError, match="layers=3 but the checkpoint has only 2 layers"):
         HFModel(str(tiny_bert), layers=3).feature_key()
     with pytest.raises(ConfigError, match="layers must be a positive integer"):
@@ -201,8 +201,8 @@ def test_hf_unknown_checkpoint_is_one_line_error(monkeypatch, tmp_path):
 
 
 def test_hf_full_finetune_module(tiny_bert):
-    m = HFModel(str(tiny_bert), layers=1, linear_probe=False, lr=1e-2, epochs=2, batch_size=len(TEXTS))
-    module = m.build(2, None, CPU)
+    m = hf_model(str(tiny_bert), layers=1, linear_probe=False, lr=1e-2, epochs=2, batch_size=len(TEXTS))
+    module = m.classifier(2, CPU)
     assert len(module.backbone.encoder.layer) == 1  # truncated to the first layer
     module.eval()
     with torch.no_grad():

@@ -181,13 +181,24 @@ def example_pm(monkeypatch):
     return create_plugin_manager(plugins=["w2s_example_plugin", TinyModels()], entry_points=False)
 
 
-class TinyModels:
-    """Model names for planning only (planning never builds a model)."""
+class _PlannedModel:
+    """A fine-tune model that is only planned with (planning never builds a model)."""
 
+    def __init__(self, **params):
+        self.params = params
+
+    def identity(self):
+        return dict(self.params)
+
+    def classifier(self, n_classes, device):
+        raise AssertionError("planning never builds a model")
+
+
+class TinyModels:
     @hookimpl
     def w2s_register_models(self, registry):
-        registry.add("t-weak", lambda **kw: kw)
-        registry.add("t-strong", lambda **kw: kw)
+        registry.add("t-weak", _PlannedModel)
+        registry.add("t-strong", _PlannedModel)
 
 
 def test_example_dataset(example_pm):
@@ -240,7 +251,7 @@ def _config(losses, strategy_params=None, seeds=(0, 1)):
 
 
 def test_example_strategy_plans_through_the_plan_builder(example_pm):
-    from w2s_harness._runner import make_plan
+    from w2s_harness._plan import make_plan
 
     losses = [Component("example-smoothed-xent"), Component("example-smoothed-xent", {"smoothing": 0.2})]
     plan = make_plan(_config(losses), example_pm)

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 
 from w2s_harness._components import Splits, TextData
-from w2s_harness._config import DEFAULT_STRONG, Component, RunConfig, resolve
+from w2s_harness._config import Component, RunConfig, resolve
+
+DEFAULT_STRONG = "hf:sentence-transformers/all-MiniLM-L6-v2"
 from w2s_harness._datasets import BaseDataset, fingerprint_examples
 from w2s_harness._errors import ConfigError, W2SError
-from w2s_harness.hookspecs import hookimpl
-from w2s_harness._plan import PlanBuilder, Subset
+from w2s_harness._plan import PlanBuilder, Subset, make_plan
 from w2s_harness._pluginmanager import create_plugin_manager
-from w2s_harness._runner import make_plan
+from w2s_harness.hookspecs import hookimpl
 
 WEAK, MID1, MID2, STRONG = "toy-weak", {"name": "toy-strong", "layers": 1}, {"name": "toy-strong", "layers": 2}, "toy-strong"
 LADDER = [WEAK, MID1, MID2, STRONG]
@@ -35,8 +36,16 @@ class ToyDataset(BaseDataset):
 
 
 class ToyModel:
+    """A fine-tune model that is only planned with (its identity feeds stage ids); nothing here trains it."""
+
     def __init__(self, layers: int | None = None):
         self.layers = layers
+
+    def identity(self):
+        return {"layers": self.layers}
+
+    def classifier(self, n_classes, device):
+        raise AssertionError("strategy tests build plans only")
 
 
 class ToyPlugin:
@@ -64,7 +73,7 @@ def config(strategy="naive", losses=("xent", "logconf"), weak=WEAK, strong=STRON
 
 def build(pm, strategy, params=None, **kw) -> PlanBuilder:
     cfg = config(strategy, **kw)
-    b = PlanBuilder(cfg, 0, {"dataset": "toy"})
+    b = PlanBuilder(cfg, 0, {"dataset": "toy"}, check_loss=lambda name, params: pm.create("loss", name, **params))
     pm.create("strategy", strategy, **(params or {})).plan(b)
     return b
 
@@ -374,7 +383,7 @@ def test_relabel_graph(pm):
 @pytest.mark.parametrize("strategy", ["naive", "confidence", "bootstrap", "ensemble", "filter", "relabel"])
 def test_make_plan_dedupes_across_seeds(pm, strategy):
     cfg = resolve(shortcuts={"strategy": strategy, "dataset": "toy", "weak": WEAK, "strong": STRONG,
-                             "seeds": "0,1", "loss": "xent"},
+                             "loss": "xent"}, run={"seeds": [0, 1]},
                   sets=['strategy.rungs=["toy-weak", {name = "toy-strong", layers = 1}, "toy-strong"]']
                   if strategy == "bootstrap" else [])
     plan = make_plan(cfg, pm)

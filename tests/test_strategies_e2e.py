@@ -14,14 +14,13 @@ import numpy as np
 import pytest
 
 from w2s_harness._cli import main
-from w2s_harness.hookspecs import hookimpl
 from w2s_harness._training import make_train_config, zero_linear_head
+from w2s_harness.hookspecs import hookimpl
 
 
 class ToyHash:
     """Counts of words hashed into ``dim`` buckets + a zero-initialised linear head."""
 
-    linear_probe = True
 
     def __init__(self, dim: int = 64, epochs: int = 5, lr: float = 0.05):
         self.name, self.dim = "toy-hash", dim
@@ -33,14 +32,14 @@ class ToyHash:
     def identity(self):
         return {"name": self.name, "dim": self.dim, "train": asdict(self.train_config)}
 
-    def features(self, texts, progress=None):
+    def features(self, texts, progress=None, device=None):
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, t in enumerate(texts):
             for w in t.split():
                 out[i, zlib.crc32(w.encode()) % self.dim] += 1.0
         return {self.feature_key(): out}
 
-    def build(self, n_classes, in_features, device):
+    def head(self, n_classes, in_features, device):
         return zero_linear_head(in_features, n_classes, device)
 
 

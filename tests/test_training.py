@@ -10,7 +10,7 @@ import torch
 
 from w2s_harness._components import TextData, TrainConfig
 from w2s_harness._errors import ConfigError, TrainingError
-from w2s_harness._features import FeatureCache, cache_name, clear_memo
+from w2s_harness._features import FeatureCache, cache_name
 from w2s_harness._training import (
     accuracy,
     fit,
@@ -218,7 +218,6 @@ def test_make_train_config_validates():
 
 class FakeModel:
     name = "fake"
-    linear_probe = True
 
     def __init__(self, layer=2):
         self.layer = layer
@@ -227,7 +226,7 @@ class FakeModel:
     def feature_key(self):
         return f"fake|layer={self.layer}"
 
-    def features(self, texts, progress=None):
+    def features(self, texts, progress=None, device=None):
         self.calls += 1
         n = len(texts)
         return {f"fake|layer={k}": np.full((n, 3), k, dtype=np.float32) for k in (1, 2, 3)}
@@ -238,7 +237,6 @@ def _data(fp="fp1"):
 
 
 def test_feature_cache_stores_every_returned_key(tmp_path):
-    clear_memo()
     cache = FeatureCache(tmp_path)
     m2 = FakeModel(2)
     x = cache.get(m2, _data())
@@ -249,7 +247,6 @@ def test_feature_cache_stores_every_returned_key(tmp_path):
     assert not any(".tmp" in f for f in files)
     m1 = FakeModel(1)
     assert (cache.get(m1, _data()) == 1).all() and m1.calls == 0  # served from layer 2's pass
-    clear_memo()
     fresh = FeatureCache(tmp_path)
     assert (fresh.get(FakeModel(3), _data()) == 3).all() and fresh.hits == 1  # from disk
     other = FakeModel(2)
@@ -259,14 +256,14 @@ def test_feature_cache_stores_every_returned_key(tmp_path):
 
 def test_feature_cache_accepts_plain_array_and_checks_shape(tmp_path):
     class Plain(FakeModel):
-        def features(self, texts, progress=None):
+        def features(self, texts, progress=None, device=None):
             return np.ones((len(texts), 5))
 
     x = FeatureCache(tmp_path).get(Plain(), _data())
     assert x.dtype == np.float32 and x.shape == (4, 5)
 
     class Wrong(FakeModel):
-        def features(self, texts, progress=None):
+        def features(self, texts, progress=None, device=None):
             return {self.feature_key(): np.ones((2, 5))}
 
     from w2s_harness._errors import W2SError

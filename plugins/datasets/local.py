@@ -20,9 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from w2s_harness._components import TextData
-from w2s_harness._datasets import BaseDataset, fingerprint_examples
-from w2s_harness._errors import ConfigError, DataError
+from w2s_harness import BaseDataset, ConfigError, DataError, TextData, fingerprint_examples
 
 #: file suffix -> (HF ``datasets`` packaged builder, extra builder kwargs)
 FORMATS: dict[str, tuple[str, dict[str, Any]]] = {

@@ -13,9 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from w2s_harness._components import TextData
-from w2s_harness._datasets import BaseDataset, fingerprint_examples
-from w2s_harness._errors import DataError
+from w2s_harness import BaseDataset, DataError, TextData, fingerprint_examples
 
 from .local import read_table
 

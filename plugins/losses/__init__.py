@@ -7,7 +7,7 @@ through ``w2s_harness.kernels.dispatch`` (``backend="auto"|"torch"|"triton"``) t
 on CUDA. Importing this module does not import torch.
 """
 
-from w2s_harness.hookspecs import hookimpl
+from w2s_harness import hookimpl
 
 from .entropy import EntropyLoss
 from .kl import KLLoss

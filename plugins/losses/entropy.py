@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ._base import BaseLoss
-from ._validate import check_backend, check_choice, check_number
+from w2s_harness import BaseLoss, check_backend, check_choice, check_number
+
 from .logconf import WARMUPS
 
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ._base import BaseLoss
-from ._validate import check_backend, check_choice, check_number
+from w2s_harness import BaseLoss, check_backend, check_choice, check_number
 
 DIRECTIONS = ("forward", "reverse")
 
@@ -29,7 +28,7 @@ class KLLoss(BaseLoss):
         direction = check_choice(direction, "direction", DIRECTIONS, loss=self.name)
         eps = check_number(eps, "eps", loss=self.name, lo=0.0, hi=1.0)
         if direction == "reverse" and eps <= 0:
-            from w2s_harness._errors import ConfigError
+            from w2s_harness import ConfigError
 
             raise ConfigError(
                 f"loss {self.name!r}: direction='reverse' needs eps > 0 (hard labels have log 0)"

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ._base import BaseLoss
-from ._validate import check_backend, check_bool, check_choice, check_int, check_number
+from w2s_harness import BaseLoss, check_backend, check_bool, check_choice, check_int, check_number
 
 WARMUPS = ("linear", "openai")
 
@@ -68,7 +67,7 @@ class LogConfLoss(BaseLoss):
             backend=check_backend(backend, loss=self.name),
         )
         if self.params["buffer_size"] and not self.params["balance"]:
-            from w2s_harness._errors import ConfigError
+            from w2s_harness import ConfigError
 
             raise ConfigError(
                 f"loss {self.name!r}: buffer_size only feeds the balancing threshold; "

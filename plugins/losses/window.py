@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ._base import BaseLoss
-from ._validate import check_backend, check_choice, check_number
+from w2s_harness import BaseLoss, check_backend, check_choice, check_number
 
 MODES = ("drop", "weight")
 ON = ("weak", "strong")
@@ -42,7 +41,7 @@ class WindowLoss(BaseLoss):
         radius = check_number(radius, "radius", loss=self.name, lo=0.0, hi=0.5)
         mode = check_choice(mode, "mode", MODES, loss=self.name)
         on = check_choice(on, "on", ON, loss=self.name)
-        from w2s_harness._errors import ConfigError
+        from w2s_harness import ConfigError
 
         if radius <= 0:
             raise ConfigError(f"loss {self.name!r}: radius must be > 0, got {radius:g}")

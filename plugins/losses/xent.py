@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ._base import BaseLoss
-from ._validate import check_backend
+from w2s_harness import BaseLoss, check_backend
 
 
 class XentLoss(BaseLoss):

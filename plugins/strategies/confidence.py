@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-from w2s_harness.plugins.losses.logconf import LogConfLoss
-
-from w2s_harness._config import Component
-
-from ._common import transfer_rows, weak_and_ceiling
-
 
 class Confidence:
     """Weak -> strong with ``logconf``, its schedule set here, beside a naive baseline row.
@@ -37,11 +31,12 @@ class Confidence:
 
     def plan(self, b) -> None:
         configured = next((c.params for c in b.config.losses if c.name == "logconf"), {})
-        loss = Component("logconf", {**configured, **self.options})
-        LogConfLoss(**loss.params)  # bad values fail now (ConfigError), not after the weak model has trained
-        weak, labels, ceiling = weak_and_ceiling(b)
+        # checked through the registry now: a bad value fails before the weak model trains
+        loss = b.loss_ref({"name": "logconf", **configured, **self.options}, "strategy (confidence options)")
+        ref = b.reference()
         base_row = None
         if self.baseline:
-            base = next((c for c in b.config.losses if c.name == self.baseline), Component(self.baseline))
-            (base_row,) = transfer_rows(b, "naive", weak, ceiling, labels, losses=[base])
-        transfer_rows(b, self.name, weak, ceiling, labels, losses=[loss], baseline=base_row)
+            base = next((c for c in b.config.losses if c.name == self.baseline), None)
+            base = base or b.loss_ref(self.baseline, "strategy.baseline")
+            (base_row,) = b.transfers("naive", ref, losses=[base])
+        b.transfers(self.name, ref, losses=[loss], baseline=base_row)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from w2s_harness._errors import ConfigError
-from w2s_harness._plan import Subset
-
-from ._common import naive_baseline, resolve_model, transfer_rows
+from w2s_harness import ConfigError, StageKind, Subset
 
 HOW = ("mean", "weighted", "accuracy")
 
@@ -59,16 +56,16 @@ class Ensemble:
         self.members, self.bags, self.how, self.weights = members or ["weak"], bags, how, weights
 
     def plan(self, b) -> None:
-        weak, _, ceiling, naive_rows = naive_baseline(b)
+        ref, naive_rows = b.naive_rows()
         sources, scored_by = [], []
         for m in self.members:
-            model = resolve_model(b, m, "strategy 'ensemble' members")
+            model = b.model_ref(m, "strategy.members")
             for j in range(self.bags):
                 on = Subset("train1", j, self.bags, complement=True) if self.bags > 1 else Subset("train1")
                 tag = f"{b.model_label(model)}" + (f" bag {j}/{self.bags}" if self.bags > 1 else "")
-                sup = b.train(model, on=on, kind="train_supervisor", name=f"supervisor[{tag}]")
+                sup = b.train(model, on=on, kind=StageKind.TRAIN_SUPERVISOR, name=f"supervisor[{tag}]")
                 sources.append(b.label(sup, on="train2", name=f"supervisor labels[{tag}]"))
                 scored_by.append((sup, Subset("train1", j, self.bags)))  # the fold this bag never saw
         combined = b.combine(sources, how=self.how, weights=self.weights,
                              scored_by=scored_by if self.how == "accuracy" else None, name=f"ensemble:{self.how}")
-        transfer_rows(b, self.name, weak, ceiling, combined, baseline=naive_rows)
+        b.transfers(self.name, ref, combined, baseline=naive_rows)

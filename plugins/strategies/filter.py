@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from w2s_harness._errors import ConfigError
-
-from ._common import naive_baseline, resolve_model, transfer_rows
+from w2s_harness import ConfigError, StageKind
 
 BY = ("confidence", "learnability")
 REFERENCES = ("transfer", "train1")
@@ -46,15 +44,16 @@ class Filter:
         self.by, self.keep_frac, self.reference, self.reference_model = by, float(keep_frac), reference, reference_model
 
     def plan(self, b) -> None:
-        weak, labels, ceiling, naive_rows = naive_baseline(b)
+        ref0, naive_rows = b.naive_rows()
+        labels = ref0.labels
         ref_labels = None
         if self.by == "learnability":
-            model = resolve_model(b, self.reference_model, "strategy 'filter' reference_model")
+            model = b.model_ref(self.reference_model, "strategy.reference_model")
             if self.reference == "train1":
-                ref = b.train(model, on="train1", kind="train_reference", name="reference[train1 gt]")
+                ref = b.train(model, on="train1", kind=StageKind.TRAIN_REFERENCE, name="reference[train1 gt]")
             else:
-                ref = b.train(model, on="train2", labels=labels, kind="train_reference", name="reference[weak labels]")
+                ref = b.train(model, on="train2", labels=labels, kind=StageKind.TRAIN_REFERENCE, name="reference[weak labels]")
             ref_labels = b.label(ref, on="train2", name="reference labels")
         kept = b.filter(labels, keep_frac=self.keep_frac, by=self.by, reference=ref_labels,
                         name=f"filter:{self.by}@{self.keep_frac:g}")
-        transfer_rows(b, self.name, weak, ceiling, kept, baseline=naive_rows)
+        b.transfers(self.name, ref0, kept, baseline=naive_rows)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from ._common import transfer_rows, weak_and_ceiling
-
 
 class Naive:
     """Weak model on train1, its soft labels on train2, strong model trained on them (one row per loss)."""
@@ -11,5 +9,4 @@ class Naive:
     name = "naive"
 
     def plan(self, b) -> None:
-        weak, labels, ceiling = weak_and_ceiling(b)
-        transfer_rows(b, self.name, weak, ceiling, labels)
+        b.transfers(self.name, b.reference())

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from w2s_harness._errors import ConfigError
-
-from ._common import as_loss, chain, check_scheme, loss_label, naive_baseline
+from w2s_harness import ConfigError, PlanBuilder
 
 SCHEMES = ("same", "crossfit")
 
@@ -34,19 +32,19 @@ class Relabel:
             raise ConfigError(f"strategy 'relabel': iterations must be an integer >= 0, got {iterations!r}")
         if scheme not in SCHEMES:
             raise ConfigError(f"strategy 'relabel': scheme={scheme!r}; use one of {', '.join(SCHEMES)}")
-        check_scheme(scheme, folds, self.name)
-        self.iterations, self.scheme, self.folds = iterations, scheme, folds
-        self.round_loss = None if round_loss is None else as_loss(round_loss, "strategy.round_loss")
+        PlanBuilder.check_chain(scheme, folds, self.name)
+        self.iterations, self.scheme, self.folds, self.round_loss = iterations, scheme, folds, round_loss
 
     def plan(self, b) -> None:
-        weak, _, ceiling, naive_rows = naive_baseline(b)
+        (weak, _, ceiling), naive_rows = b.naive_rows()
+        round_loss = None if self.round_loss is None else b.loss_ref(self.round_loss, "strategy.round_loss")
         weak_m, strong_m = b.config.weak.as_dict(), b.config.strong.as_dict()
         strong_label = b.model_label(strong_m)
         names = [b.model_label(weak_m), strong_label] + [f"{strong_label} r{r}" for r in range(1, self.iterations + 1)]
         for loss in b.config.losses:
-            tag = loss_label(loss)
-            losses = [loss] + [self.round_loss or loss] * self.iterations
-            rungs = chain(b, [weak_m] + [strong_m] * (self.iterations + 1), losses, scheme=self.scheme,
+            tag = b.loss_label(loss)
+            losses = [loss] + [round_loss or loss] * self.iterations
+            rungs = b.chain([weak_m] + [strong_m] * (self.iterations + 1), losses, scheme=self.scheme,
                           folds=self.folds, names=names)
             b.experiment(f"relabel/{tag}", strategy=self.name, loss=tag, weak=weak, ceiling=ceiling,
                          transfer=rungs[-1][1], rungs=rungs, baseline=naive_rows[tag],

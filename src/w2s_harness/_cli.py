@@ -7,7 +7,6 @@ lets a user error escape as a traceback. Heavy libraries load only inside ``run`
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -16,7 +15,7 @@ from typing import Any
 
 from . import __version__
 from ._errors import W2SError
-from ._kinds import BY_NAME, BY_PLURAL, KINDS
+from ._kinds import BY_NAME, BY_PLURAL, COMPONENT_SECTIONS, KINDS, SECTION_KIND
 
 
 def _console(stderr: bool = True):
@@ -29,20 +28,30 @@ def _console(stderr: bool = True):
     return console
 
 
-def _add_config_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", metavar="FILE", help="TOML config file (see README 'Config')")
-    p.add_argument("--strategy", help="strategy name (sets [strategy] name)")
-    p.add_argument("--dataset", help="dataset name (sets [dataset] name)")
-    p.add_argument("--weak", help="weak model name (sets [weak] name)")
-    p.add_argument("--strong", help="strong model name (sets [strong] name)")
-    p.add_argument("--loss", help="loss name, or several comma-separated (each gets a row): xent,logconf")
-    p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
-    p.add_argument("--output-dir", "-o", help="where stages and results.json go (run.output_dir)")
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--workers", type=int, metavar="N",
-                   help="processes for CPU linear-head stages (run.workers; 0 = one per core, 1 = in-process)")
+def _add_config_options(p: argparse.ArgumentParser, pm=None) -> None:
+    """The options ``run`` and ``validate`` share: config file, one flag per component section, one per ``[run]``
+    field (generated from :class:`RunSection`), ``--set``, and every plugin's ``w2s_add_options``."""
+    import dataclasses
+
+    from ._config import RunSection
+
+    p.add_argument("--config", "-c", metavar="FILE", help="TOML config file (overlays the packaged default)")
+    for section in COMPONENT_SECTIONS:
+        if section == "loss":
+            p.add_argument("--loss", metavar="NAME[,NAME...]",
+                           help="loss name, or several comma-separated (each gets a row): xent,logconf")
+        else:
+            kind = SECTION_KIND[section]
+            p.add_argument(f"--{section}", metavar="NAME", help=f"{kind} name (sets [{section}] name)")
+    for f in dataclasses.fields(RunSection):
+        flags = [f"--{f.metadata['flag']}"] + (["-o"] if f.name == "output_dir" else [])
+        p.add_argument(*flags, dest=f"run__{f.name}", metavar=f.metadata["metavar"], help=f.metadata["help"])
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any parameter; VALUE is parsed as TOML (repeatable)")
+    if pm is not None:
+        before = {a.dest for a in p._actions}
+        pm.hook.w2s_add_options(parser=p)
+        p.set_defaults(_plugin_dests=tuple(sorted({a.dest for a in p._actions} - before)))
 
 
 def build_parser(pm=None) -> argparse.ArgumentParser:
@@ -57,13 +66,11 @@ def build_parser(pm=None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run an experiment (default: the embedded offline experiment)")
-    _add_config_options(run)
+    _add_config_options(run, pm)
     run.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                      help="reuse finished stages from the output directory (default: on)")
     run.add_argument("--dry-run", action="store_true", help="resolve config and print the stage graph; run nothing")
     run.add_argument("--json", action="store_true", help="print results.json to stdout")
-    if pm is not None:
-        pm.hook.w2s_add_options(parser=run)
 
     lst = sub.add_parser("list", help="list registered components")
     lst.add_argument("kind", nargs="?", choices=sorted(BY_PLURAL), help="only this kind")
@@ -71,7 +78,7 @@ def build_parser(pm=None) -> argparse.ArgumentParser:
     sub.add_parser("plugins", help="list loaded plugins with their distribution, version and components")
 
     val = sub.add_parser("validate", help="resolve and check a config without running it")
-    _add_config_options(val)
+    _add_config_options(val, pm)
 
     rep = sub.add_parser("report", help="re-render a run's table and write plots")
     rep.add_argument("run_dir", help="a run's output directory (or its results.json)")
@@ -81,7 +88,9 @@ def build_parser(pm=None) -> argparse.ArgumentParser:
 
 
 def _resolve_config(args, pm):
-    from ._config import resolve
+    """The run config from parsed ``run`` / ``validate`` arguments; plugins' options go to ``config.extra`` and
+    ``w2s_configure`` runs (for both commands)."""
+    from ._config import RunSection, resolve
 
     def accepts(name: str, key: str) -> bool:
         try:
@@ -91,12 +100,13 @@ def _resolve_config(args, pm):
         params = entry.parameters()
         return params is None or key in params
 
-    shortcuts = {"strategy": args.strategy, "dataset": args.dataset, "weak": args.weak, "strong": args.strong,
-                 "loss": args.loss, "seeds": args.seeds, "output_dir": args.output_dir, "device": args.device,
-                 "workers": args.workers}
-    config = resolve(args.config, shortcuts=shortcuts, sets=args.sets, accepts=accepts)
-    config.extra = {k: v for k, v in vars(args).items() if k not in shortcuts and k not in (
-        "config", "sets", "command", "resume", "dry_run", "json", "strict_plugins")}
+    shortcuts = {section: getattr(args, section) for section in COMPONENT_SECTIONS}
+    run = {}
+    for key, value in vars(args).items():
+        if key.startswith("run__") and value is not None:
+            run[key[5:]] = RunSection.parse_flag(key[5:], value)
+    config = resolve(args.config, shortcuts=shortcuts, run=run, sets=args.sets, accepts=accepts)
+    config.extra = {dest: getattr(args, dest) for dest in getattr(args, "_plugin_dests", ())}
     pm.hook.w2s_configure(config=config)
     return config
 
@@ -128,7 +138,7 @@ def cmd_plugins(args, pm) -> int:
 
 
 def cmd_validate(args, pm) -> int:
-    from ._runner import make_plan
+    from ._plan import make_plan
 
     config = _resolve_config(args, pm)
     plan = make_plan(config, pm)
@@ -161,7 +171,7 @@ def _progress_hooks(console):
         if "id" not in stage_task:
             stage_task["id"] = progress.add_task("stages", total=total)
         progress.update(stage_task["id"], completed=done,
-                        description=f"stages ({'cached' if record['cached'] else 'ran'} {stage.name})")
+                        description=f"stages ({'cached' if record.cached else 'ran'} {stage.name})")
 
     return progress, inner, on_stage
 
@@ -169,8 +179,9 @@ def _progress_hooks(console):
 def cmd_run(args, pm) -> int:
     from rich.markup import escape
 
+    from ._plan import make_plan
     from ._report import render
-    from ._runner import make_plan, run
+    from ._runner import run
 
     config = _resolve_config(args, pm)
     console = _console()
@@ -192,30 +203,25 @@ def cmd_run(args, pm) -> int:
     render(results, console)
     console.print(f"results: {Path(config.run.output_dir) / 'results.json'}")
     if args.json:
-        sys.stdout.write(json.dumps(results, indent=2) + "\n")
+        sys.stdout.write(results.to_json())
     return 0
 
 
 def cmd_report(args, pm) -> int:
-    from ._errors import ConfigError
     from ._plots import write_plots
     from ._report import render
+    from ._results import Results
 
     path = Path(args.run_dir)
     path = path / "results.json" if path.is_dir() else path
-    if not path.is_file():
-        raise ConfigError(f"no results.json at {str(path)!r}; pass a run's output directory")
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{str(path)!r} is not valid JSON ({exc}); re-run the experiment to rewrite it") from None
+    results = Results.read(path)
     console = _console()
     render(results, console)
     if not args.no_plots:
         for p in write_plots(results, path.parent):
             console.print(f"wrote {p}")
     if args.json:
-        sys.stdout.write(json.dumps(results, indent=2) + "\n")
+        sys.stdout.write(results.to_json())
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The component contracts plugins implement: Dataset, ModelSpec, Loss, Strategy.
+"""The component contracts plugins implement: Dataset, FeatureModel / FineTuneModel, Loss, Strategy.
 
 The core knows these protocols, never a concrete dataset or model. Everything here is import-light
 (no torch at module import) so ``w2s-harness list`` stays instant.
@@ -6,9 +6,12 @@ The core knows these protocols, never a concrete dataset or model. Everything he
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from ._errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -70,7 +73,11 @@ class Dataset(Protocol):
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings for one training stage (AdamW + cosine schedule with linear warmup)."""
+    """Optimisation settings for one training stage (AdamW + cosine schedule with linear warmup).
+
+    Build it with :func:`w2s_harness.check_train_config`, which validates every field and names the owner in
+    the error, rather than with the constructor.
+    """
 
     lr: float = 1e-3
     epochs: int = 10
@@ -80,48 +87,118 @@ class TrainConfig:
     eval_every_epoch: bool = True
 
 
+def check_train_config(
+    owner: str,
+    *,
+    lr: float,
+    epochs: int,
+    batch_size: int,
+    weight_decay: float = 0.0,
+    warmup_frac: float = 0.0,
+) -> TrainConfig:
+    """A validated :class:`TrainConfig`; a bad value raises a one-line :class:`~w2s_harness.ConfigError` naming
+    ``owner`` (e.g. ``"model 'glove-bow'"``) and the parameter."""
+
+    def num(key, v, lo, hi=None, integer=False):
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if integer:
+            ok = ok and float(v).is_integer()
+        if not ok or not math.isfinite(v) or v < lo or (hi is not None and v > hi):
+            rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+            kind = "an integer" if integer else "a number"
+            raise ConfigError(f"{owner}: {key} must be {kind} {rng}, got {v!r}")
+        return int(v) if integer else float(v)
+
+    lr = num("lr", lr, 0.0)
+    if lr <= 0:
+        raise ConfigError(f"{owner}: lr must be > 0, got {lr!r}")
+    return TrainConfig(
+        lr=lr,
+        epochs=num("epochs", epochs, 0, integer=True),
+        batch_size=num("batch_size", batch_size, 1, integer=True),
+        weight_decay=num("weight_decay", weight_decay, 0.0),
+        warmup_frac=num("warmup_frac", warmup_frac, 0.0, 1.0),
+    )
+
+
 @runtime_checkable
-class ModelSpec(Protocol):
-    """A model plugin: a factory for a trainable classifier.
+class FeatureModel(Protocol):
+    """A model whose backbone stays frozen (a linear probe): texts become features once, heads train on them.
 
-    Two kinds:
-
-    * ``linear_probe = True``: a frozen backbone turns texts into features once (cached by the runner per
-      run directory, keyed by :meth:`feature_key`), and :meth:`build` returns a head ``(B, d) -> (B, k)``.
-    * ``linear_probe = False``: :meth:`build` returns a module whose ``forward(list_of_texts)`` returns
-      logits ``(B, k)``; the whole backbone is fine-tuned.
+    The runner embeds the whole dataset once per :meth:`feature_key` and caches the arrays in the run directory,
+    so every stage that uses this model (weak, ceiling, transfers, every seed) trains only a head.
     """
 
     name: str
-    linear_probe: bool
     train_config: TrainConfig
 
     def identity(self) -> dict[str, Any]:
-        """JSON-able parameters that determine the trained model (for stage hashes)."""
+        """JSON-able description of everything that determines the trained head (for stage ids)."""
 
     def feature_key(self) -> str:
-        """Cache key of the features (linear probe only): same key -> same features for the same texts."""
+        """Cache key of the features: the same key means the same features for the same texts."""
 
     def features(
-        self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+        self, texts: Sequence[str], progress: Callable[[int], None] | None = None, device: Any = None
     ) -> dict[str, np.ndarray]:
-        """Embed ``texts`` (linear probe only): ``{feature_key: (N, d) float32 array}``.
+        """Embed ``texts``: ``{feature_key: (N, d) float32 array}``.
 
-        The dict holds at least this model's own :meth:`feature_key` and may hold more: e.g. the ``hf:`` model
-        returns every layer of one encoder pass, each under the key a model truncated at that layer would have,
-        so one pass serves a whole ladder. :class:`w2s_harness._features.FeatureCache` stores every entry.
-        ``progress(n)`` advances a bar by ``n`` texts. Models may accept an optional ``device`` keyword.
+        The dict holds at least this model's own :meth:`feature_key` and may hold more: the ``hf:`` model returns
+        every layer of one encoder pass, each under the key a model truncated at that layer would have, so one
+        pass serves a whole ladder. Every entry is cached. ``progress(n)`` advances a bar by ``n`` texts;
+        ``device`` is the run's ``torch.device`` (a model that only uses numpy ignores it).
         """
 
-    def build(self, n_classes: int, in_features: int | None, device: torch.device) -> torch.nn.Module:
-        """A fresh classifier on ``device``: zero-initialised linear head (the reference)."""
+    def head(self, n_classes: int, in_features: int, device: Any) -> torch.nn.Module:
+        """A fresh head ``(B, in_features) -> (B, n_classes)`` on ``device`` (the reference: a zero-initialised
+        linear layer, :func:`w2s_harness.zero_linear_head`)."""
+
+
+@runtime_checkable
+class FineTuneModel(Protocol):
+    """A model trained end to end: the whole network sees the texts of every batch."""
+
+    name: str
+    train_config: TrainConfig
+
+    def identity(self) -> dict[str, Any]:
+        """JSON-able description of everything that determines the trained model (for stage ids)."""
+
+    def classifier(self, n_classes: int, device: Any) -> torch.nn.Module:
+        """A fresh module on ``device`` whose ``forward(list_of_texts)`` returns logits ``(B, n_classes)``."""
+
+
+def is_feature_model(model: Any) -> bool:
+    """Whether ``model`` is a :class:`FeatureModel` (checked by its methods, as the runtime protocol does)."""
+    return callable(getattr(model, "features", None)) and callable(getattr(model, "head", None))
+
+
+def check_model(model: Any, name: str) -> Any:
+    """``model`` if it implements one of the two model protocols, else a one-line error naming what is missing."""
+    if is_feature_model(model) and callable(getattr(model, "feature_key", None)):
+        return model
+    if callable(getattr(model, "classifier", None)):
+        return model
+    raise ConfigError(
+        f"model {name!r}: its factory returned {type(model).__name__}, which is neither a FeatureModel "
+        f"(feature_key, features, head) nor a FineTuneModel (classifier); see the plugin guide, 'Models'"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- loss
 
 
 class Loss(Protocol):
-    """``loss(logits (N,k), targets (N,k) soft or (N,) ints, step_frac in [0,1]) -> scalar tensor``."""
+    """``loss(logits (N, k), targets (N, k) soft or (N,) class ids, step_frac in [0, 1]) -> scalar tensor``.
+
+    ``step_frac`` is the fraction of training done (schedules such as logconf's warmup read it). A loss is
+    created fresh for every stage, so it may keep state across the batches of one stage.
+
+    **Optional fast path.** A loss may also offer ``prevalidate(targets, n_classes) -> (N, k) targets`` and
+    ``compute(logits, targets, step_frac)``: the training loop then checks the whole target matrix once and calls
+    ``compute`` on each batch without re-checking it (the first batch still goes through ``__call__``).
+    :class:`w2s_harness.BaseLoss` provides both; subclass it and implement ``compute``.
+    """
 
     def __call__(self, logits: torch.Tensor, targets: torch.Tensor, step_frac: float = 0.0) -> torch.Tensor:
         ...
@@ -130,19 +207,9 @@ class Loss(Protocol):
 # -------------------------------------------------------------------------------------------- strategy
 
 
-@dataclass(frozen=True)
-class ComponentRef:
-    """A component named in config: registry name + parameters (what goes into stage hashes)."""
-
-    name: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, **self.params}
-
-
 class Strategy(Protocol):
-    """A strategy plugin: ``plan(builder)`` adds stages for one seed via the :class:`~w2s_harness._plan.PlanBuilder`."""
+    """A strategy: ``plan(builder)`` declares the stages and result rows of one seed on a
+    :class:`~w2s_harness.PlanBuilder`. It is called once per seed and must declare the same rows every time."""
 
     def plan(self, builder) -> None:
         ...

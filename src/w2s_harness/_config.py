@@ -25,8 +25,9 @@ else:  # pragma: no cover
 
 SECTIONS = COMPONENT_SECTIONS + ("run",)
 
-#: The embedded default experiment: offline tweets, GloVe weak, MiniLM-L6 linear-probe strong.
-DEFAULT_STRONG = "hf:sentence-transformers/all-MiniLM-L6-v2"
+#: The embedded default experiment (offline tweets, GloVe weak, MiniLM-L6 linear-probe strong, xent + logconf,
+#: naive): a config file shipped in the package, read like any other.
+DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
 
 
 @dataclass
@@ -52,15 +53,42 @@ class Component:
         return cls(name, data)
 
 
+def _opt(default=dataclasses.MISSING, *, help: str, flag: str, metavar: str, factory=dataclasses.MISSING):
+    """A ``[run]`` field; its metadata makes it a ``run`` / ``validate`` flag (``--<flag>``)."""
+    return field(default=default, default_factory=factory, metadata={"help": help, "flag": flag, "metavar": metavar})
+
+
 @dataclass
 class RunSection:
-    """The ``[run]`` section: what to run it on and where to put it."""
+    """The ``[run]`` section: what to run it on and where to put it. Every field is also a CLI flag."""
 
-    seeds: list[int] = field(default_factory=lambda: list(range(10)))
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    output_dir: str = "runs/default"
-    threads: int = 0  # torch intra-op threads for encoders; 0 = torch's default
-    workers: int = 0  # processes for CPU linear-head stages; 0 = one per core (max 8), 1 = in-process only
+    # _opt returns a dataclasses.field carrying CLI metadata (ruff's RUF009 is off for this file for that reason)
+    seeds: list[int] = _opt(factory=lambda: list(range(10)), flag="seeds", metavar="0,1,2",
+                            help="comma-separated seeds (run.seeds)")
+    device: str = _opt("auto", flag="device", metavar="DEVICE", help="auto | cpu | cuda | cuda:N (run.device)")
+    output_dir: str = _opt("runs/default", flag="output-dir", metavar="DIR",
+                           help="where stages and results.json go (run.output_dir)")
+    threads: int = _opt(0, flag="threads", metavar="N",
+                        help="torch intra-op threads for encoders; 0 = torch's default (run.threads)")
+    workers: int = _opt(0, flag="workers", metavar="N",
+                        help="processes for CPU linear-head stages; 0 = one per core (max 8), 1 = in-process "
+                             "(run.workers)")
+
+    @staticmethod
+    def parse_flag(name: str, text: str) -> Any:
+        """The value of flag ``--<name>`` typed as its field: ``seeds`` a comma list of ints, ints as ints."""
+        if name == "seeds":
+            try:
+                return [int(s) for s in str(text).split(",") if s.strip()]
+            except ValueError:
+                raise ConfigError(f"--seeds expects integers separated by commas, got {text!r}") from None
+        kind = {f.name: f.type for f in dataclasses.fields(RunSection)}[name]
+        if kind in ("int", int):
+            try:
+                return int(text)
+            except ValueError:
+                raise ConfigError(f"--{name.replace('_', '-')} expects an integer, got {text!r}") from None
+        return str(text)
 
     def validate(self) -> None:
         if (not isinstance(self.seeds, list) or not self.seeds
@@ -80,16 +108,6 @@ class RunSection:
             raise ConfigError(f"run.output_dir must be a string (a directory path), got {self.output_dir!r}")
 
 
-def _default_components() -> dict[str, Any]:
-    return {
-        "dataset": Component("tweets-sentiment"),
-        "weak": Component("glove-bow"),
-        "strong": Component(DEFAULT_STRONG),
-        "loss": [Component("xent"), Component("logconf")],
-        "strategy": Component("naive"),
-    }
-
-
 @dataclass
 class RunConfig:
     """The fully resolved configuration of one run."""
@@ -100,13 +118,14 @@ class RunConfig:
     losses: list[Component]
     strategy: Component
     run: RunSection = field(default_factory=RunSection)
-    #: options added by plugins through ``w2s_add_options`` (parsed CLI values)
+    #: options added by plugins through ``w2s_add_options``: ``{dest: parsed value}``; recorded in results.json
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def default(cls) -> RunConfig:
-        d = _default_components()
-        return cls(d["dataset"], d["weak"], d["strong"], d["loss"], d["strategy"])
+        """The embedded default experiment, read from the packaged ``default.toml``."""
+        empty = cls(Component("?"), Component("?"), Component("?"), [], Component("?"))
+        return apply_mapping(empty, load_file(DEFAULT_CONFIG), "the packaged default.toml")
 
     def component(self, section: str):
         return self.losses if section == "loss" else getattr(self, section)
@@ -115,6 +134,7 @@ class RunConfig:
         out: dict[str, Any] = {s: self.component(s).as_dict() for s in COMPONENT_SECTIONS if s != "loss"}
         out["loss"] = [c.as_dict() for c in self.losses]
         out["run"] = dataclasses.asdict(self.run)
+        out["extra"] = dict(self.extra)
         return out
 
 
@@ -132,7 +152,7 @@ def apply_mapping(config: RunConfig, data: dict[str, Any], source: str) -> RunCo
     """Overlay a parsed TOML mapping onto ``config`` (sections replace the component they name)."""
     config = copy.deepcopy(config)
     for section, value in data.items():
-        if section not in SECTIONS:
+        if section not in SECTIONS and section != "extra":
             raise ConfigError(
                 f"unknown section [{section}] in {source}.{did_you_mean(section, SECTIONS)} "
                 f"Valid sections: {', '.join(SECTIONS)}"
@@ -141,6 +161,10 @@ def apply_mapping(config: RunConfig, data: dict[str, Any], source: str) -> RunCo
             if not isinstance(value, dict):
                 raise ConfigError(f"[run] in {source} must be a table")
             config.run = _run_section_from(value, config.run)
+        elif section == "extra":  # plugin options, as results.json records them
+            if not isinstance(value, dict):
+                raise ConfigError(f"[extra] in {source} must be a table")
+            config.extra = {**config.extra, **value}
         elif section == "loss":
             items = value if isinstance(value, list) else [value]
             config.losses = [Component.from_dict("loss", v) for v in items]
@@ -201,10 +225,18 @@ def resolve(
     file: str | Path | None = None,
     *,
     shortcuts: dict[str, Any] | None = None,
+    run: dict[str, Any] | None = None,
     sets: list[str] = (),
     accepts=None,
 ) -> RunConfig:
-    """Resolve defaults < config file < shortcut flags < ``--set`` overrides."""
+    """Resolve defaults < config file < flags < ``--set`` overrides into a validated :class:`RunConfig`.
+
+    :param file: a TOML config file.
+    :param shortcuts: ``{section: name}`` from ``--dataset`` / ``--weak`` / ``--strong`` / ``--strategy`` (a new
+        name drops the old component's parameters) and ``--loss`` (comma-separated names).
+    :param run: ``{run field: value}`` from the ``[run]`` flags (``--seeds`` ...), already typed.
+    :param sets: ``section.key=value`` strings (``--set``).
+    """
     config = RunConfig.default()
     if file is not None:
         config = apply_mapping(config, load_file(file), str(file))
@@ -215,21 +247,13 @@ def resolve(
             names = [n.strip() for n in str(value).split(",") if n.strip()]
             old = {c.name: c for c in config.losses}
             config.losses = [old.get(n, Component(n)) for n in names]
-        elif section == "seeds":
-            try:
-                config.run.seeds = [int(s) for s in str(value).split(",") if s.strip()]
-            except ValueError:
-                raise ConfigError(f"--seeds expects integers separated by commas, got {value!r}") from None
-        elif section == "output_dir":
-            config.run.output_dir = str(value)
-        elif section == "device":
-            config.run.device = str(value)
-        elif section == "workers":
-            config.run.workers = value
         else:
             comp = config.component(section)
             if comp.name != value:  # a new component: its old parameters no longer apply
                 setattr(config, section, Component(str(value)))
+    overrides = {k: v for k, v in (run or {}).items() if v is not None}
+    if overrides:
+        config.run = _run_section_from(overrides, config.run)
     for assignment in sets:
         config = apply_set(config, assignment, accepts)
     config.run.validate()

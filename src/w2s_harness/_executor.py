@@ -22,11 +22,13 @@ import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 
+from ._components import is_feature_model
 from ._ops import RunContext, execute
 from ._plan import Stage
+from ._results import StageRecord
 
-#: Result of one stage: ``(metrics, arrays, seconds)``.
-StageResult = tuple[dict, dict, float]
+#: What one stage returns: its record and its arrays.
+Finished = tuple[StageRecord, dict]
 
 #: Upper bound for ``workers = 0`` (auto): past this, memory bandwidth and fork start-up stop paying off.
 MAX_AUTO_WORKERS = 8
@@ -50,7 +52,7 @@ def poolable(ctx: RunContext, stage: Stage) -> bool:
     """Whether ``stage`` may run in a worker: a linear probe trained on cached features on the CPU."""
     if stage.op != "train" or ctx.device.type != "cpu":
         return False
-    return bool(getattr(ctx.model(stage.spec["model"]), "linear_probe", False))
+    return is_feature_model(ctx.model(stage.spec["model"]))
 
 
 # The worker side. ``_WORKER_CTX`` is set in each forked child by the pool initializer (its own copy).
@@ -66,7 +68,7 @@ def _init_worker(ctx: RunContext) -> None:
     _WORKER_CTX = ctx
 
 
-def _run_in_worker(stage: Stage, upstream: list) -> StageResult:
+def _run_in_worker(stage: Stage, upstream: list) -> Finished:
     assert _WORKER_CTX is not None, "worker used without its initializer"
     return execute(_WORKER_CTX, stage, upstream)
 
@@ -90,7 +92,7 @@ def run_stages(
     pending: Sequence[Stage],
     upstream: Callable[[Stage], list],
     is_done: Callable[[str], bool],
-    on_result: Callable[[Stage, StageResult], None],
+    on_result: Callable[[Stage, Finished], None],
     *,
     workers: int,
 ) -> None:

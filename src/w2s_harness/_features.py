@@ -10,7 +10,6 @@ array is stored (atomically: temp file + ``os.replace``), so the other rungs are
 from __future__ import annotations
 
 import hashlib
-import inspect
 import os
 import tempfile
 import threading
@@ -24,7 +23,7 @@ import numpy as np
 from ._components import TextData
 from ._errors import W2SError
 
-#: In-process memo (shared by every FeatureCache) bounded by total bytes; entries checked against the file's stat.
+#: Each cache keeps the arrays it read or wrote in memory up to this many bytes (checked against the file's stat).
 MEMO_MAX_BYTES = 1 << 30
 
 
@@ -78,7 +77,6 @@ class _Memo:
             self._bytes = 0
 
 
-_MEMO = _Memo(MEMO_MAX_BYTES)
 
 
 def cache_name(feature_key: str, fingerprint: str) -> str:
@@ -110,6 +108,8 @@ class FeatureCache:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        # Owned by this cache, so by one run context: nothing is shared between runs of one process.
+        self._memo = _Memo(MEMO_MAX_BYTES)
         self.hits = 0
         self.misses = 0
 
@@ -130,8 +130,7 @@ class FeatureCache:
         """The ``(len(data), d)`` float32 features of ``model_spec`` on ``data``.
 
         Computed through ``model_spec.features(data.texts, progress)`` only on a miss; every array it returns is
-        stored under its own key. ``device`` (a ``torch.device`` or string) is passed on to ``features`` when the
-        model accepts a ``device`` keyword.
+        stored under its own key. ``device`` (a ``torch.device``, a string or ``None``) is passed on to ``features``.
         """
         key = model_spec.feature_key()
         path = self.path(key, data)
@@ -140,10 +139,7 @@ class FeatureCache:
             self.hits += 1
             return arr
         self.misses += 1
-        kwargs = {}
-        if device is not None and "device" in inspect.signature(model_spec.features).parameters:
-            kwargs["device"] = device
-        result = model_spec.features(data.texts, progress, **kwargs)
+        result = model_spec.features(data.texts, progress, device)
         if not isinstance(result, dict):  # a plain array: the model's own key
             result = {key: result}
         if key not in result:
@@ -160,13 +156,13 @@ class FeatureCache:
                 )
             p = self.path(k, data)
             save_npy_atomic(p, a)
-            _MEMO.put(p, a)
+            self._memo.put(p, a)
             if k == key:
                 arr = a
         return arr
 
     def _read(self, path: Path) -> np.ndarray | None:
-        arr = _MEMO.get(path)
+        arr = self._memo.get(path)
         if arr is not None:
             return arr
         try:
@@ -175,10 +171,5 @@ class FeatureCache:
             return None
         except (OSError, ValueError, EOFError):  # a corrupt file (e.g. written by an old, killed process)
             return None
-        _MEMO.put(path, arr)
+        self._memo.put(path, arr)
         return arr
-
-
-def clear_memo() -> None:
-    """Forget the in-process memo (tests; after deleting cache files by hand)."""
-    _MEMO.clear()

@@ -1,7 +1,7 @@
 """What each stage operation does: train, label, combine, filter.
 
-Each op takes the :class:`RunContext`, the stage and the finished upstream stages, and returns
-``(metrics, arrays)``: JSON-able metrics and numpy arrays stored in the stage cache. Soft labels travel
+Each op takes the :class:`RunContext`, the stage and the finished upstream stages (``(StageRecord, arrays)``
+pairs), and returns ``(metrics, arrays)``: JSON-able metrics and numpy arrays stored in the stage cache. Soft labels travel
 between stages as ``{"indices": (M,) int64 row ids, "probs": (M, k) float32}``.
 """
 
@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._components import check_model, is_feature_model
 from ._errors import ConfigError, DataError
 from ._plan import Stage, Subset, ref_key
+from ._results import StageRecord
 
 
 @dataclass
@@ -54,7 +56,7 @@ class RunContext:
         key = ref_key(ref)
         if key not in self._models:
             params = {k: v for k, v in ref.items() if k != "name"}
-            self._models[key] = self.pm.create("model", ref["name"], **params)
+            self._models[key] = check_model(self.pm.create("model", ref["name"], **params), ref["name"])
         return self._models[key]
 
     def loss(self, ref: dict):
@@ -84,8 +86,8 @@ class RunContext:
         return self._features
 
     def inputs(self, spec_model, rows):
-        """Model inputs for ``rows``: cached features (linear probe) or the texts (fine-tuning)."""
-        if spec_model.linear_probe:
+        """Model inputs for ``rows``: cached features (a :class:`FeatureModel`) or the texts (fine-tuning)."""
+        if is_feature_model(spec_model):
             advance = None
             if self.progress is not None:
                 advance = self.progress(f"embedding with {spec_model.name}", len(self.data))
@@ -120,7 +122,7 @@ def _merge_labels(upstream: list[dict]):
     return idx, probs
 
 
-def op_train(ctx: RunContext, stage: Stage, upstream: list[tuple[dict, dict]]):
+def op_train(ctx: RunContext, stage: Stage, upstream: list[tuple[StageRecord, dict]]):
     import numpy as np
 
     from . import _training as training
@@ -147,7 +149,8 @@ def op_train(ctx: RunContext, stage: Stage, upstream: list[tuple[dict, dict]]):
     take = (lambda rr: x_all[[pos_all[int(r)] for r in rr]]) if not isinstance(x_all, list) else (
         lambda rr: [x_all[pos_all[int(r)]] for r in rr])
     in_features = None if isinstance(x_all, list) else int(x_all.shape[1])
-    module = spec_model.build(k, in_features, ctx.device)
+    module = (spec_model.head(k, in_features, ctx.device) if in_features is not None
+              else spec_model.classifier(k, ctx.device))
     history = training.fit(
         module, take(rows), targets, loss, spec_model.train_config, seed=stage.seed, device=ctx.device,
         eval_inputs=take(splits.test), eval_labels=data.labels[splits.test], where=stage.name,
@@ -235,8 +238,11 @@ def op_filter(ctx: RunContext, stage: Stage, upstream):
 OPS = {"train": op_train, "label": op_label, "combine": op_combine, "filter": op_filter}
 
 
-def execute(ctx: RunContext, stage: Stage, upstream) -> tuple[dict, dict, float]:
+def execute(ctx: RunContext, stage: Stage, upstream: list[tuple[StageRecord, dict]]) -> tuple[StageRecord, dict]:
+    """Run one stage: its :class:`StageRecord` (metrics, seconds) and its arrays."""
     start = time.perf_counter()
     metrics, arrays = OPS[stage.op](ctx, stage, upstream)
-    return metrics, arrays, time.perf_counter() - start
+    record = StageRecord(stage.id, stage.op, str(stage.kind), stage.name, stage.seed, stage.spec, metrics,
+                         time.perf_counter() - start, cached=False)
+    return record, arrays
 

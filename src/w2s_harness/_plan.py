@@ -1,7 +1,8 @@
-"""Stage graphs: what a strategy builds and the runner executes.
+"""Plans: the stage graph a strategy declares and the runner executes, and :func:`make_plan`, which builds it.
 
 A strategy never trains anything itself: it calls :class:`PlanBuilder` methods (``train``, ``label``,
-``combine``, ``filter``) which return :class:`StageRef` handles and declare stages. Each stage's id is a
+``combine``, ``filter``, and the helpers ``reference``, ``transfers``, ``chain``) which return :class:`StageRef`
+handles and declare stages. Each stage's id is a
 content hash of everything that determines its output (operation, component names and parameters,
 data subset, seed, upstream stage ids, dataset identity, package version), so identical work declared by
 two strategies, or by two runs, is computed once.
@@ -13,9 +14,13 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import Any, NamedTuple
 
-from ._errors import ConfigError
+from . import __version__
+from ._config import Component
+from ._errors import ConfigError, W2SError
+from ._kinds import COMPONENT_SECTIONS, SECTION_KIND
 
 SPLITS = ("train1", "train2", "test")
 #: Bump when a stage operation's semantics change so stale caches are not reused.
@@ -73,9 +78,42 @@ def as_subset(on: Subset | str) -> Subset:
     return on if isinstance(on, Subset) else Subset(on)
 
 
+def _ref_dict(ref: Component | dict | str) -> dict[str, Any]:
+    """A component reference as the flat ``{"name": ..., **params}`` dict stage specs store."""
+    if isinstance(ref, dict):
+        return dict(ref)
+    if isinstance(ref, str):
+        return {"name": ref}
+    return ref.as_dict()
+
+
+class StageKind(str, Enum):
+    """What a stage is, for results.json, the report and observers (``stage.kind``). A ``str`` enum: it compares
+    equal to its value (``StageKind.LABEL == "label"``) and serialises as it."""
+
+    TRAIN_WEAK = "train_weak"  #: the weak model on train1 ground truth
+    TRAIN_CEILING = "train_ceiling"  #: the strong model on train2 ground truth
+    TRAIN_TRANSFER = "train_transfer"  #: the strong model on weak (or chained) labels: a row's transfer
+    TRAIN_RUNG = "train_rung"  #: an inner rung of a label chain
+    TRAIN_RUNG_FOLD = "train_rung_fold"  #: a cross-fitting copy of an inner rung (labels one fold)
+    TRAIN_SUPERVISOR = "train_supervisor"  #: an ensemble member
+    TRAIN_REFERENCE = "train_reference"  #: a model that scores labels (filter by learnability)
+    TRAIN = "train"  #: any other train stage
+    LABEL = "label"  #: soft labels of a trained model on a subset
+    COMBINE = "combine"  #: several label sources combined into one
+    FILTER = "filter"  #: labels kept by a score
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: The ops each kind may be declared with.
+_TRAIN_KINDS = frozenset(k for k in StageKind if k.value.startswith("train"))
+
+
 @dataclass(frozen=True)
 class StageRef:
-    """A handle to a declared stage: its id, what it produces, and a display name."""
+    """A handle to a declared stage: its id, its op and its display name."""
 
     id: str
     op: str
@@ -84,15 +122,23 @@ class StageRef:
 
 @dataclass
 class Stage:
-    """One unit of cached work. ``spec`` is JSON-able and (with ``op``) fully determines the output."""
+    """One unit of cached work. ``spec`` is JSON-able and (with ``op``) fully determines the output.
+
+    :ivar op: ``train`` | ``label`` | ``combine`` | ``filter``: what the runner executes.
+    :ivar kind: a :class:`StageKind`: what the stage means in the protocol.
+    """
 
     id: str
-    op: str  # train | label | combine | filter
-    kind: str  # display kind for results.json: train_weak, train_ceiling, train_transfer, label, ...
+    op: str
+    kind: StageKind
     name: str
     spec: dict[str, Any]
     deps: tuple[str, ...]
     seed: int
+
+
+def _preferred(name: str, other: str) -> bool:
+    return (len(name), name) < (len(other), other)
 
 
 def stage_hash(op: str, spec: dict[str, Any], context: dict[str, Any]) -> str:
@@ -101,8 +147,15 @@ def stage_hash(op: str, spec: dict[str, Any], context: dict[str, Any]) -> str:
 
 
 @dataclass
-class ExperimentSpec:
-    """One row of the results table: which stages are weak, ceiling and transfer for one seed."""
+class Experiment:
+    """One row of the results table for one seed: which stages are its weak, ceiling and transfer models.
+
+    :ivar name: the row's name, unique in a plan (``"naive/xent"``).
+    :ivar strategy: the strategy column (``"naive"``, ``"bootstrap"``, ``"direct"``...).
+    :ivar loss: the loss column (a loss label, see :meth:`PlanBuilder.loss_label`).
+    :ivar rungs: ``(model label, train stage)`` along a label chain, weak first (empty for a two-model row).
+    :ivar baseline: the row this one is compared with per seed (paired PGR difference), if any.
+    """
 
     name: str
     strategy: str
@@ -110,106 +163,165 @@ class ExperimentSpec:
     weak: StageRef
     ceiling: StageRef
     transfer: StageRef
-    rungs: list[tuple[str, StageRef]] = field(default_factory=list)  # (model name, train stage) along a ladder
-    #: name of the experiment this one is compared against per seed (paired difference of PGR)
+    rungs: list[tuple[str, StageRef]] = field(default_factory=list)
     baseline: str | None = None
     weak_model: str = ""
     strong_model: str = ""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Comparison:
+    """A per-seed paired difference ``PGR(a) - PGR(b)`` between two rows."""
+
     a: str
     b: str
 
 
-class PlanBuilder:
-    """Collects the stages and experiment rows of one seed.
+class Reference(NamedTuple):
+    """The reference protocol's fixed stages (see :meth:`PlanBuilder.reference`)."""
 
-    :param config: the resolved :class:`~w2s_harness._config.RunConfig` (strategies read ``weak``, ``strong``,
-        ``losses`` from it).
-    :param seed: the seed; part of every stage hash.
+    weak: StageRef
+    labels: StageRef
+    ceiling: StageRef
+
+
+#: How rung i of a chain gets its labels from rung i-1 (see :meth:`PlanBuilder.chain`).
+CHAIN_SCHEMES = ("same", "slices", "crossfit")
+
+
+class PlanBuilder:
+    """Collects the stages and result rows of one seed; a strategy's ``plan(builder)`` receives one.
+
+    Read-only attributes a strategy may use: ``config`` (the resolved :class:`~w2s_harness.RunConfig`: its
+    ``weak``, ``strong`` and ``losses``), ``seed``.
+
+    :param config: the resolved run config.
+    :param seed: the seed; part of every stage id.
     :param context: JSON-able identity shared by all stages (dataset identity, package version).
+    :param identify: ``identify(model_ref) -> identity`` of a model (defaults, checkpoint hash...), hashed into
+        every stage that trains it, so a change in the model's code or defaults invalidates its stages.
+    :param check_loss: ``check_loss(name, params)`` raises if a loss does not exist or rejects its parameters.
     """
 
-    def __init__(self, config, seed: int, context: dict[str, Any], identify=None):
+    def __init__(self, config, seed: int, context: dict[str, Any], identify=None, check_loss=None):
         self.config = config
         self.seed = seed
         self.context = context
-        # identify(model_ref_dict) -> the model's resolved identity (defaults, checkpoint hash, tokenizer
-        # version): part of the stage hash so a change in a model's code or defaults invalidates its stages.
         self.identify = identify or (lambda ref: ref)
+        self._check_loss = check_loss
         self.stages: dict[str, Stage] = {}
-        self.experiments: list[ExperimentSpec] = []
+        self.experiments: list[Experiment] = []
         self.comparisons: list[Comparison] = []
 
-    # ------------------------------------------------------------------ helpers
-    def _add(self, op: str, kind: str, name: str, spec: dict[str, Any], deps: Iterable[StageRef]) -> StageRef:
+    # ------------------------------------------------------------------ internals
+    def _add(self, op: str, kind: StageKind | str, name: str, spec: dict[str, Any],
+             deps: Iterable[StageRef]) -> StageRef:
         deps = tuple(deps)
         spec = {**spec, "seed": self.seed, "deps": [d.id for d in deps]}
         sid = stage_hash(op, spec, self.context)
-        if sid not in self.stages:
+        kind = StageKind(kind)
+        have = self.stages.get(sid)
+        if have is None:
             self.stages[sid] = Stage(sid, op, kind, name, spec, tuple(d.id for d in deps), self.seed)
+        elif _preferred(name, have.name):
+            # one stage declared twice under two names (e.g. by a row and its control): the name must not depend
+            # on which was declared first, so the shorter one (then the alphabetically first) wins
+            have.name = name
         return StageRef(sid, op, self.stages[sid].name)
 
+    # ------------------------------------------------------------------ labels for display
     @staticmethod
-    def _component(ref) -> dict[str, Any]:
-        if isinstance(ref, dict):
-            return dict(ref)
-        if isinstance(ref, str):
-            return {"name": ref}
-        return ref.as_dict()
-
-    @staticmethod
-    def model_label(ref) -> str:
-        d = PlanBuilder._component(ref)
+    def model_label(ref: Component | dict | str) -> str:
+        """A model's display name: its registry name, plus ``@L<n>`` when truncated with ``layers``."""
+        d = _ref_dict(ref)
         layers = d.get("layers")
         return d["name"] + (f"@L{layers}" if layers is not None else "")
+
+    @staticmethod
+    def loss_label(loss: Component | dict | str) -> str:
+        """A loss's display name: its name plus its explicit parameters, ``logconf(aux_coef=0.3)``."""
+        d = _ref_dict(loss)
+        params = ",".join(f"{k}={v}" for k, v in sorted(d.items()) if k != "name")
+        return f"{d['name']}({params})" if params else d["name"]
+
+    # ------------------------------------------------------------------ references from strategy options
+    def model_ref(self, value: Any, option: str) -> dict[str, Any]:
+        """A model given in a strategy option: ``"weak"`` / ``"strong"`` (the run's models, with their
+        parameters), a registered name, or a table ``{name = "hf:...", layers = 1}``. ``option`` names the
+        option in errors (``"strategy.rungs"``)."""
+        if value == "weak":
+            return self.config.weak.as_dict()
+        if value == "strong":
+            return self.config.strong.as_dict()
+        if isinstance(value, str) and value:
+            return {"name": value}
+        if isinstance(value, dict) and isinstance(value.get("name"), str) and value["name"]:
+            return dict(value)
+        raise ConfigError(f"{option}: a model is a name (or 'weak'/'strong') or a table with a 'name', got {value!r}")
+
+    def loss_ref(self, value: Any, option: str) -> Component:
+        """A loss given in a strategy option (a name or a table ``{name = "logconf", aux_coef = 0.3}``), checked
+        against the registry now; errors name ``option``."""
+        return loss_option(value, option, self._check_loss)
 
     # ------------------------------------------------------------------ stage declarations
     def train(
         self,
-        model,
+        model: Component | dict | str,
         *,
         on: Subset | str,
         labels: str | StageRef | Sequence[StageRef] = "gt",
-        loss=None,
-        kind: str = "train",
+        loss: Component | dict | str | None = None,
+        kind: StageKind | str = StageKind.TRAIN,
         name: str | None = None,
     ) -> StageRef:
-        """Train ``model`` on subset ``on`` with ground truth (``labels="gt"``) or soft labels produced by label
-        stages (a list is concatenated; together they must cover ``on``). ``loss`` defaults to ``xent``.
-        The stage evaluates on the test split and predicts every split (so labelling is free later)."""
+        """Declare: train ``model`` on the rows ``on``.
+
+        :param model: a model reference (``"glove-bow"``, ``{"name": "hf:...", "layers": 1}``, a
+            :class:`~w2s_harness.Component`, or ``builder.config.strong``).
+        :param on: a split name (``"train1"``, ``"train2"``) or a :class:`Subset`.
+        :param labels: ``"gt"`` (ground truth) or the label stage(s) to train on; several are concatenated and
+            must not overlap. Rows they do not label (dropped by a filter) are skipped.
+        :param loss: a loss reference; default ``xent``.
+        :param kind: a :class:`StageKind` (must be one of the ``train_*`` kinds).
+        :param name: display name; default ``"<kind>:<model label>"``.
+        :returns: a handle; the stage evaluates on test and predicts every split, so labelling it is free.
+        """
+        kind = StageKind(kind)
+        if kind not in _TRAIN_KINDS:
+            raise ConfigError(f"builder.train: kind={kind.value!r} is not a train kind; use one of "
+                              f"{', '.join(sorted(k.value for k in _TRAIN_KINDS))}")
         sub = as_subset(on)
         label_refs: list[StageRef] = [] if labels == "gt" else ([labels] if isinstance(labels, StageRef) else list(labels))
         for ref in label_refs:
             if ref.op not in ("label", "combine", "filter"):
                 raise ConfigError(f"stage {ref.name!r} produces no labels; pass the result of builder.label(...)")
         spec = {
-            "model": self._component(model),
-            "model_identity": self.identify(self._component(model)),
-            "loss": self._component(loss or "xent"),
+            "model": _ref_dict(model),
+            "model_identity": self.identify(_ref_dict(model)),
+            "loss": _ref_dict(loss or "xent"),
             "on": sub.as_dict(),
             "labels": "gt" if labels == "gt" else "soft",
         }
-        display = name or f"{kind}:{self.model_label(model)}"
+        display = name or f"{kind.value}:{self.model_label(model)}"
         return self._add("train", kind, display, spec, label_refs)
 
     def label(self, trained: StageRef, *, on: Subset | str, name: str | None = None) -> StageRef:
-        """Soft labels (predicted probabilities) of ``trained`` on subset ``on``."""
+        """Declare: soft labels (predicted probabilities) of the train stage ``trained`` on the rows ``on``."""
         if trained.op != "train":
             raise ConfigError(f"builder.label needs a train stage, got {trained.op!r} stage {trained.name!r}")
         sub = as_subset(on)
-        return self._add("label", "label", name or f"label:{trained.name}->{sub.describe()}", {"on": sub.as_dict()}, [trained])
+        return self._add("label", StageKind.LABEL, name or f"label:{trained.name}->{sub.describe()}",
+                         {"on": sub.as_dict()}, [trained])
 
     def combine(self, labels: Sequence[StageRef], *, how: str = "mean", weights: Sequence[float] | None = None,
                 scored_by: Sequence[tuple[StageRef, Subset | str]] | None = None,
                 name: str | None = None) -> StageRef:
-        """Combine label stages over the same rows into one soft label (ensemble).
+        """Declare: combine label stages over the same rows into one soft label (an ensemble).
 
-        ``how``: ``mean``; ``weighted`` by explicit ``weights``; or ``accuracy``: source i weighted by the
-        accuracy of train stage ``scored_by[i][0]`` on the rows ``scored_by[i][1]``, against ground truth. Those
-        rows must be held out from that stage's training (e.g. a bag's out-of-bag fold of train1)."""
+        :param how: ``mean``; ``weighted`` by explicit ``weights``; or ``accuracy``: source i weighted by the
+            accuracy of train stage ``scored_by[i][0]`` on the rows ``scored_by[i][1]`` against ground truth.
+            Those rows must be held out from that stage's training (e.g. a bag's out-of-bag fold of train1)."""
         if how not in ("mean", "weighted", "accuracy"):
             raise ConfigError(f"combine how={how!r}: use 'mean', 'weighted' or 'accuracy'")
         spec: dict = {"how": how, "weights": list(weights) if weights is not None else None}
@@ -219,12 +331,12 @@ class PlanBuilder:
                 raise ConfigError("combine how='accuracy' needs scored_by = one (train stage, held-out rows) per source")
             spec["holdout"] = [as_subset(rows).as_dict() for _, rows in scored_by]
             deps += [ref for ref, _ in scored_by]
-        return self._add("combine", "combine", name or "combine", spec, deps)
+        return self._add("combine", StageKind.COMBINE, name or "combine", spec, deps)
 
     def filter(self, labels: StageRef, *, keep_frac: float, by: str = "confidence",
                reference: StageRef | None = None, name: str | None = None) -> StageRef:
-        """Keep the ``keep_frac`` most useful weak labels: by ``confidence`` (max prob) or by ``learnability``
-        (CE under the weak labels minus CE under ``reference`` labels, highest kept; the JEST idea)."""
+        """Declare: keep the ``keep_frac`` most useful labels of ``labels``: by ``confidence`` (max probability)
+        or by ``learnability`` (CE under the weak labels minus CE under ``reference`` labels, highest kept)."""
         if not 0 < keep_frac <= 1:
             raise ConfigError(f"filter keep_frac must be in (0, 1], got {keep_frac}")
         if by not in ("confidence", "learnability"):
@@ -232,16 +344,245 @@ class PlanBuilder:
         if by == "learnability" and reference is None:
             raise ConfigError("filter by='learnability' needs reference=<label stage of a strong reference model>")
         deps = [labels] + ([reference] if reference is not None else [])
-        return self._add("filter", "filter", name or f"filter:{by}", {"keep_frac": keep_frac, "by": by}, deps)
+        return self._add("filter", StageKind.FILTER, name or f"filter:{by}", {"keep_frac": keep_frac, "by": by}, deps)
 
-    # ------------------------------------------------------------------ report rows
-    def experiment(self, name: str, **kwargs) -> ExperimentSpec:
-        exp = ExperimentSpec(name=name, **kwargs)
+    # ------------------------------------------------------------------ result rows
+    def experiment(self, name: str, *, strategy: str, loss: str, weak: StageRef, ceiling: StageRef,
+                   transfer: StageRef, rungs: Sequence[tuple[str, StageRef]] = (), baseline: str | None = None,
+                   weak_model: str | None = None, strong_model: str | None = None) -> Experiment:
+        """Declare a result row: PGR of ``transfer`` between ``weak`` and ``ceiling`` (test accuracy).
+
+        :param name: unique row name, by convention ``"<strategy>/<loss label>"``.
+        :param strategy: the table's strategy column.
+        :param loss: the table's loss column (use :meth:`loss_label`).
+        :param weak: the weak train stage; :param ceiling: the strong-on-ground-truth train stage;
+            :param transfer: the student's train stage.
+        :param rungs: ``(model label, train stage)`` along a label chain, weak first; their accuracies are
+            reported too.
+        :param baseline: name of the row this one is compared with (also call :meth:`compare`).
+        :param weak_model: display names; default the run's ``[weak]`` / ``[strong]`` labels.
+        """
         if any(e.name == name for e in self.experiments):
             raise ConfigError(f"strategy declared experiment {name!r} twice")
+        for what, ref in (("weak", weak), ("ceiling", ceiling), ("transfer", transfer)):
+            if not isinstance(ref, StageRef) or ref.op != "train":
+                raise ConfigError(f"experiment {name!r}: {what} must be a train stage (a builder.train(...) result)")
+        exp = Experiment(name=name, strategy=strategy, loss=loss, weak=weak, ceiling=ceiling, transfer=transfer,
+                         rungs=list(rungs), baseline=baseline,
+                         weak_model=self.model_label(self.config.weak) if weak_model is None else weak_model,
+                         strong_model=self.model_label(self.config.strong) if strong_model is None else strong_model)
         self.experiments.append(exp)
         return exp
 
     def compare(self, a: str, b: str) -> None:
-        """Report the per-seed paired difference ``PGR(a) - PGR(b)``."""
-        self.comparisons.append(Comparison(a, b))
+        """Report the per-seed paired difference ``PGR(a) - PGR(b)`` of two rows (declared once per pair)."""
+        if Comparison(a, b) not in self.comparisons:
+            self.comparisons.append(Comparison(a, b))
+
+    # ------------------------------------------------------------------ the protocol's building blocks
+    def reference(self, weak: Component | dict | str | None = None,
+                  strong: Component | dict | str | None = None) -> Reference:
+        """The reference protocol's fixed part: ``weak`` on train1 ground truth, its soft labels on train2, and
+        ``strong`` on train2 ground truth (the ceiling). Models default to the run's ``[weak]`` / ``[strong]``.
+        Every strategy that calls this shares these stages (same ids), so they are computed once."""
+        weak_ref = self.train(self.config.weak if weak is None else weak, on="train1",
+                              kind=StageKind.TRAIN_WEAK, name="weak")
+        labels = self.label(weak_ref, on="train2", name="weak labels")
+        ceiling = self.train(self.config.strong if strong is None else strong, on="train2",
+                             kind=StageKind.TRAIN_CEILING, name="ceiling")
+        return Reference(weak_ref, labels, ceiling)
+
+    def transfers(self, strategy: str, reference: Reference, labels: StageRef | Sequence[StageRef] | None = None,
+                  *, losses: Sequence[Component] | None = None, row_prefix: str | None = None,
+                  compare_losses: bool = True, baseline: str | dict[str, str] | None = None) -> list[str]:
+        """One transfer stage (the run's strong model on ``labels``) and one result row per loss.
+
+        :param strategy: the rows' strategy column; rows are named ``"<row_prefix or strategy>/<loss label>"``.
+        :param reference: from :meth:`reference` (weak and ceiling of every row).
+        :param labels: what the student trains on; default ``reference.labels`` (the weak labels).
+        :param losses: default the run's configured losses.
+        :param compare_losses: compare every row after the first with the first (e.g. ``logconf - xent``).
+        :param baseline: compare every row with this row instead (or ``{loss label: row name}``).
+        :returns: the row names, in loss order.
+        """
+        labels = reference.labels if labels is None else labels
+        names = []
+        for loss in self.config.losses if losses is None else losses:
+            tag = self.loss_label(loss)
+            transfer = self.train(self.config.strong, on="train2", labels=labels, loss=loss,
+                                  kind=StageKind.TRAIN_TRANSFER,
+                                  name=f"transfer[{tag}]" if strategy == "naive" else f"{strategy} transfer[{tag}]")
+            name = f"{row_prefix or strategy}/{tag}"
+            base = baseline.get(tag) if isinstance(baseline, dict) else baseline
+            self.experiment(name, strategy=strategy, loss=tag, weak=reference.weak, ceiling=reference.ceiling,
+                            transfer=transfer, baseline=base)
+            names.append(name)
+            if base is not None:
+                self.compare(name, base)
+        if baseline is None and compare_losses:
+            for other in names[1:]:
+                self.compare(other, names[0])
+        return names
+
+    def naive_rows(self) -> tuple[Reference, dict[str, str]]:
+        """The reference stages and a ``naive/<loss>`` row per configured loss (the ``naive`` strategy's exact
+        stages, so a strategy that reports against naive computes nothing twice); returns the reference and
+        ``{loss label: row name}``."""
+        ref = self.reference()
+        rows = self.transfers("naive", ref)
+        return ref, {self.loss_label(loss): row for loss, row in zip(self.config.losses, rows)}
+
+    @staticmethod
+    def check_chain(scheme: str, folds: int, owner: str) -> None:
+        """Raise a one-line error unless ``scheme`` is a :data:`CHAIN_SCHEMES` value and ``folds`` an int >= 2."""
+        if scheme not in CHAIN_SCHEMES:
+            raise ConfigError(f"strategy {owner!r}: scheme={scheme!r}; use one of {', '.join(CHAIN_SCHEMES)}")
+        if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+            raise ConfigError(f"strategy {owner!r}: folds must be an integer >= 2, got {folds!r}")
+
+    def chain(self, models: Sequence[dict], losses: Sequence[Component], *, scheme: str = "crossfit",
+              folds: int = 3, names: Sequence[str] | None = None) -> list[tuple[str, StageRef]]:
+        """A label chain ``models[0] -> models[1] -> ... -> models[-1]``; returns ``(label, train stage)`` per rung.
+
+        Rung 0 is the weak model trained on train1 ground truth; it labels train2 (out-of-sample). Rung i >= 1
+        trains with ``losses[i-1]`` on the labels of rung i-1; the last rung's stage is the transfer stage.
+        How an inner rung (0 < i < n-1) labels train2 for the next rung:
+
+        * ``same``: rung i trains on all of train2 and labels it in-sample.
+        * ``slices``: train2 is cut into n-1 disjoint slices; rung i trains on slice i-1 and labels slice i
+          (out-of-sample). The last rung trains on only the last slice.
+        * ``crossfit``: K = ``folds`` copies of rung i train on the complement of fold k of train2 and label
+          fold k; the next rung trains on the union (every label out-of-sample). The rung's *reported* stage is
+          rung i trained on all of train2 (the ``same`` model), which labels nothing.
+
+        With two models every scheme is the reference protocol (the stages of :meth:`reference` + a transfer).
+        """
+        n = len(models)
+        if n < 2 or len(losses) != n - 1:
+            raise ConfigError(f"builder.chain needs >= 2 models and one loss per rung after the first; got "
+                              f"{n} models and {len(losses)} losses")
+        self.check_chain(scheme, folds, "chain")
+        names = list(names) if names is not None else [self.model_label(m) for m in models]
+        on = (lambda i: Subset("train2", i, n - 1)) if scheme == "slices" else (lambda i: Subset("train2"))
+        weak = self.train(models[0], on="train1", kind=StageKind.TRAIN_WEAK, name="weak")
+        rungs = [(names[0], weak)]
+        labels: list[StageRef] = [self.label(weak, on=on(0), name="weak labels" if n == 2 or scheme != "slices"
+                                             else "weak labels [slice 0]")]
+        for i in range(1, n):
+            last = i == n - 1
+            tag = self.loss_label(losses[i - 1])
+            ref = self.train(models[i], on=on(i - 1), labels=labels, loss=losses[i - 1],
+                             kind=StageKind.TRAIN_TRANSFER if last else StageKind.TRAIN_RUNG,
+                             name=f"{'transfer' if last else 'rung'}[{names[i]}<-{names[i - 1]}, {tag}]")
+            rungs.append((names[i], ref))
+            if last:
+                break
+            if scheme == "crossfit":
+                fold_labels = []
+                for k in range(folds):
+                    fk = self.train(models[i], on=Subset("train2", k, folds, complement=True), labels=labels,
+                                    loss=losses[i - 1], kind=StageKind.TRAIN_RUNG_FOLD,
+                                    name=f"rung[{names[i]}<-{names[i - 1]}, fold {k}/{folds}]")
+                    fold_labels.append(self.label(fk, on=Subset("train2", k, folds)))
+                labels = fold_labels
+            else:
+                labels = [self.label(ref, on=on(i))]
+        return rungs
+
+
+def loss_option(value: Any, option: str, check=None) -> Component:
+    """Parse a loss given in a strategy option (a name or a table with a ``name``) and, with ``check``, check it
+    against the loss registry; every error names ``option``."""
+    try:
+        comp = Component.from_dict(option, value)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (a loss in strategy options is a name or a table with a 'name')") from None
+    if check is not None:
+        try:
+            check(comp.name, comp.params)
+        except W2SError as exc:
+            raise type(exc)(f"{option}: {exc}") from None
+    return comp
+
+
+# ------------------------------------------------------------------------------------------- plans
+
+
+@dataclass
+class Plan:
+    """Every seed's stages (deduplicated, in dependency order) and result rows."""
+
+    stages: list[Stage]
+    experiments: dict[int, list[Experiment]]
+    comparisons: list[Comparison] = field(default_factory=list)
+
+
+def validate_components(config, pm) -> None:
+    """Check every named component exists and accepts its parameters (no data is loaded)."""
+    if not config.losses:
+        raise ConfigError("no loss configured; set [loss] name or --loss xent")
+    for section in COMPONENT_SECTIONS:
+        comps = config.losses if section == "loss" else [config.component(section)]
+        for comp in comps:
+            pm.registry(SECTION_KIND[section]).check_params(comp.name, comp.params)
+
+
+def make_plan(config, pm) -> Plan:
+    """Build the plan of ``config``: its strategy's stages for every seed, checked before anything runs.
+
+    Raises a one-line error for an unknown component or parameter, a strategy that declares no row, seeds that
+    declare different rows, or any loss named in the plan that cannot be created."""
+    from ._components import check_model
+
+    validate_components(config, pm)
+    strategy = pm.create("strategy", config.strategy.name, **config.strategy.params)
+    dataset = pm.create("dataset", config.dataset.name, **config.dataset.params)
+    context = {"dataset": {"name": config.dataset.name, **dataset.identity()}, "w2s_harness": __version__}
+    identities: dict[str, Any] = {}
+
+    def identify(ref: dict) -> Any:
+        key = ref_key(ref)
+        if key not in identities:
+            params = {k: v for k, v in ref.items() if k != "name"}
+            identities[key] = check_model(pm.create("model", ref["name"], **params), ref["name"]).identity()
+        return identities[key]
+
+    def check_loss(name: str, params: dict) -> None:
+        pm.create("loss", name, **params)
+
+    stages: dict[str, Stage] = {}
+    experiments: dict[int, list[Experiment]] = {}
+    comparisons: list[Comparison] | None = None
+    first: tuple | None = None
+    for seed in config.run.seeds:
+        builder = PlanBuilder(config, seed, context, identify, check_loss)
+        strategy.plan(builder)
+        if not builder.experiments:
+            raise ConfigError(f"strategy {config.strategy.name!r} declared no experiment for seed {seed}")
+        shape = ([e.name for e in builder.experiments], builder.comparisons)
+        if first is None:
+            first = (seed, *shape)
+        elif shape != first[1:]:
+            raise ConfigError(
+                f"strategy {config.strategy.name!r} declared different rows or comparisons for seed {seed} than for "
+                f"seed {first[0]}; a strategy must declare the same rows for every seed")
+        for sid, st in builder.stages.items():
+            have = stages.setdefault(sid, st)
+            if _preferred(st.name, have.name):
+                have.name = st.name
+        experiments[seed] = builder.experiments
+        comparisons = builder.comparisons if comparisons is None else comparisons
+    _check_stage_losses(stages.values(), check_loss)
+    return Plan(list(stages.values()), experiments, comparisons or [])
+
+
+def _check_stage_losses(stages, check_loss) -> None:
+    """Create every loss a train stage names once, so a typo in a strategy option (a rung's or an inner loss)
+    fails before anything trains instead of after the weak model did. Models are checked by ``identify``."""
+    seen = set()
+    for stage in stages:
+        ref = stage.spec.get("loss") if stage.op == "train" else None
+        if not isinstance(ref, dict) or ref_key(ref) in seen:
+            continue
+        seen.add(ref_key(ref))
+        check_loss(ref["name"], {k: v for k, v in ref.items() if k != "name"})

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+
+from ._results import Results, Summary
 
 
-def _mean(s):
-    return s["mean"] if s and s.get("mean") is not None else float("nan")
+def _mean(s: Summary) -> float:
+    return s.mean if s.mean is not None else float("nan")
 
 
-def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
+def write_plots(results: Results, out_dir: Path) -> list[Path]:
     """Write PNG plots next to results.json; return their paths."""
     import matplotlib
 
@@ -19,17 +20,17 @@ def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
     import numpy as np
 
     out_dir = Path(out_dir)
-    exps = results.get("experiments", [])
+    exps = results.experiments
     if not exps:
         return []
     written = []
-    labels = [e["name"] for e in exps]
+    labels = [e.name for e in exps]
     x = np.arange(len(exps))
 
     fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(exps)), 4))
     for j, (key, name) in enumerate([("weak_acc", "weak"), ("transfer_acc", "transfer"), ("ceiling_acc", "ceiling")]):
-        ax.bar(x + (j - 1) * 0.27, [_mean(e[key]) for e in exps], width=0.27, label=name)
-    lo = np.nanmin([_mean(e["weak_acc"]) for e in exps])
+        ax.bar(x + (j - 1) * 0.27, [_mean(getattr(e, key)) for e in exps], width=0.27, label=name)
+    lo = np.nanmin([_mean(e.weak_acc) for e in exps])
     ax.set_ylim(max(0.0, lo - 0.05), 1.0)
     ax.set_xticks(x, labels, rotation=20, ha="right")
     ax.set_ylabel("test accuracy (mean over seeds)")
@@ -40,8 +41,8 @@ def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(exps)), 4))
-    means = np.array([_mean(e["pgr"]) for e in exps])
-    err = np.array([[m - e["pgr"]["ci95"][0], e["pgr"]["ci95"][1] - m] if e["pgr"].get("ci95") else [0, 0]
+    means = np.array([_mean(e.pgr) for e in exps])
+    err = np.array([[m - e.pgr.ci95[0], e.pgr.ci95[1] - m] if e.pgr.ci95 else [0, 0]
                     for m, e in zip(means, exps)]).T
     ax.bar(x, means, yerr=err, capsize=4, color="tab:purple")
     ax.axhline(0, color="k", lw=0.8)
@@ -52,16 +53,16 @@ def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
     fig.savefig(written[-1], dpi=110)
     plt.close(fig)
 
-    ladders = [e for e in exps if len(e.get("rung_acc", [])) > 2]
+    ladders = [e for e in exps if len(e.rung_acc) > 2]
     if ladders:
         fig, ax = plt.subplots(figsize=(6, 4))
         for e in ladders:
-            ys = [_mean(r["acc"]) for r in e["rung_acc"]]
-            ax.plot(range(len(ys)), ys, marker="o", label=e["name"])
+            ys = [_mean(r.acc) for r in e.rung_acc]
+            ax.plot(range(len(ys)), ys, marker="o", label=e.name)
         first = ladders[0]
-        ax.axhline(_mean(first["weak_acc"]), ls="--", color="gray", label="weak")
-        ax.axhline(_mean(first["ceiling_acc"]), ls=":", color="k", label="ceiling")
-        ax.set_xticks(range(len(first["rung_acc"])), [r["model"] for r in first["rung_acc"]], rotation=20, ha="right")
+        ax.axhline(_mean(first.weak_acc), ls="--", color="gray", label="weak")
+        ax.axhline(_mean(first.ceiling_acc), ls=":", color="k", label="ceiling")
+        ax.set_xticks(range(len(first.rung_acc)), [r.model for r in first.rung_acc], rotation=20, ha="right")
         ax.set_ylabel("test accuracy")
         ax.set_xlabel("rung")
         ax.legend(fontsize=8)

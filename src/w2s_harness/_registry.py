@@ -7,9 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._kinds import plural
 from ._errors import ConfigError, PluginError, UnknownComponentError, did_you_mean
-
+from ._kinds import plural
 
 
 @dataclass(frozen=True)

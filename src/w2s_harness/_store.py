@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ._results import StageRecord
+
 
 def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -43,28 +45,29 @@ class StageStore:
     def has(self, stage_id: str) -> bool:
         return (self._dir(stage_id) / "result.json").is_file()
 
-    def load(self, stage_id: str) -> tuple[dict, dict]:
+    def load(self, stage_id: str) -> tuple[StageRecord, dict]:
         """``(record, arrays)`` of a finished stage."""
         import numpy as np
 
         d = self._dir(stage_id)
-        record = json.loads((d / "result.json").read_text(encoding="utf-8"))
+        record = StageRecord.from_dict(json.loads((d / "result.json").read_text(encoding="utf-8")))
         arrays = {}
         if (d / "artifact.npz").is_file():
             with np.load(d / "artifact.npz") as npz:
                 arrays = {k: npz[k] for k in npz.files}
         return record, arrays
 
-    def save(self, stage_id: str, record: dict, arrays: dict) -> None:
+    def save(self, record: StageRecord, arrays: dict) -> None:
         """Write a stage directory atomically (built in a temp dir, then renamed)."""
         import numpy as np
 
+        stage_id = record.id
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{stage_id}."))
         try:
             if arrays:
                 np.savez(tmp / "artifact.npz", **arrays)
-            (tmp / "result.json").write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
+            (tmp / "result.json").write_text(json.dumps(record.to_dict(), indent=2, default=str), encoding="utf-8")
             final = self._dir(stage_id)
             if final.exists():  # a concurrent worker finished the same stage: theirs is identical
                 shutil.rmtree(tmp)

@@ -24,41 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from ._components import TrainConfig
-from ._errors import ConfigError, InputError, TrainingError
+from ._components import TrainConfig, check_train_config
+from ._errors import InputError, TrainingError
 
-
-def make_train_config(
-    owner: str,
-    *,
-    lr: float,
-    epochs: int,
-    batch_size: int,
-    weight_decay: float = 0.0,
-    warmup_frac: float = 0.0,
-) -> TrainConfig:
-    """A validated :class:`TrainConfig` (``ConfigError`` naming ``owner`` and the bad parameter)."""
-
-    def num(key, v, lo, hi=None, integer=False):
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-        if integer:
-            ok = ok and float(v).is_integer()
-        if not ok or not math.isfinite(v) or v < lo or (hi is not None and v > hi):
-            rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-            kind = "an integer" if integer else "a number"
-            raise ConfigError(f"{owner}: {key} must be {kind} {rng}, got {v!r}")
-        return int(v) if integer else float(v)
-
-    lr = num("lr", lr, 0.0)
-    if lr <= 0:
-        raise ConfigError(f"{owner}: lr must be > 0, got {lr!r}")
-    return TrainConfig(
-        lr=lr,
-        epochs=num("epochs", epochs, 0, integer=True),
-        batch_size=num("batch_size", batch_size, 1, integer=True),
-        weight_decay=num("weight_decay", weight_decay, 0.0),
-        warmup_frac=num("warmup_frac", warmup_frac, 0.0, 1.0),
-    )
+make_train_config = check_train_config  # the old name, kept for internal callers
 
 
 def zero_linear_head(in_features: int, n_classes: int, device: Any = None):
@@ -87,7 +56,8 @@ def lr_multiplier(step: int, total: int, warmup_steps: int) -> float:
 
 @contextmanager
 def cpu_head_mode(enabled: bool = True) -> Iterator[None]:
-    """One intra-op thread with denormals flushed (for tiny heads on CPU); restores the thread count after."""
+    """One intra-op thread with denormals flushed (for tiny heads on CPU); restores both after (flushing back to
+    off, torch's default: it has no getter)."""
     if not enabled:
         yield
         return
@@ -100,6 +70,7 @@ def cpu_head_mode(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(prev)
+        torch.set_flush_denormal(False)
 
 
 def _is_features(inputs: Any) -> bool:

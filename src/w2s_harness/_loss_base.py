@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._validate import check_step_frac, prepare
+from ._loss_checks import check_step_frac, prepare
 
 
 class BaseLoss:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from w2s_harness._errors import ConfigError, InputError
+from ._errors import ConfigError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
