@@ -4,7 +4,7 @@ A dataset plugin subclasses :class:`BaseDataset`, sets :attr:`~BaseDataset.name`
 :meth:`~BaseDataset._load` (return the whole formatted dataset as :class:`~w2s_harness._components.TextData`).
 Everything else (memoised loading, seeded splits, identity for stage hashes, parameter checks) lives here.
 
-Splits (see ``W2S_REFERENCE.md``):
+Splits (as in the reference implementation, openai/weak-to-strong):
 
 * the **test** split is drawn once from ``test_seed``, independent of the run seed, so every seed evaluates
   on the same held-out set and no seed ever trains on it;

@@ -5,7 +5,7 @@ Every hook name starts with ``w2s_``. A plugin is any module or object with func
 the same hooks (see ``w2s_harness.plugins``) as a third-party package registered in the ``w2s_harness``
 entry-point group.
 
-Registration hooks receive a :class:`~w2s_harness._registry.Registry` and add named factories to it,
+Registration hooks receive a :class:`~w2s_harness.Registry` and add named factories to it,
 tox-style, so one plugin can register many components and a name collision can name both providers::
 
     from w2s_harness import hookimpl
@@ -35,11 +35,12 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 def w2s_register_datasets(registry) -> None:
     """Register dataset factories.
 
-    :param registry: the dataset :class:`~w2s_harness._registry.Registry`. Call
+    :param registry: the dataset :class:`~w2s_harness.Registry`. Call
         ``registry.add(name, factory, description=...)`` once per dataset. ``factory(**params)`` must return
-        an object implementing :class:`w2s_harness._components.Dataset`.
+        a :class:`~w2s_harness.Dataset` (subclass :class:`~w2s_harness.BaseDataset`).
 
-    Called once per plugin manager, after all plugins are loaded. Return value is ignored.
+    Called once per plugin manager, after all plugins are loaded, in pluggy's order (the last registered
+    plugin first; ``tryfirst`` / ``trylast`` and hook wrappers apply). Return value is ignored.
     """
 
 
@@ -48,8 +49,9 @@ def w2s_register_models(registry) -> None:
     """Register model factories.
 
     :param registry: the model registry. ``factory(**params)`` must return a
-        :class:`w2s_harness._components.ModelSpec`. A name ending in ``:`` (for example ``"hf:"``) registers a
-        *prefix*: ``hf:bert-base-uncased`` calls the ``hf:`` factory with ``target="bert-base-uncased"``.
+        :class:`~w2s_harness.FeatureModel` (frozen features + a head) or a :class:`~w2s_harness.FineTuneModel`
+        (trained end to end). A name ending in ``:`` (for example ``"hf:"``) registers a *prefix*:
+        ``hf:bert-base-uncased`` calls the ``hf:`` factory with ``target="bert-base-uncased"``.
 
     Called once per plugin manager. Return value is ignored.
     """
@@ -59,9 +61,10 @@ def w2s_register_models(registry) -> None:
 def w2s_register_losses(registry) -> None:
     """Register loss factories.
 
-    :param registry: the loss registry. ``factory(**params)`` must return a callable
-        ``loss(logits, targets, step_frac=0.0) -> scalar tensor`` where ``logits`` is ``(N, k)`` and
-        ``targets`` are ``(N, k)`` soft labels (or ``(N,)`` integer class ids).
+    :param registry: the loss registry. ``factory(**params)`` must return a :class:`~w2s_harness.Loss`: a
+        callable ``loss(logits, targets, step_frac=0.0) -> scalar tensor`` where ``logits`` is ``(N, k)`` and
+        ``targets`` are ``(N, k)`` soft labels (or ``(N,)`` integer class ids). Subclass
+        :class:`~w2s_harness.BaseLoss` for the input checks and the training loop's fast path.
 
     Called once per plugin manager. Return value is ignored.
     """
@@ -72,8 +75,9 @@ def w2s_register_strategies(registry) -> None:
     """Register strategy factories.
 
     :param registry: the strategy registry. ``factory(**params)`` must return a
-        :class:`w2s_harness._components.Strategy`: an object whose ``plan(ctx)`` builds the stage graph
-        for one seed. The runner executes stages, so every strategy gets caching, resume and multi-seed.
+        :class:`~w2s_harness.Strategy`: an object whose ``plan(builder)`` declares the stages and rows of one
+        seed on a :class:`~w2s_harness.PlanBuilder`. The runner executes stages, so every strategy gets
+        caching, resume and multi-seed.
 
     Called once per plugin manager. Return value is ignored.
     """
@@ -86,10 +90,11 @@ def w2s_register_strategies(registry) -> None:
 
 @hookspec
 def w2s_add_options(parser) -> None:
-    """Add command-line options to the ``run`` sub-command.
+    """Add command-line options to the ``run`` and ``validate`` sub-commands.
 
-    :param parser: the :class:`argparse.ArgumentParser` of ``w2s-harness run``. Prefix option names with
-        the plugin's name to avoid collisions.
+    :param parser: the :class:`argparse.ArgumentParser` of ``w2s-harness run`` (and, in a second call, of
+        ``validate``). Prefix option names with the plugin's name to avoid collisions. The parsed values reach
+        :func:`w2s_configure` as ``config.extra[dest]`` and are recorded in results.json (``config.extra``).
 
     Called while the CLI parser is built, before arguments are parsed.
     """
@@ -97,12 +102,13 @@ def w2s_add_options(parser) -> None:
 
 @hookspec
 def w2s_configure(config) -> None:
-    """Inspect or adjust the fully resolved :class:`~w2s_harness._config.RunConfig` before a run.
+    """Inspect or adjust the fully resolved :class:`~w2s_harness.RunConfig` before a run.
 
-    :param config: the resolved config (defaults < file < flags already applied). Plugins may read their
-        options from ``config.extra`` (a dict of parsed CLI options) and mutate ``config`` in place.
+    :param config: the resolved config (defaults < file < flags already applied). Plugins read their own
+        options from ``config.extra`` (``{dest: parsed value}`` of the options they added) and may mutate
+        ``config`` in place.
 
-    Called once per ``run``/``validate`` after config resolution and before component validation.
+    Called once per ``run`` and per ``validate``, after config resolution and before component validation.
     """
 
 
@@ -116,7 +122,7 @@ def w2s_configure(config) -> None:
 def w2s_run_start(config) -> None:
     """Called once when a run starts, after the stage graph is planned and before any stage executes.
 
-    :param config: the resolved :class:`~w2s_harness._config.RunConfig`.
+    :param config: the resolved :class:`~w2s_harness.RunConfig`.
     """
 
 
@@ -124,9 +130,9 @@ def w2s_run_start(config) -> None:
 def w2s_stage_end(stage, result) -> None:
     """Called after every stage finishes, whether it was computed or loaded from the stage cache.
 
-    :param stage: the :class:`~w2s_harness.stages.Stage` (``stage.id`` is its content hash, ``stage.kind``
-        one of ``train``/``label``/...).
-    :param result: the stage's :class:`~w2s_harness.stages.StageResult` (metrics, ``cached``, ``seconds``).
+    :param stage: the :class:`~w2s_harness.Stage` (``stage.id`` is its content hash, ``stage.op`` one of
+        ``train`` / ``label`` / ``combine`` / ``filter``, ``stage.kind`` a :class:`~w2s_harness.StageKind`).
+    :param result: the stage's :class:`~w2s_harness.StageRecord` (``metrics``, ``cached``, ``seconds``).
     """
 
 
@@ -134,5 +140,6 @@ def w2s_stage_end(stage, result) -> None:
 def w2s_run_end(results) -> None:
     """Called once when a run ends (complete, partial or failed), after ``results.json`` is written.
 
-    :param results: the results dict, exactly as written to ``results.json`` (see README "Results").
+    :param results: the run's :class:`~w2s_harness.Results`; ``results.to_dict()`` is exactly what
+        ``results.json`` holds.
     """
