@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -501,25 +502,15 @@ class HFFineTuneModel(HFModel):
         return module.to(device)
 
 
-def hf_model(
-    target: str,
-    layers: int | None = None,
-    pooling: str = "mean",
-    max_length: int = 64,
-    linear_probe: bool = True,
-    lr: float | None = None,
-    epochs: int | None = None,
-    batch_size: int = 32,
-    weight_decay: float = 0.0,
-    warmup_frac: float = 0.0,
-    embed_batch_size: int = 128,
-    dtype: str = "float32",
-) -> HFModel:
+def hf_model(target: str, **params: Any) -> HFModel:
     """The ``hf:`` factory: an :class:`HFFeatureModel` for ``linear_probe = true`` (default), else an
-    :class:`HFFineTuneModel`. Parameters as :class:`HFModel`."""
+    :class:`HFFineTuneModel`. Parameters as :class:`HFModel` (its signature is this factory's, below)."""
+    linear_probe = params.get("linear_probe", True)
     if not isinstance(linear_probe, bool):
         raise ConfigError(f"model 'hf:{target}': linear_probe must be true or false, got {linear_probe!r}")
-    cls = HFFeatureModel if linear_probe else HFFineTuneModel
-    return cls(target, layers=layers, pooling=pooling, max_length=max_length, linear_probe=linear_probe, lr=lr,
-               epochs=epochs, batch_size=batch_size, weight_decay=weight_decay, warmup_frac=warmup_frac,
-               embed_batch_size=embed_batch_size, dtype=dtype)
+    return (HFFeatureModel if linear_probe else HFFineTuneModel)(target, **params)
+
+
+# The registry checks config keys against the factory's signature: expose HFModel's (less ``self``).
+_init = inspect.signature(HFModel.__init__)
+hf_model.__signature__ = _init.replace(parameters=list(_init.parameters.values())[1:])
