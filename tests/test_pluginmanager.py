@@ -7,7 +7,6 @@ is installed into the test environment itself.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -16,15 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from w2s_harness import hookimpl
-from w2s_harness._config import Component, RunConfig
-from w2s_harness._errors import ConfigError, PluginError
+from w2s_harness._errors import PluginError
 from w2s_harness._pluginmanager import create_plugin_manager
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "w2s-harness-example-plugin"
-EXAMPLE_LINE = ("example  w2s-harness-example-plugin 0.1.0  datasets: example-parity; "
-                "losses: example-smoothed-xent; strategies: example-naive-twice; hooks: w2s_run_end")
+EXAMPLE_LINE = ("example  w2s-harness-example-plugin 0.1.0  datasets: example-parity; models: example-charhash; "
+                "losses: example-smoothed-xent; strategies: example-naive-twice; "
+                "hooks: w2s_add_options, w2s_configure, w2s_run_end, w2s_run_start, w2s_stage_end")
 MISSING = "frobnicate_does_not_exist"
 BROKEN_ERROR = f"ModuleNotFoundError: No module named '{MISSING}'"
 
@@ -81,7 +79,7 @@ def test_installed_plugin_is_loaded_from_its_entry_point(example_site):
 
     proc = cli("list", path=[example_site])
     assert proc.returncode == 0, proc.stderr
-    for name in ("example-parity", "example-smoothed-xent", "example-naive-twice"):
+    for name in ("example-parity", "example-charhash", "example-smoothed-xent", "example-naive-twice"):
         [line] = [line for line in proc.stdout.splitlines() if line.split()[:1] == [name]]
         assert line.endswith("(example)"), line
 
@@ -92,8 +90,8 @@ def test_installed_plugin_in_process(example_site, monkeypatch):
     pm = create_plugin_manager(strict=True)
     [info] = [p for p in pm.plugins if p.name == "example"]
     assert (info.distribution, info.version, info.builtin) == ("w2s-harness-example-plugin", "0.1.0", False)
-    assert pm.registered_by("example") == {"dataset": ["example-parity"], "loss": ["example-smoothed-xent"],
-                                           "strategy": ["example-naive-twice"]}
+    assert pm.registered_by("example") == {"dataset": ["example-parity"], "model": ["example-charhash"],
+                                           "loss": ["example-smoothed-xent"], "strategy": ["example-naive-twice"]}
     assert pm.load_errors == []
     assert pm.registry("loss").resolve("example-smoothed-xent")[0].plugin == "example"
 
@@ -171,121 +169,19 @@ def test_entry_point_collision_names_both_plugins(tmp_path, example_site, monkey
     assert "'example'" in msg and "'clash'" in msg
 
 
-# ------------------------------------------------------------------ the example plugin's components
+# ------------------------------------------------------------------ the example plugin's own test suite
 
 
-@pytest.fixture
-def example_pm(monkeypatch):
-    """The example plugin's module, registered in-process straight from its source tree."""
-    monkeypatch.syspath_prepend(str(EXAMPLE / "src"))
-    return create_plugin_manager(plugins=["w2s_example_plugin", TinyModels()], entry_points=False)
-
-
-class _PlannedModel:
-    """A fine-tune model that is only planned with (planning never builds a model)."""
-
-    def __init__(self, **params):
-        self.params = params
-
-    def identity(self):
-        return dict(self.params)
-
-    def classifier(self, n_classes, device):
-        raise AssertionError("planning never builds a model")
-
-
-class TinyModels:
-    @hookimpl
-    def w2s_register_models(self, registry):
-        registry.add("t-weak", _PlannedModel)
-        registry.add("t-strong", _PlannedModel)
-
-
-def test_example_dataset(example_pm):
-    ds = example_pm.create("dataset", "example-parity")
-    data = ds.load()
-    assert len(data) == 400 and data.class_names == ["even", "odd"] and data.n_classes == 2
-    for text, label in zip(data.texts, data.labels):
-        assert int(text.split()[2]) % 2 == label
-    s0, s1 = ds.splits(0), ds.splits(1)
-    assert (len(s0.train1), len(s0.train2), len(s0.test)) == (160, 160, 80)
-    assert not set(s0.train1) & set(s0.train2) and not set(s0.train2) & set(s0.test)
-    assert list(s0.test) == list(s1.test) and list(s0.train1) != list(s1.train1)
-    ident = ds.identity()
-    assert ident["name"] == "example-parity" and ident["n"] == 400 and len(ident["fingerprint"]) == 64
-    assert example_pm.create("dataset", "example-parity", seed=1).identity()["fingerprint"] != ident["fingerprint"]
-    small = example_pm.create("dataset", "example-parity", n=50, n_test=10)
-    assert small.split_sizes() == (20, 20, 10)
-    with pytest.raises(ConfigError, match=r"dataset 'example-parity' has no parameter 'size'\. Did you mean: seed\? "
-                                          r"Valid parameters: "
-                                          r"max_number, n, n_test, n_train, seed, test_seed"):
-        example_pm.create("dataset", "example-parity", size=3)
-
-
-def test_example_loss_matches_torch_label_smoothing(example_pm):
-    torch = pytest.importorskip("torch")
-    gen = torch.Generator().manual_seed(0)
-    logits = torch.randn(16, 3, generator=gen, requires_grad=True)
-    ids = torch.randint(0, 3, (16,), generator=gen)
-    loss = example_pm.create("loss", "example-smoothed-xent")
-    assert loss.smoothing == 0.1
-    expected = torch.nn.functional.cross_entropy(logits, ids, label_smoothing=0.1)
-    torch.testing.assert_close(loss(logits, ids), expected)
-    soft = torch.softmax(torch.randn(16, 3, generator=gen), dim=-1)
-    plain = example_pm.create("loss", "example-smoothed-xent", smoothing=0.0)
-    torch.testing.assert_close(plain(logits, soft, step_frac=0.5), torch.nn.functional.cross_entropy(logits, soft))
-    loss(logits, soft).backward()
-    assert logits.grad is not None and torch.isfinite(logits.grad).all()
-    with pytest.raises(ConfigError, match=r"smoothing must be in \[0, 1\), got 1\.5"):
-        example_pm.create("loss", "example-smoothed-xent", smoothing=1.5)
-
-
-def _config(losses, strategy_params=None, seeds=(0, 1)):
-    cfg = RunConfig.default()
-    cfg.dataset = Component("example-parity", {"n": 60})
-    cfg.weak, cfg.strong = Component("t-weak"), Component("t-strong", {"width": 2})
-    cfg.losses = losses
-    cfg.strategy = Component("example-naive-twice", strategy_params or {})
-    cfg.run.seeds = list(seeds)
-    return cfg
-
-
-def test_example_strategy_plans_through_the_plan_builder(example_pm):
-    from w2s_harness._plan import make_plan
-
-    losses = [Component("example-smoothed-xent"), Component("example-smoothed-xent", {"smoothing": 0.2})]
-    plan = make_plan(_config(losses), example_pm)
-    # per seed: weak, weak labels, ceiling + per loss (student1, its labels, student2)
-    assert len(plan.stages) == 2 * (3 + 2 * 3)
-    names = [e.name for e in plan.experiments[0]]
-    assert names == ["example-naive-twice/example-smoothed-xent",
-                     "example-naive-twice/example-smoothed-xent(smoothing=0.2)"]
-    seed0 = {s.id: s for s in plan.stages if s.seed == 0}
-    exp = plan.experiments[0][0]
-    student2 = seed0[exp.transfer.id]
-    assert student2.name == "student2[example-smoothed-xent]" and student2.kind == "train_transfer"
-    [label_dep] = student2.deps
-    assert seed0[label_dep].op == "label" and seed0[seed0[label_dep].deps[0]].name == "student1[example-smoothed-xent]"
-    assert [(c.a, c.b) for c in plan.comparisons] == [(names[1], names[0])]
-
-    one_round = make_plan(_config(losses[:1], {"rounds": 1}, seeds=[0]), example_pm)
-    assert len(one_round.stages) == 4
-    with pytest.raises(ConfigError, match="rounds must be a positive integer, got 0"):
-        make_plan(_config(losses, {"rounds": 0}), example_pm)
-
-
-def test_example_observer_writes_only_when_asked(example_pm, tmp_path, monkeypatch):
-    results = {"status": "complete", "experiments": [
-        {"strategy": "example-naive-twice", "loss": "example-smoothed-xent", "pgr": {"mean": 0.25}}]}
-    log = tmp_path / "runs.jsonl"
-    monkeypatch.delenv("W2S_EXAMPLE_RUN_LOG", raising=False)
-    example_pm.hook.w2s_run_end(results=results)
-    assert not log.exists() and list(tmp_path.iterdir()) == []
-    monkeypatch.setenv("W2S_EXAMPLE_RUN_LOG", str(log))
-    example_pm.hook.w2s_run_end(results=results)
-    example_pm.hook.w2s_run_end(results={**results, "status": "partial"})
-    lines = [json.loads(x) for x in log.read_text().splitlines()]
-    assert lines == [
-        {"status": "complete", "experiments": {"example-naive-twice/example-smoothed-xent": 0.25}},
-        {"status": "partial", "experiments": {"example-naive-twice/example-smoothed-xent": 0.25}},
-    ]
+def test_example_plugin_own_tests_pass_against_the_installed_package(example_site):
+    """The example plugin's components, observer and CLI option are tested by its own suite (public API only, a
+    template for a plugin's tests): run it with pytest against the pip-installed distribution."""
+    pytest.importorskip("torch")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "W2S_STRICT_PLUGINS", "W2S_EXAMPLE_RUN_LOG", "PYTEST_ADDOPTS")}
+    # nothing is written into the source tree: no .pytest_cache, no __pycache__
+    env.update({"PYTHONPATH": str(example_site), "PYTHONDONTWRITEBYTECODE": "1", "NO_COLOR": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", str(EXAMPLE / "tests"), "-q", "-p", "no:cacheprovider"],
+        check=False, capture_output=True, text=True, env=env, cwd=EXAMPLE, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and " failed" not in proc.stdout and " skipped" not in proc.stdout

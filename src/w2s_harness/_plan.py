@@ -440,7 +440,8 @@ class PlanBuilder:
         if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
             raise ConfigError(f"strategy {owner!r}: folds must be an integer >= 2, got {folds!r}")
 
-    def chain(self, models: Sequence[dict], losses: Sequence[Component], *, scheme: str = "crossfit",
+    def chain(self, models: Sequence[Component | dict | str], losses: Sequence[Component | dict | str], *,
+              scheme: str = "crossfit",
               folds: int = 3, names: Sequence[str] | None = None) -> list[tuple[str, StageRef]]:
         """A label chain ``models[0] -> models[1] -> ... -> models[-1]``; returns ``(label, train stage)`` per rung.
 
@@ -457,6 +458,7 @@ class PlanBuilder:
 
         With two models every scheme is the reference protocol (the stages of :meth:`reference` + a transfer).
         """
+        models = [_ref_dict(m) for m in models]
         n = len(models)
         if n < 2 or len(losses) != n - 1:
             raise ConfigError(f"builder.chain needs >= 2 models and one loss per rung after the first; got "

@@ -1,21 +1,32 @@
 """w2s-harness example plugin: the template for third-party plugins.
 
-w2s-harness imports this module through the entry point ``[project.entry-points.w2s_harness]`` and calls
-the ``@hookimpl`` functions below. Keep this module import-light: components live in submodules that are
-imported inside the hooks, and torch is imported only when a loss is actually called.
+w2s-harness imports this module through the entry point ``[project.entry-points.w2s_harness]`` and calls the
+``@hookimpl`` functions it finds on it: one registration hook per component kind, below, and the observer and
+CLI-option hooks, defined in :mod:`.observer` and imported here so that they are attributes of this module too.
+
+Keep this module import-light: ``w2s-harness list`` and ``--help`` import every plugin. The component modules
+are imported inside the hooks, and torch only when a loss or a head is actually used.
 """
 
 from __future__ import annotations
 
-import json
-import os
-
 from w2s_harness import hookimpl
+
+from .observer import w2s_add_options, w2s_configure, w2s_run_end, w2s_run_start, w2s_stage_end
 
 __version__ = "0.1.0"
 
-#: Set this environment variable to a file path to make the observer append one JSON line per run.
-RUN_LOG_ENV = "W2S_EXAMPLE_RUN_LOG"
+__all__ = [
+    "w2s_add_options",
+    "w2s_configure",
+    "w2s_register_datasets",
+    "w2s_register_losses",
+    "w2s_register_models",
+    "w2s_register_strategies",
+    "w2s_run_end",
+    "w2s_run_start",
+    "w2s_stage_end",
+]
 
 
 @hookimpl
@@ -24,6 +35,14 @@ def w2s_register_datasets(registry):
 
     registry.add("example-parity", ParityDataset,
                  description="(example plugin) 400 synthetic 'the number N' sentences, even/odd")
+
+
+@hookimpl
+def w2s_register_models(registry):
+    from .model import CharHash
+
+    registry.add("example-charhash", CharHash,
+                 description="(example plugin) hashed character trigram counts + linear head (numpy only)")
 
 
 @hookimpl
@@ -39,28 +58,4 @@ def w2s_register_strategies(registry):
     from .strategy import NaiveTwice
 
     registry.add("example-naive-twice", NaiveTwice,
-                 description="(example plugin) weak -> strong, then the strong student relabels and retrains")
-
-
-@hookimpl
-def w2s_run_end(results):
-    """Observer: append ``{"status", "experiments": {name: pgr mean}}`` to ``$W2S_EXAMPLE_RUN_LOG``.
-
-    Writes nothing unless the variable is set; catches its own I/O errors (an exception raised from a
-    lifecycle hook would abort the run).
-    """
-    path = os.environ.get(RUN_LOG_ENV)
-    if not path:
-        return
-    summary = {
-        "status": results.get("status"),
-        "experiments": {
-            e.get("strategy", "?") + "/" + str(e.get("loss", "?")): (e.get("pgr") or {}).get("mean")
-            for e in results.get("experiments", [])
-        },
-    }
-    try:
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(summary, sort_keys=True) + "\n")
-    except OSError as exc:
-        print(f"warning: w2s-harness-example-plugin could not write {path}: {exc}")
+                 description="(example plugin) naive transfer, then the student relabels train2 and retrains")

@@ -6,8 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from w2s_harness._components import TextData
-from w2s_harness._datasets import BaseDataset, fingerprint_examples
+from w2s_harness import BaseDataset, TextData, fingerprint_examples
 
 CLASS_NAMES = ["even", "odd"]
 
@@ -18,7 +17,7 @@ class ParityDataset(BaseDataset):
     :param n: number of examples to generate.
     :param max_number: N is drawn uniformly from ``[0, max_number)``.
     :param seed: generator seed of the content (not of the splits).
-    :param n_train, n_test, test_seed: split settings, see :class:`w2s_harness._datasets.BaseDataset`.
+    :param n_train, n_test, test_seed: split settings, see :class:`w2s_harness.BaseDataset`.
     """
 
     name = "example-parity"
@@ -31,6 +30,7 @@ class ParityDataset(BaseDataset):
         self.seed = int(seed)
 
     def params(self) -> dict[str, Any]:
+        # what determines the content: part of identity(), hence of every stage id
         return {"n": self.n, "max_number": self.max_number, "seed": self.seed}
 
     def _load(self) -> TextData:

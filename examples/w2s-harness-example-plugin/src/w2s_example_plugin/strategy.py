@@ -1,25 +1,24 @@
-"""``example-naive-twice``: weak -> strong transfer, then the student relabels train2 and is retrained.
+"""``example-naive-twice``: naive weak -> strong transfer, then the student relabels train2 and is retrained.
 
-Strategies never train anything themselves: they declare stages with the
-:class:`~w2s_harness._plan.PlanBuilder` (``train``, ``label``, ...). The runner hashes, caches and executes
-them, so this strategy gets resume, multi-seed and the results table for free.
+A strategy never trains anything itself: ``plan(builder)`` declares stages and result rows on a
+:class:`w2s_harness.PlanBuilder`, once per seed. The runner hashes, caches and executes the stages, so the
+strategy gets resume, multi-seed statistics and the results table for free, and a stage two strategies (or two
+rows) declare alike is computed once.
 """
 
 from __future__ import annotations
 
-from w2s_harness._errors import ConfigError
-
-
-def _loss_tag(loss) -> str:
-    params = ",".join(f"{k}={v}" for k, v in sorted(loss.params.items()))
-    return f"{loss.name}({params})" if params else loss.name
+from w2s_harness import ConfigError
 
 
 class NaiveTwice:
-    """One experiment row per configured loss.
+    """One ``example-naive-twice/<loss>`` row per configured loss, beside the ``naive/<loss>`` row it starts from.
 
-    :param rounds: how many times the strong student is trained on train2 (``1`` is the naive protocol;
-        each later round trains a fresh student on the previous student's soft labels).
+    Round 1 is the naive transfer (the same stage as the naive row's, computed once); each later round trains a
+    fresh strong student on train2 with the previous student's soft labels (in-sample, the ``same`` chain
+    scheme). Every row is compared per seed with its naive row (``PGR(twice) - PGR(naive)``).
+
+    :param rounds: how many times the strong student is trained on train2 (``1`` is the naive protocol).
     """
 
     name = "example-naive-twice"
@@ -30,22 +29,16 @@ class NaiveTwice:
         self.rounds = rounds
 
     def plan(self, b) -> None:
-        cfg = b.config
-        weak = b.train(cfg.weak, on="train1", kind="train_weak", name="weak")
-        weak_labels = b.label(weak, on="train2", name="weak labels")
-        ceiling = b.train(cfg.strong, on="train2", kind="train_ceiling", name="ceiling")
-        names = []
-        for loss in cfg.losses:
-            tag = _loss_tag(loss)
-            labels, student = weak_labels, None
-            for r in range(1, self.rounds + 1):
-                student = b.train(cfg.strong, on="train2", labels=labels, loss=loss, kind="train_transfer",
-                                  name=f"student{r}[{tag}]")
-                if r < self.rounds:
-                    labels = b.label(student, on="train2", name=f"student{r} labels[{tag}]")
-            name = f"{self.name}/{tag}"
-            b.experiment(name, strategy=self.name, loss=tag, weak=weak, ceiling=ceiling, transfer=student,
-                         weak_model=b.model_label(cfg.weak), strong_model=b.model_label(cfg.strong))
-            names.append(name)
-        for other in names[1:]:
-            b.compare(other, names[0])
+        ref = b.reference()  # the weak model on train1, its soft labels of train2, the ceiling
+        naive_rows = b.transfers("naive", ref)  # one naive/<loss> row per configured loss: the baselines
+        weak, strong = b.config.weak.as_dict(), b.config.strong.as_dict()
+        names = [b.model_label(weak)] + [f"student{r}" for r in range(1, self.rounds + 1)]
+        for loss, naive_row in zip(b.config.losses, naive_rows):
+            tag = b.loss_label(loss)
+            # weak -> student1 -> ... -> student<rounds>, each trained on all of train2 with the labels of the one
+            # before; student1 is the naive row's transfer stage (same id), so it trains once
+            rungs = b.chain([weak] + [strong] * self.rounds, [loss] * self.rounds, scheme="same", names=names)
+            row = f"{self.name}/{tag}"
+            b.experiment(row, strategy=self.name, loss=tag, weak=ref.weak, ceiling=ref.ceiling,
+                         transfer=rungs[-1][1], rungs=rungs, baseline=naive_row)
+            b.compare(row, naive_row)
