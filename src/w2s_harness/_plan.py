@@ -319,6 +319,10 @@ class PlanBuilder:
                 name: str | None = None) -> StageRef:
         """Declare: combine label stages over the same rows into one soft label (an ensemble).
 
+        :param labels: label stages over the same rows.
+        :param weights: one weight per source, for ``how="weighted"``.
+        :param scored_by: one ``(train stage, held-out rows)`` per source, for ``how="accuracy"``.
+        :param name: display name.
         :param how: ``mean``; ``weighted`` by explicit ``weights``; or ``accuracy``: source i weighted by the
             accuracy of train stage ``scored_by[i][0]`` on the rows ``scored_by[i][1]`` against ground truth.
             Those rows must be held out from that stage's training (e.g. a bag's out-of-bag fold of train1)."""
@@ -355,12 +359,14 @@ class PlanBuilder:
         :param name: unique row name, by convention ``"<strategy>/<loss label>"``.
         :param strategy: the table's strategy column.
         :param loss: the table's loss column (use :meth:`loss_label`).
-        :param weak: the weak train stage; :param ceiling: the strong-on-ground-truth train stage;
-            :param transfer: the student's train stage.
+        :param weak: the weak train stage.
+        :param ceiling: the strong-on-ground-truth train stage.
+        :param transfer: the student's train stage.
         :param rungs: ``(model label, train stage)`` along a label chain, weak first; their accuracies are
             reported too.
         :param baseline: name of the row this one is compared with (also call :meth:`compare`).
-        :param weak_model: display names; default the run's ``[weak]`` / ``[strong]`` labels.
+        :param weak_model: display name of the weak model; default the run's ``[weak]`` label.
+        :param strong_model: display name of the strong model; default the run's ``[strong]`` label.
         """
         if any(e.name == name for e in self.experiments):
             raise ConfigError(f"strategy declared experiment {name!r} twice")
@@ -401,6 +407,7 @@ class PlanBuilder:
         :param reference: from :meth:`reference` (weak and ceiling of every row).
         :param labels: what the student trains on; default ``reference.labels`` (the weak labels).
         :param losses: default the run's configured losses.
+        :param row_prefix: row names start with this instead of ``strategy``.
         :param compare_losses: compare every row after the first with the first (e.g. ``logconf - xent``).
         :param baseline: compare every row with this row instead (or ``{loss label: row name}``).
         :returns: the row names, in loss order.

@@ -90,7 +90,8 @@ class ExperimentResult:
 class ComparisonResult(Summary):
     """The per-seed paired difference ``a - b`` of a metric (PGR) between two rows.
 
-    :ivar wins: seeds where ``a > b``; :ivar seeds: seeds where both are defined.
+    :ivar wins: seeds where ``a > b``.
+    :ivar seeds: seeds where both are defined.
     """
 
     a: str = ""

@@ -22,12 +22,14 @@ import pluggy
 PROJECT_NAME = "w2s_harness"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
-#: Decorate plugin functions with this marker so the plugin manager finds them.
+"""Marks the hook specifications below (plugins use :data:`hookimpl`)."""
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+"""Decorate plugin functions with this marker so the plugin manager finds them: ``@hookimpl``, or
+``@hookimpl(tryfirst=True)`` / ``(trylast=True)`` / ``(wrapper=True)`` as pluggy documents."""
 
 
 # --------------------------------------------------------------------------------------------------
-# Registration hooks: called once, when the plugin manager is created, in plugin registration order.
+# Registration hooks: called once, when the plugin manager is created, in pluggy's order.
 # --------------------------------------------------------------------------------------------------
 
 
@@ -35,12 +37,12 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 def w2s_register_datasets(registry) -> None:
     """Register dataset factories.
 
+    Called once per plugin manager, after all plugins are loaded, in pluggy's order (the last registered
+    plugin first; ``tryfirst`` / ``trylast`` and hook wrappers apply). Return value is ignored.
+
     :param registry: the dataset :class:`~w2s_harness.Registry`. Call
         ``registry.add(name, factory, description=...)`` once per dataset. ``factory(**params)`` must return
         a :class:`~w2s_harness.Dataset` (subclass :class:`~w2s_harness.BaseDataset`).
-
-    Called once per plugin manager, after all plugins are loaded, in pluggy's order (the last registered
-    plugin first; ``tryfirst`` / ``trylast`` and hook wrappers apply). Return value is ignored.
     """
 
 
@@ -48,12 +50,12 @@ def w2s_register_datasets(registry) -> None:
 def w2s_register_models(registry) -> None:
     """Register model factories.
 
+    Called once per plugin manager. Return value is ignored.
+
     :param registry: the model registry. ``factory(**params)`` must return a
         :class:`~w2s_harness.FeatureModel` (frozen features + a head) or a :class:`~w2s_harness.FineTuneModel`
         (trained end to end). A name ending in ``:`` (for example ``"hf:"``) registers a *prefix*:
         ``hf:bert-base-uncased`` calls the ``hf:`` factory with ``target="bert-base-uncased"``.
-
-    Called once per plugin manager. Return value is ignored.
     """
 
 
@@ -61,12 +63,12 @@ def w2s_register_models(registry) -> None:
 def w2s_register_losses(registry) -> None:
     """Register loss factories.
 
+    Called once per plugin manager. Return value is ignored.
+
     :param registry: the loss registry. ``factory(**params)`` must return a :class:`~w2s_harness.Loss`: a
         callable ``loss(logits, targets, step_frac=0.0) -> scalar tensor`` where ``logits`` is ``(N, k)`` and
         ``targets`` are ``(N, k)`` soft labels (or ``(N,)`` integer class ids). Subclass
         :class:`~w2s_harness.BaseLoss` for the input checks and the training loop's fast path.
-
-    Called once per plugin manager. Return value is ignored.
     """
 
 
@@ -74,12 +76,12 @@ def w2s_register_losses(registry) -> None:
 def w2s_register_strategies(registry) -> None:
     """Register strategy factories.
 
+    Called once per plugin manager. Return value is ignored.
+
     :param registry: the strategy registry. ``factory(**params)`` must return a
         :class:`~w2s_harness.Strategy`: an object whose ``plan(builder)`` declares the stages and rows of one
         seed on a :class:`~w2s_harness.PlanBuilder`. The runner executes stages, so every strategy gets
         caching, resume and multi-seed.
-
-    Called once per plugin manager. Return value is ignored.
     """
 
 
@@ -92,11 +94,11 @@ def w2s_register_strategies(registry) -> None:
 def w2s_add_options(parser) -> None:
     """Add command-line options to the ``run`` and ``validate`` sub-commands.
 
+    Called while the CLI parser is built, before arguments are parsed.
+
     :param parser: the :class:`argparse.ArgumentParser` of ``w2s-harness run`` (and, in a second call, of
         ``validate``). Prefix option names with the plugin's name to avoid collisions. The parsed values reach
         :func:`w2s_configure` as ``config.extra[dest]`` and are recorded in results.json (``config.extra``).
-
-    Called while the CLI parser is built, before arguments are parsed.
     """
 
 
@@ -104,11 +106,11 @@ def w2s_add_options(parser) -> None:
 def w2s_configure(config) -> None:
     """Inspect or adjust the fully resolved :class:`~w2s_harness.RunConfig` before a run.
 
+    Called once per ``run`` and per ``validate``, after config resolution and before component validation.
+
     :param config: the resolved config (defaults < file < flags already applied). Plugins read their own
         options from ``config.extra`` (``{dest: parsed value}`` of the options they added) and may mutate
         ``config`` in place.
-
-    Called once per ``run`` and per ``validate``, after config resolution and before component validation.
     """
 
 
