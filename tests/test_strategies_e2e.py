@@ -13,8 +13,8 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
+from w2s_harness import check_train_config, zero_linear_head
 from w2s_harness._cli import main
-from w2s_harness._training import make_train_config, zero_linear_head
 from w2s_harness.hookspecs import hookimpl
 
 
@@ -24,7 +24,7 @@ class ToyHash:
 
     def __init__(self, dim: int = 64, epochs: int = 5, lr: float = 0.05):
         self.name, self.dim = "toy-hash", dim
-        self.train_config = make_train_config("toy-hash", lr=lr, epochs=epochs, batch_size=32)
+        self.train_config = check_train_config("toy-hash", lr=lr, epochs=epochs, batch_size=32)
 
     def feature_key(self):
         return f"toy-hash|{self.dim}"

@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from w2s_harness._components import TextData, TrainConfig
+from w2s_harness._components import TextData, TrainConfig, check_train_config
 from w2s_harness._errors import ConfigError, TrainingError
 from w2s_harness._features import FeatureCache, cache_name
 from w2s_harness._training import (
     accuracy,
     fit,
     lr_multiplier,
-    make_train_config,
     predict_proba,
     total_steps,
     zero_linear_head,
@@ -203,14 +202,14 @@ def test_progress_counts_examples():
     assert sum(seen) == 100
 
 
-def test_make_train_config_validates():
-    assert make_train_config("m", lr=1e-3, epochs=2, batch_size=4).epochs == 2
+def test_check_train_config_validates():
+    assert check_train_config("m", lr=1e-3, epochs=2, batch_size=4).epochs == 2
     with pytest.raises(ConfigError, match="m: lr must be > 0"):
-        make_train_config("m", lr=0, epochs=2, batch_size=4)
+        check_train_config("m", lr=0, epochs=2, batch_size=4)
     with pytest.raises(ConfigError, match="batch_size must be an integer"):
-        make_train_config("m", lr=1e-3, epochs=2, batch_size=2.5)
+        check_train_config("m", lr=1e-3, epochs=2, batch_size=2.5)
     with pytest.raises(ConfigError, match="warmup_frac"):
-        make_train_config("m", lr=1e-3, epochs=2, batch_size=4, warmup_frac=2)
+        check_train_config("m", lr=1e-3, epochs=2, batch_size=4, warmup_frac=2)
 
 
 # ------------------------------------------------------------------------------------- feature cache
@@ -282,7 +281,7 @@ def _trained(loss, monkeypatch=None, plain_step=False, targets=None, seed=3):
     if monkeypatch is not None and plain_step:
         monkeypatch.setattr(tr, "_stepper", lambda optimizer: optimizer.step)
     head = zero_linear_head(16, 2)
-    cfg = make_train_config("t", lr=1e-2, epochs=3, batch_size=32, weight_decay=0.01, warmup_frac=0.1)
+    cfg = check_train_config("t", lr=1e-2, epochs=3, batch_size=32, weight_decay=0.01, warmup_frac=0.1)
     out = fit(head, x, t if targets is None else targets, loss, cfg, seed=seed, device="cpu")
     return torch.cat([head.weight.detach().flatten(), head.bias.detach()]), out
 

@@ -1,7 +1,7 @@
 """On-disk cache of frozen-backbone features for linear-probe models.
 
 One ``.npy`` file per (feature key, dataset fingerprint): ``<root>/<sha256(feature_key + fingerprint)[:20]>.npy``.
-A model's :meth:`~w2s_harness._components.ModelSpec.features` returns a dict ``{feature_key: array}`` that holds
+A model's :meth:`FeatureModel.features <w2s_harness.FeatureModel.features>` returns a dict ``{feature_key: array}`` that holds
 at least its own key and may hold more: the ``hf:`` model returns every layer of one encoder pass, each under the
 key a model truncated at that layer would have, so one pass serves a whole ladder (L1/L3/L6). Every returned
 array is stored (atomically: temp file + ``os.replace``), so the other rungs are cache hits.

@@ -8,22 +8,17 @@ from contextlib import contextmanager
 
 @contextmanager
 def torch_settings(threads: int = 0) -> Iterator[None]:
-    """Within the block: ``threads`` intra-op threads (0 = leave torch's setting alone). On exit the thread count is
-    restored and denormal flushing, which the CPU head loop turns on for the calling thread, is turned back off
-    (torch has no getter for it; off is torch's default). torch is imported only if it already was or is needed."""
-    import sys
+    """Within the block: ``threads`` intra-op threads (0 = leave torch's setting alone); the previous count is
+    restored on exit. torch is imported only when a count is set. (Denormal flushing, the other setting a run
+    touches, is switched on and back off by the CPU head loop itself: ``_training.cpu_head_mode``.)"""
+    if not threads:
+        yield
+        return
+    import torch
 
-    torch = sys.modules.get("torch")
-    if threads and torch is None:
-        import torch
-    prev = torch.get_num_threads() if torch is not None else None
-    if threads:
-        torch.set_num_threads(threads)
+    prev = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
         yield
     finally:
-        torch = sys.modules.get("torch")
-        if torch is not None:
-            if prev is not None:
-                torch.set_num_threads(prev)
-            torch.set_flush_denormal(False)
+        torch.set_num_threads(prev)

@@ -24,10 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from ._components import TrainConfig, check_train_config
+from ._components import TrainConfig
 from ._errors import InputError, TrainingError
-
-make_train_config = check_train_config  # the old name, kept for internal callers
 
 
 def zero_linear_head(in_features: int, n_classes: int, device: Any = None):
@@ -384,7 +382,6 @@ __all__ = [
     "cpu_head_mode",
     "fit",
     "lr_multiplier",
-    "make_train_config",
     "predict_proba",
     "total_steps",
     "warm_up",
