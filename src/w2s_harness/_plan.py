@@ -561,8 +561,7 @@ def make_plan(config, pm) -> Plan:
 
     stages: dict[str, Stage] = {}
     experiments: dict[int, list[Experiment]] = {}
-    comparisons: list[Comparison] | None = None
-    first: tuple | None = None
+    first: tuple | None = None  # (seed, row names, comparisons) of the first seed: every seed must match it
     for seed in config.run.seeds:
         builder = PlanBuilder(config, seed, context, identify, check_loss)
         strategy.plan(builder)
@@ -580,9 +579,8 @@ def make_plan(config, pm) -> Plan:
             if _preferred(st.name, have.name):
                 have.name = st.name
         experiments[seed] = builder.experiments
-        comparisons = builder.comparisons if comparisons is None else comparisons
     _check_stage_losses(stages.values(), check_loss)
-    return Plan(list(stages.values()), experiments, comparisons or [])
+    return Plan(list(stages.values()), experiments, first[2])
 
 
 def _check_stage_losses(stages, check_loss) -> None:
