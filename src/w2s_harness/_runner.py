@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from ._assemble import assemble
 from ._executor import resolve_workers, run_stages
 from ._ops import RunContext
-from ._plan import Plan, make_plan
-from ._results import ComparisonResult, ExperimentResult, Results, RungResult, StageRecord, Summary
-from ._stats import pgr
+from ._plan import make_plan
+from ._results import Results, StageRecord
 from ._store import StageStore, atomic_write_text
 from ._torch_settings import torch_settings
 
@@ -36,46 +36,6 @@ def environment(device: str) -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         env["git_commit"] = None
     return env
-
-
-def assemble(config, plan: Plan, records: dict[str, StageRecord], status: str, env: dict,
-             timings: dict) -> Results:
-    """The :class:`Results` of ``plan`` from its finished stage records (unfinished stages: ``None`` metrics)."""
-    seeds = list(plan.experiments)
-    by_name: dict[str, dict[int, Any]] = {}
-    for seed, exps in plan.experiments.items():
-        for e in exps:
-            by_name.setdefault(e.name, {})[seed] = e
-
-    def accs(per_seed: dict[int, Any], pick) -> list:
-        """Test accuracy of the stage ``pick(experiment)`` for every seed (None where not finished)."""
-        out = []
-        for s in seeds:
-            rec = records.get(pick(per_seed[s]).id) if s in per_seed else None
-            out.append((rec.metrics or {}).get("test_acc") if rec is not None else None)
-        return out
-
-    experiments, pgr_per_name = [], {}
-    for name, per_seed in by_name.items():
-        first = next(iter(per_seed.values()))
-        weak, ceil, trans = (accs(per_seed, lambda e: e.weak), accs(per_seed, lambda e: e.ceiling),
-                             accs(per_seed, lambda e: e.transfer))
-        pgrs = [pgr(w, c, t) if None not in (w, c, t) else None for w, c, t in zip(weak, ceil, trans)]
-        pgr_per_name[name] = pgrs
-        rungs = [RungResult(label, Summary.of(accs(per_seed, lambda e, i=i: e.rungs[i][1])))
-                 for i, (label, _) in enumerate(first.rungs)]
-        experiments.append(ExperimentResult(
-            name=name, dataset=config.dataset.name, strategy=first.strategy, loss=first.loss,
-            weak=first.weak_model, strong=first.strong_model,
-            rungs=[r.model for r in rungs] or [first.weak_model, first.strong_model], seeds=seeds,
-            weak_acc=Summary.of(weak), ceiling_acc=Summary.of(ceil), transfer_acc=Summary.of(trans),
-            pgr=Summary.of(pgrs), rung_acc=rungs, baseline=first.baseline))
-    comparisons = [ComparisonResult.between(c.a, c.b, pgr_per_name[c.a], pgr_per_name[c.b])
-                   for c in plan.comparisons if c.a in pgr_per_name and c.b in pgr_per_name]
-    stages = [records.get(st.id) or StageRecord(st.id, st.op, str(st.kind), st.name, st.seed, st.spec)
-              for st in plan.stages]
-    return Results(status=status, config=config.to_dict(), environment=env, experiments=experiments,
-                   comparisons=comparisons, stages=stages, timings=timings)
 
 
 def run(config, pm, *, resume: bool = True, progress=None, on_stage=None) -> Results:
