@@ -143,11 +143,18 @@ def _rows_kernel(
 @triton.jit
 def _tiled_kernel(
     Z, Y, G, LOSS, HID, THR,
-    K, coef_hi, coef_lo, alpha_hi, alpha_lo, beta_hi, beta_lo, gs_hi, gs_lo,
-    BLOCK_K: tl.constexpr, MODE: tl.constexpr, HARD: tl.constexpr, ACC: tl.constexpr,
+    coef_hi, coef_lo, alpha_hi, alpha_lo, beta_hi, beta_lo, gs_hi, gs_lo,
+    K: tl.constexpr, BLOCK_K: tl.constexpr, MODE: tl.constexpr, HARD: tl.constexpr, ACC: tl.constexpr,
     WRITE_GRAD: tl.constexpr,
 ):
-    """One row per program, ``BLOCK_K`` columns at a time (large ``k``): online softmax, then loss + grad."""
+    """One row per program, ``BLOCK_K`` columns at a time (large ``k``): online softmax, then loss + grad.
+
+    ``K`` is a ``constexpr`` (one compiled variant per class count, like ``_rows_kernel``; ``k`` is the
+    vocabulary size here, fixed per model) and not a runtime argument: the loop bounds ``range(0, K, BLOCK_K)``
+    then never turn a runtime scalar into a Python int. Triton 3.6's interpreter does that with
+    ``int(array_of_shape_1)``, which NumPy >= 2.4 rejects (``TypeError: only 0-dimensional arrays can be
+    converted to Python scalars``; fixed in Triton 3.7's interpreter, never an issue for compiled code).
+    """
     coef = _hilo(coef_hi, coef_lo, ACC)
     alpha = _hilo(alpha_hi, alpha_lo, ACC)
     beta = _hilo(beta_hi, beta_lo, ACC)
@@ -383,8 +390,8 @@ def soft_ce_forward(
             bk = triton.next_power_of_2(block_k) if block_k is not None else TILED_BLOCK_K
             _tiled_kernel[(n,)](
                 logits, targets, g, loss, hid, thr,
-                k, *scalars,
-                BLOCK_K=bk, num_warps=max(1, min(16, bk // 512)), **common,
+                *scalars,
+                K=k, BLOCK_K=bk, num_warps=max(1, min(16, bk // 512)), **common,
             )
     return loss, grad
 

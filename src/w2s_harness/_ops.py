@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ._components import check_model, is_feature_model
-from ._errors import ConfigError, DataError
+from ._errors import ConfigError, DataError, ResourceError
 from ._plan import Stage, Subset, ref_key
 from ._results import StageRecord
 
@@ -27,6 +27,9 @@ class RunContext:
     config: Any
     output_dir: Path
     progress: Callable[..., Any] | None = None  # progress(description, total) -> advance(n) callable
+    #: Raises StopRequested once the run was asked to stop; long inner loops (the encoder pass) call it at safe
+    #: points. None in worker processes (the parent decides when to stop).
+    check_stop: Callable[[], None] | None = None
     _dataset: Any = None
     _data: Any = None
     _splits: dict = field(default_factory=dict)
@@ -235,13 +238,29 @@ def op_filter(ctx: RunContext, stage: Stage, upstream):
     return metrics, {"indices": idx[keep].astype(np.int64), "probs": probs[keep].astype(np.float32)}
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an out-of-memory error: Python's, torch's (``torch.OutOfMemoryError``, a RuntimeError
+    subclass) or an older torch's ``RuntimeError("CUDA out of memory ...")``."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
 OPS = {"train": op_train, "label": op_label, "combine": op_combine, "filter": op_filter}
 
 
 def execute(ctx: RunContext, stage: Stage, upstream: list[tuple[StageRecord, dict]]) -> tuple[StageRecord, dict]:
     """Run one stage: its :class:`StageRecord` (metrics, seconds) and its arrays."""
     start = time.perf_counter()
-    metrics, arrays = OPS[stage.op](ctx, stage, upstream)
+    try:
+        metrics, arrays = OPS[stage.op](ctx, stage, upstream)
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            raise ResourceError(
+                f"stage {stage.name!r} ran out of {'GPU ' if 'cuda' in str(exc).lower() else ''}memory; lower the "
+                f"model's batch_size (e.g. [strong] batch_size = 8; embed_batch_size for hf: encoders) or use a "
+                f"smaller model; finished stages are kept") from None
+        raise
     record = StageRecord(stage.id, stage.op, str(stage.kind), stage.name, stage.seed, stage.spec, metrics,
                          time.perf_counter() - start, cached=False)
     return record, arrays

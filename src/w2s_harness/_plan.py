@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, NamedTuple
 
-from . import __version__
 from ._config import Component
 from ._errors import ConfigError, W2SError
 from ._kinds import COMPONENT_SECTIONS, SECTION_KIND
 
 SPLITS = ("train1", "train2", "test")
 #: Bump when a stage operation's semantics change so stale caches are not reused.
-STAGE_FORMAT = 1
+STAGE_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -135,14 +134,24 @@ class Stage:
     spec: dict[str, Any]
     deps: tuple[str, ...]
     seed: int
+    #: Everything hashed into ``id``: op, spec with component identities (resolved parameters, code fingerprints),
+    #: seed, upstream ids, the dataset's identity and the engine's code fingerprint. ``run --explain`` diffs it.
+    identity: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 def _preferred(name: str, other: str) -> bool:
     return (len(name), name) < (len(other), other)
 
 
-def stage_hash(op: str, spec: dict[str, Any], context: dict[str, Any]) -> str:
-    blob = json.dumps({"op": op, "spec": spec, "ctx": context, "format": STAGE_FORMAT}, sort_keys=True, default=str)
+def stage_identity(op: str, spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """The JSON document a stage id hashes (see :attr:`Stage.identity`)."""
+    return json.loads(json.dumps({"op": op, "spec": spec, "context": context, "format": STAGE_FORMAT},
+                                 sort_keys=True, default=str))
+
+
+def stage_hash(identity: dict[str, Any]) -> str:
+    """16 hex digits of the sha256 of a stage identity."""
+    blob = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -197,17 +206,21 @@ class PlanBuilder:
 
     :param config: the resolved run config.
     :param seed: the seed; part of every stage id.
-    :param context: JSON-able identity shared by all stages (dataset identity, package version).
-    :param identify: ``identify(model_ref) -> identity`` of a model (defaults, checkpoint hash...), hashed into
-        every stage that trains it, so a change in the model's code or defaults invalidates its stages.
+    :param context: JSON-able identity shared by all stages (dataset identity, engine code fingerprint).
+    :param identify: ``identify(model_ref) -> identity`` of a model (resolved parameters, code fingerprint,
+        checkpoint hash...), hashed into every stage that trains it, so a change in the model's code or defaults
+        invalidates its stages.
     :param check_loss: ``check_loss(name, params)`` raises if a loss does not exist or rejects its parameters.
+    :param identify_loss: ``identify_loss(loss_ref) -> identity`` of a loss, hashed like ``identify``'s.
     """
 
-    def __init__(self, config, seed: int, context: dict[str, Any], identify=None, check_loss=None):
+    def __init__(self, config, seed: int, context: dict[str, Any], identify=None, check_loss=None,
+                 identify_loss=None):
         self.config = config
         self.seed = seed
         self.context = context
         self.identify = identify or (lambda ref: ref)
+        self.identify_loss = identify_loss or (lambda ref: ref)
         self._check_loss = check_loss
         self.stages: dict[str, Stage] = {}
         self.experiments: list[Experiment] = []
@@ -215,14 +228,17 @@ class PlanBuilder:
 
     # ------------------------------------------------------------------ internals
     def _add(self, op: str, kind: StageKind | str, name: str, spec: dict[str, Any],
-             deps: Iterable[StageRef]) -> StageRef:
+             deps: Iterable[StageRef], hashed: dict[str, Any] | None = None) -> StageRef:
+        """Declare a stage. ``hashed`` overrides spec entries in the identity (a component reference is hashed
+        as its full identity, while the spec keeps the reference the op creates it from)."""
         deps = tuple(deps)
         spec = {**spec, "seed": self.seed, "deps": [d.id for d in deps]}
-        sid = stage_hash(op, spec, self.context)
+        identity = stage_identity(op, {**spec, **(hashed or {})}, self.context)
+        sid = stage_hash(identity)
         kind = StageKind(kind)
         have = self.stages.get(sid)
         if have is None:
-            self.stages[sid] = Stage(sid, op, kind, name, spec, tuple(d.id for d in deps), self.seed)
+            self.stages[sid] = Stage(sid, op, kind, name, spec, tuple(d.id for d in deps), self.seed, identity)
         elif _preferred(name, have.name):
             # one stage declared twice under two names (e.g. by a row and its control): the name must not depend
             # on which was declared first, so the shorter one (then the alphabetically first) wins
@@ -298,13 +314,13 @@ class PlanBuilder:
                 raise ConfigError(f"stage {ref.name!r} produces no labels; pass the result of builder.label(...)")
         spec = {
             "model": _ref_dict(model),
-            "model_identity": self.identify(_ref_dict(model)),
             "loss": _ref_dict(loss or "xent"),
             "on": sub.as_dict(),
             "labels": "gt" if labels == "gt" else "soft",
         }
+        hashed = {"model": self.identify(spec["model"]), "loss": self.identify_loss(spec["loss"])}
         display = name or f"{kind.value}:{self.model_label(model)}"
-        return self._add("train", kind, display, spec, label_refs)
+        return self._add("train", kind, display, spec, label_refs, hashed)
 
     def label(self, trained: StageRef, *, on: Subset | str, name: str | None = None) -> StageRef:
         """Declare: soft labels (predicted probabilities) of the train stage ``trained`` on the rows ``on``."""
@@ -541,20 +557,14 @@ def make_plan(config, pm) -> Plan:
 
     Raises a one-line error for an unknown component or parameter, a strategy that declares no row, seeds that
     declare different rows, or any loss named in the plan that cannot be created."""
-    from ._components import check_model
+    from ._identity import Identities
 
     validate_components(config, pm)
     strategy = pm.create("strategy", config.strategy.name, **config.strategy.params)
     dataset = pm.create("dataset", config.dataset.name, **config.dataset.params)
-    context = {"dataset": {"name": config.dataset.name, **dataset.identity()}, "w2s_harness": __version__}
-    identities: dict[str, Any] = {}
-
-    def identify(ref: dict) -> Any:
-        key = ref_key(ref)
-        if key not in identities:
-            params = {k: v for k, v in ref.items() if k != "name"}
-            identities[key] = check_model(pm.create("model", ref["name"], **params), ref["name"]).identity()
-        return identities[key]
+    identities = Identities(pm)
+    context = {"dataset": identities.dataset(config.dataset.name, config.dataset.params, dataset),
+               "engine": identities.engine()}
 
     def check_loss(name: str, params: dict) -> None:
         pm.create("loss", name, **params)
@@ -563,7 +573,7 @@ def make_plan(config, pm) -> Plan:
     experiments: dict[int, list[Experiment]] = {}
     first: tuple | None = None  # (seed, row names, comparisons) of the first seed: every seed must match it
     for seed in config.run.seeds:
-        builder = PlanBuilder(config, seed, context, identify, check_loss)
+        builder = PlanBuilder(config, seed, context, identities.model, check_loss, identities.loss)
         strategy.plan(builder)
         if not builder.experiments:
             raise ConfigError(f"strategy {config.strategy.name!r} declared no experiment for seed {seed}")

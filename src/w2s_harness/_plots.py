@@ -1,4 +1,5 @@
-"""Matplotlib figures for ``w2s-harness report``: accuracies, PGR with CI whiskers, accuracy along a ladder."""
+"""Matplotlib figures for ``w2s-harness report``: accuracies, PGR (mean with CI whiskers, median
+markers, seeds used per row, ``n/a`` where weak >= ceiling), accuracy along a ladder."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ from pathlib import Path
 from ._results import Results, Summary
 
 
+def _value(v: float | None) -> float:
+    return v if v is not None else float("nan")
+
+
 def _mean(s: Summary) -> float:
-    return s.mean if s.mean is not None else float("nan")
+    return _value(s.mean)
 
 
 def write_plots(results: Results, out_dir: Path) -> list[Path]:
@@ -30,7 +35,8 @@ def write_plots(results: Results, out_dir: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(exps)), 4))
     for j, (key, name) in enumerate([("weak_acc", "weak"), ("transfer_acc", "transfer"), ("ceiling_acc", "ceiling")]):
         ax.bar(x + (j - 1) * 0.27, [_mean(getattr(e, key)) for e in exps], width=0.27, label=name)
-    lo = np.nanmin([_mean(e.weak_acc) for e in exps])
+    weak_means = [_mean(e.weak_acc) for e in exps]
+    lo = np.nanmin(weak_means) if not np.all(np.isnan(weak_means)) else 0.05  # a failed run has no accuracy
     ax.set_ylim(max(0.0, lo - 0.05), 1.0)
     ax.set_xticks(x, labels, rotation=20, ha="right")
     ax.set_ylabel("test accuracy (mean over seeds)")
@@ -41,13 +47,20 @@ def write_plots(results: Results, out_dir: Path) -> list[Path]:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(exps)), 4))
-    means = np.array([_mean(e.pgr) for e in exps])
-    err = np.array([[m - e.pgr.ci95[0], e.pgr.ci95[1] - m] if e.pgr.ci95 else [0, 0]
+    # a row whose PGR does not apply (weak >= ceiling) gets no bar, only an "n/a" mark
+    means = np.array([float("nan") if e.pgr.na else _mean(e.pgr) for e in exps])
+    medians = np.array([float("nan") if e.pgr.na else _value(e.pgr.median) for e in exps])
+    err = np.array([[m - e.pgr.ci95[0], e.pgr.ci95[1] - m] if e.pgr.ci95 and not e.pgr.na else [0, 0]
                     for m, e in zip(means, exps)]).T
-    ax.bar(x, means, yerr=err, capsize=4, color="tab:purple")
+    ax.bar(x, np.nan_to_num(means), yerr=err, capsize=4, color="tab:purple", label="mean, 95% CI")
+    ax.scatter(x[~np.isnan(medians)], medians[~np.isnan(medians)], marker="D", color="k", zorder=3, label="median")
+    for xi, e, m in zip(x, exps, means):
+        if np.isnan(m):
+            ax.annotate("n/a: " + e.pgr.na if e.pgr.na else "n/a", (xi, 0), ha="center", va="bottom", fontsize=8)
     ax.axhline(0, color="k", lw=0.8)
-    ax.set_xticks(x, labels, rotation=20, ha="right")
-    ax.set_ylabel("PGR (mean, 95% bootstrap CI)")
+    ax.set_xticks(x, [f"{e.name}\n{e.pgr.n}/{e.pgr.n_run} seeds" for e in exps], rotation=20, ha="right")
+    ax.set_ylabel("PGR over the seeds used")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     written.append(out_dir / "pgr.png")
     fig.savefig(written[-1], dpi=110)

@@ -11,6 +11,31 @@ from ._errors import ConfigError, PluginError, UnknownComponentError, did_you_me
 from ._kinds import plural
 
 
+def jsonable(value: Any) -> Any:
+    """``value`` as stable JSON-able data for hashing: containers recursively, dataclasses as dicts, enums by value,
+    anything else by its type and ``repr`` unless that repr holds a memory address (then by type alone)."""
+    import dataclasses
+    import enum
+
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, enum.Enum):
+        return jsonable(value.value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((jsonable(v) for v in value), key=repr)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"__type__": type(value).__qualname__, **jsonable(dataclasses.asdict(value))}
+    kind = f"{type(value).__module__}.{type(value).__qualname__}"
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"<{getattr(value, '__module__', '?')}.{value.__qualname__}>"
+    text = repr(value)
+    return f"<{kind}>" if " at 0x" in text else f"<{kind} {text}>"
+
+
 @dataclass(frozen=True)
 class Entry:
     """One registered component: its factory, a one-line description, and the plugin that provided it."""
@@ -102,6 +127,21 @@ class Registry:
                     f"{self.kind} {name!r} has no parameter {key!r}.{did_you_mean(key, valid)} "
                     f"Valid parameters: {', '.join(valid) or '(none)'}"
                 )
+
+    def resolved(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Every parameter the factory will see: its signature's defaults, overridden by ``params``, plus the
+        implicit ``target`` of a prefix entry. Stage ids hash this, so writing a default out explicitly
+        (``warmup="linear"``) is the same work as leaving it out, and a changed default is different work."""
+        entry, implicit = self.resolve(name)
+        self.check_params(name, params)
+        out: dict[str, Any] = {}
+        accepted = entry.parameters()
+        for p in (accepted or {}).values():
+            if p.default is not inspect.Parameter.empty:
+                out[p.name] = p.default
+        out.update(implicit)
+        out.update(params)
+        return {k: jsonable(out[k]) for k in sorted(out)}
 
     def create(self, name: str, **params: Any) -> Any:
         """Check ``params`` and call the factory."""

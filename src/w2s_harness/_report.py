@@ -1,4 +1,8 @@
-"""Rich tables for results.json: the PGR table, ladder rows and paired comparisons (to stderr)."""
+"""Rich tables for results.json: the PGR table, ladder rows and paired comparisons (to stderr).
+
+Every PGR figure comes with the seeds it is over (``used/run``), its mean with the 95% bootstrap CI and its
+median; the seeds left out are named below the table with the reason, and a row whose weak model is at or above
+the ceiling prints ``n/a: weak >= ceiling`` instead of a number."""
 
 from __future__ import annotations
 
@@ -12,6 +16,9 @@ def _fmt_acc(summary: Summary) -> str:
 
 
 def fmt_ci(summary: Summary, signed: bool = False) -> str:
+    """``mean [lo, hi]``; ``n/a: <why>`` where the summary says it does not apply, ``n/a`` with no value."""
+    if summary.na:
+        return f"n/a: {summary.na}"
     if summary.mean is None:
         return "n/a"
     sign = "+" if signed else ""
@@ -22,30 +29,83 @@ def fmt_ci(summary: Summary, signed: bool = False) -> str:
     return text
 
 
+def fmt_median(summary: Summary, signed: bool = False) -> str:
+    if summary.na or summary.median is None:
+        return "-"
+    return f"{summary.median:{'+' if signed else ''}.3f}"
+
+
+def fmt_seeds(summary: Summary) -> str:
+    """Seeds used / seeds run, e.g. ``9/10``."""
+    return f"{summary.n}/{summary.n_run}"
+
+
+def dropped_text(summary: Summary) -> str:
+    """The dropped seeds grouped by reason: ``seed 3: ceiling 0.712 <= weak 0.720 (no gap to recover); seeds 5,
+    7: not finished (transfer)``; empty when none was dropped."""
+    groups: dict[str, list] = {}
+    for d in summary.dropped:
+        groups.setdefault(str(d.get("reason")), []).append(d.get("seed"))
+    parts = []
+    for reason, seeds in groups.items():
+        label = "seed" if len(seeds) == 1 else "seeds"
+        parts.append(f"{label} {', '.join(str(s) for s in seeds)}: {reason}")
+    return "; ".join(parts)
+
+
+def notes(name: str, summary: Summary, what: str = "PGR", detail: str | None = None) -> str | None:
+    """One line on what ``summary`` leaves out (``None`` when it uses every seed and applies)."""
+    if not summary.dropped and not summary.na:
+        return None
+    if summary.na:
+        head = f"{name}: {what} n/a ({summary.na}{': ' + detail if detail else ''})"
+    else:
+        head = f"{name}: {what} over {summary.n} of {summary.n_run} seeds"
+    dropped = dropped_text(summary)
+    return head + (f"; dropped {dropped}" if dropped else "")
+
+
 def render(results: Results, console) -> None:
     """Print the PGR table (one row per experiment, plus one per rung of a ladder) and comparisons."""
     from rich.table import Table
 
     status = results.status
     n_seeds = max((len(e.seeds) for e in results.experiments), default=0)
-    table = Table(title=f"Weak-to-strong results ({status}, {n_seeds} seeds; mean [95% bootstrap CI])")
-    for col in ("dataset", "strategy", "loss", "weak", "strong", "weak acc", "transfer acc", "ceiling acc", "PGR"):
-        table.add_column(col, justify="right" if "acc" in col or col == "PGR" else "left")
+    table = Table(title=f"Weak-to-strong results ({status}, {n_seeds} seeds run; "
+                        f"PGR mean [95% bootstrap CI] and median over the seeds used)")
+    columns = ("dataset", "strategy", "loss", "weak", "strong", "weak acc", "transfer acc", "ceiling acc",
+               "PGR mean [95% CI]", "PGR median", "seeds used/run")
+    for col in columns:
+        table.add_column(col, justify="left" if col in columns[:5] else "right")
+    lines = []
     for e in results.experiments:
         table.add_row(e.dataset, e.strategy, e.loss, e.weak, e.strong, _fmt_acc(e.weak_acc),
-                      _fmt_acc(e.transfer_acc), _fmt_acc(e.ceiling_acc), fmt_ci(e.pgr))
+                      _fmt_acc(e.transfer_acc), _fmt_acc(e.ceiling_acc), fmt_ci(e.pgr), fmt_median(e.pgr),
+                      fmt_seeds(e.pgr))
+        means = (f"mean weak acc {e.weak_acc.mean:.3f}, mean ceiling acc {e.ceiling_acc.mean:.3f}"
+                 if e.weak_acc.mean is not None and e.ceiling_acc.mean is not None else None)
+        lines.append(notes(e.name, e.pgr, detail=means))
         for i, rung in enumerate(e.rung_acc):
-            table.add_row("", "", f"  rung {i}", rung.model, "", "", fmt_ci(rung.acc), "", "",
-                          style="dim")
+            table.add_row("", "", f"  rung {i}", rung.model, "", "", fmt_ci(rung.acc), "", "", "",
+                          fmt_seeds(rung.acc), style="dim")
     console.print(table)
+    for line in lines:
+        if line:
+            console.print(line, markup=False, highlight=False)
     comps = results.comparisons
     if comps:
         ct = Table(title="Paired per-seed PGR differences (same seed, same split)")
-        for col in ("comparison", "PGR difference [95% CI]", "wins / seeds"):
+        for col in ("comparison", "PGR difference mean [95% CI]", "median", "wins / seeds", "seeds used/run"):
             ct.add_column(col)
+        lines = []
         for c in comps:
-            ct.add_row(f"{c.a} - {c.b}", fmt_ci(c, signed=True), f"{c.wins} / {c.seeds}")
+            ct.add_row(f"{c.a} - {c.b}", fmt_ci(c, signed=True), fmt_median(c, signed=True), f"{c.wins} / {c.seeds}",
+                       fmt_seeds(c))
+            lines.append(notes(f"{c.a} - {c.b}", c, what="difference"))
         console.print(ct)
+        for line in lines:
+            if line:
+                console.print(line, markup=False, highlight=False)
     t = results.timings
     if t:
         console.print(f"stages: {t.get('stages_computed', 0)} computed, {t.get('stages_cached', 0)} cached; "

@@ -24,8 +24,13 @@ SCHEMA_VERSION = 1
 class Summary:
     """A statistic over seeds: mean, median and a 95% bootstrap CI of the mean over the defined values.
 
-    :ivar per_seed: one value per seed of the run, ``None`` where undefined (not finished, or PGR undefined).
-    :ivar n: how many seeds were defined (entered the statistics).
+    :ivar per_seed: one value per seed of the run, ``None`` where undefined (not finished, NaN, or PGR undefined).
+    :ivar n: how many seeds were defined (entered the statistics): the seeds used.
+    :ivar n_run: how many seeds the run has (``len(per_seed)`` unless given).
+    :ivar dropped: the seeds left out of the statistics, each ``{"seed": 3, "reason": "..."}``: ``"not finished
+        (transfer)"``, ``"NaN accuracy (weak)"``, ``"ceiling 0.712 <= weak 0.720 (no gap to recover)"``.
+    :ivar na: why the statistic should not be quoted although it may have values (``"weak >= ceiling"``, ``"weak
+        >= ceiling on the mean"``); ``None`` when it applies. The report prints ``n/a: <na>`` instead of a number.
     """
 
     mean: float | None = None
@@ -33,17 +38,50 @@ class Summary:
     ci95: list[float] | None = None
     per_seed: list[float | None] = field(default_factory=list)
     n: int = 0
+    n_run: int | None = None
+    dropped: list[dict[str, Any]] = field(default_factory=list)
+    na: str | None = None
+
+    def __post_init__(self):
+        if self.n_run is None:
+            self.n_run = len(self.per_seed)
 
     @classmethod
-    def of(cls, values: Sequence[float | None]) -> Summary:
+    def of(cls, values: Sequence[float | None], *, seeds: Sequence[int] | None = None,
+           reasons: Sequence[str | None] | None = None, na: str | None = None) -> Summary:
+        """Summarise one value per seed (``None`` / NaN: dropped, with ``reasons[i]`` as the reason).
+
+        :param seeds: the seed of each value, to name dropped seeds (default: their positions).
+        :param reasons: per value, why it is undefined (``None`` where it is defined).
+        :param na: see :attr:`na`.
+        """
         from ._stats import summarize
 
-        return cls(**summarize(values))
+        return cls(**summarize(values, seeds=seeds, reasons=reasons), na=na)
+
+    def reasons(self, seeds: Sequence[int]) -> list[str | None]:
+        """Per seed of ``seeds``, the reason it was dropped (``None`` where it was used)."""
+        why = {d.get("seed"): d.get("reason") for d in self.dropped}
+        return [why.get(s) for s in seeds]
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> Summary:
+    def from_dict(cls, d: dict | None, *, seeds: Sequence[int] | None = None,
+                  reasons: Sequence[str | None] | None = None) -> Summary:
+        """Read a summary; one written before ``n_run`` / ``dropped`` existed gets them from ``per_seed``
+        (``seeds`` and ``reasons`` name the undefined entries, as in :meth:`of`)."""
+        from ._stats import undefined
+
         d = d or {}
-        return cls(d.get("mean"), d.get("median"), d.get("ci95"), list(d.get("per_seed") or []), d.get("n", 0))
+        per_seed = list(d.get("per_seed") or [])
+        if "dropped" in d:
+            dropped = [dict(x) for x in d.get("dropped") or []]
+        else:
+            ids = list(seeds) if seeds is not None and len(seeds) == len(per_seed) else list(range(len(per_seed)))
+            why = list(reasons) if reasons is not None and len(reasons) == len(per_seed) else [None] * len(per_seed)
+            dropped = [{"seed": ids[i], "reason": why[i] or ("undefined" if v is None else "NaN")}
+                       for i, v in enumerate(per_seed) if undefined(v)]
+        return cls(d.get("mean"), d.get("median"), d.get("ci95"), per_seed, d.get("n", 0),
+                   d.get("n_run", len(per_seed)), dropped, d.get("na"))
 
 
 @dataclass
@@ -56,7 +94,12 @@ class RungResult:
 
 @dataclass
 class ExperimentResult:
-    """One row of the results table: weak, ceiling and transfer accuracy and PGR over seeds."""
+    """One row of the results table: weak, ceiling and transfer accuracy and PGR over seeds.
+
+    ``pgr.dropped`` names the seeds whose PGR is undefined and why (a stage not finished, a NaN accuracy, the
+    ceiling not above the weak model); ``pgr.na`` is set when the weak model is at or above the ceiling on every
+    seed or on the mean, and the row's PGR should not be quoted.
+    """
 
     name: str
     dataset: str
@@ -75,13 +118,27 @@ class ExperimentResult:
 
     @classmethod
     def from_dict(cls, d: dict) -> ExperimentResult:
+        from ._stats import acc_reason, gap_na, pgr_per_seed
+
+        seeds = list(d.get("seeds") or [])
+
+        def acc(raw: dict | None) -> Summary:  # older files: a None accuracy is an unfinished stage
+            values = (raw or {}).get("per_seed") or []
+            return Summary.from_dict(raw, seeds=seeds, reasons=[acc_reason(v) for v in values])
+
+        per = [list((d.get(k) or {}).get("per_seed") or []) for k in ("weak_acc", "ceiling_acc", "transfer_acc")]
+        pgr_dict, pgr_reasons = dict(d.get("pgr") or {}), None
+        if "dropped" not in pgr_dict and all(len(p) == len(seeds) for p in per):
+            pgr_reasons = pgr_per_seed(*per)[1]  # older files: the reasons follow from the accuracies
+            pgr_dict.setdefault("na", gap_na(per[0], per[1]))
         return cls(
             name=d.get("name", ""), dataset=d.get("dataset", ""), strategy=d.get("strategy", ""),
             loss=d.get("loss", ""), weak=d.get("weak", ""), strong=d.get("strong", ""),
-            rungs=list(d.get("rungs") or []), seeds=list(d.get("seeds") or []),
-            weak_acc=Summary.from_dict(d.get("weak_acc")), ceiling_acc=Summary.from_dict(d.get("ceiling_acc")),
-            transfer_acc=Summary.from_dict(d.get("transfer_acc")), pgr=Summary.from_dict(d.get("pgr")),
-            rung_acc=[RungResult(r.get("model", ""), Summary.from_dict(r.get("acc"))) for r in d.get("rung_acc", [])],
+            rungs=list(d.get("rungs") or []), seeds=seeds,
+            weak_acc=acc(d.get("weak_acc")), ceiling_acc=acc(d.get("ceiling_acc")),
+            transfer_acc=acc(d.get("transfer_acc")),
+            pgr=Summary.from_dict(pgr_dict, seeds=seeds, reasons=pgr_reasons),
+            rung_acc=[RungResult(r.get("model", ""), acc(r.get("acc"))) for r in d.get("rung_acc", [])],
             baseline=d.get("baseline"),
         )
 
@@ -90,8 +147,12 @@ class ExperimentResult:
 class ComparisonResult(Summary):
     """The per-seed paired difference ``a - b`` of a metric (PGR) between two rows.
 
+    Unlike a row's summary, ``per_seed`` holds only the differences of the seeds where both rows are defined (in
+    seed order); ``n_run`` counts the run's seeds and ``dropped`` names the others with the rows' reasons (the row
+    named unless both share it). ``na`` is set when either row's PGR does not apply.
+
     :ivar wins: seeds where ``a > b``.
-    :ivar seeds: seeds where both are defined.
+    :ivar seeds: seeds where both are defined (the seeds used, equal to ``n``).
     """
 
     a: str = ""
@@ -101,16 +162,35 @@ class ComparisonResult(Summary):
     seeds: int = 0
 
     @classmethod
-    def between(cls, a: str, b: str, values_a: Sequence, values_b: Sequence, metric: str = "pgr"):
+    def between(cls, a: str, b: str, values_a: Sequence, values_b: Sequence, metric: str = "pgr", *,
+                seeds: Sequence[int] | None = None, reasons_a: Sequence[str | None] | None = None,
+                reasons_b: Sequence[str | None] | None = None, na: str | None = None) -> ComparisonResult:
+        """The paired difference of two rows' per-seed values (``reasons_*``: why a row's seed is undefined)."""
         from ._stats import paired_difference
 
-        return cls(a=a, b=b, metric=metric, **paired_difference(values_a, values_b))
+        return cls(a=a, b=b, metric=metric, na=na,
+                   **paired_difference(values_a, values_b, seeds=seeds, reasons_a=reasons_a, reasons_b=reasons_b,
+                                       names=(a, b)))
 
     @classmethod
     def from_dict(cls, d: dict) -> ComparisonResult:
         base = Summary.from_dict(d)
         return cls(**dataclasses.asdict(base), a=d.get("a", ""), b=d.get("b", ""), metric=d.get("metric", "pgr"),
                    wins=d.get("wins", 0), seeds=d.get("seeds", 0))
+
+    def fill_from_rows(self, rows: dict[str, ExperimentResult]) -> None:
+        """Name the dropped seeds of a comparison read from a file written before ``dropped`` existed, from its
+        two rows' PGR summaries (the numbers are kept as stored)."""
+        from ._stats import pair_reasons, paired_difference
+
+        ra, rb = rows.get(self.a), rows.get(self.b)
+        if ra is None or rb is None or ra.seeds != rb.seeds or self.metric != "pgr":
+            return
+        redo = paired_difference(ra.pgr.per_seed, rb.pgr.per_seed, seeds=ra.seeds, reasons_a=ra.pgr.reasons(ra.seeds),
+                                 reasons_b=rb.pgr.reasons(rb.seeds), names=(self.a, self.b))
+        self.n_run, self.dropped = redo["n_run"], redo["dropped"]
+        if self.na is None:
+            self.na = pair_reasons(self.a, ra.pgr.na, self.b, rb.pgr.na)
 
 
 @dataclass
@@ -190,10 +270,16 @@ class Results:
         if version != SCHEMA_VERSION:
             raise ConfigError(f"results schema_version {version!r} is not {SCHEMA_VERSION}; re-run the experiment "
                               f"with this version of w2s-harness to rewrite results.json")
+        experiments = [ExperimentResult.from_dict(e) for e in d.get("experiments", [])]
+        comparisons = []
+        rows = {e.name: e for e in experiments}
+        for c in d.get("comparisons", []):
+            comparisons.append(ComparisonResult.from_dict(c))
+            if "dropped" not in c:  # written before comparisons named their dropped seeds
+                comparisons[-1].fill_from_rows(rows)
         return cls(
             status=d.get("status", "?"), config=d.get("config", {}), environment=d.get("environment", {}),
-            experiments=[ExperimentResult.from_dict(e) for e in d.get("experiments", [])],
-            comparisons=[ComparisonResult.from_dict(c) for c in d.get("comparisons", [])],
+            experiments=experiments, comparisons=comparisons,
             stages=[StageRecord.from_dict(s) for s in d.get("stages", [])], timings=d.get("timings", {}),
             error=d.get("error"), schema_version=version,
         )

@@ -3,18 +3,24 @@ rest (:mod:`._executor`), and assembles the typed :class:`~w2s_harness.Results` 
 
 from __future__ import annotations
 
+import errno
 import platform
+import signal
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from ._assemble import assemble
-from ._executor import resolve_workers, run_stages
+from ._errors import ResourceError
+from ._executor import BUSY, CLAIMED, DONE, resolve_workers, run_stages
+from ._interrupts import StopFlag, StopRequested
 from ._ops import RunContext
 from ._plan import make_plan
 from ._results import Results, StageRecord
-from ._store import StageStore, atomic_write_text
+from ._store import CorruptStage, StageStore, atomic_write_text
 from ._torch_settings import torch_settings
 
 
@@ -38,20 +44,44 @@ def environment(device: str) -> dict[str, Any]:
     return env
 
 
-def run(config, pm, *, resume: bool = True, progress=None, on_stage=None) -> Results:
+def check_writable(output_dir: Path) -> None:
+    """A one-line :class:`ResourceError` unless ``output_dir`` can be created and written, checked before anything
+    runs (instead of failing after the first stage trained)."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output_dir):
+            pass
+    except OSError as exc:
+        raise ResourceError(f"cannot write to the output directory {str(output_dir)!r} ({exc.strerror or exc}); "
+                            f"choose a writable one with --output-dir (run.output_dir)") from None
+
+
+def disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def run(config, pm, *, resume: bool = True, progress=None, on_stage=None, stop: StopFlag | None = None,
+        warn=None) -> Results:
     """Execute ``config``; always writes ``results.json`` (complete, partial or failed) before returning/raising.
 
     :param progress: ``progress(description, total) -> advance(n)`` for long inner loops (embedding).
     :param on_stage: ``on_stage(stage, record, done, total)`` after every stage (the CLI's progress bar).
+    :param stop: a :class:`StopFlag`: once set (by a signal handler), the run stops after its current unit of work
+        (a stage, or a chunk of an encoder pass), writes a partial ``results.json`` and raises
+        :class:`StopRequested`.
+    :param warn: ``warn(message)`` for one-line notices (a corrupt stored stage being recomputed); default stderr.
     """
     t0 = time.perf_counter()
     output_dir = Path(config.run.output_dir)
     plan = make_plan(config, pm)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(output_dir)
     store = StageStore(output_dir)
-    ctx = RunContext(pm=pm, config=config, output_dir=output_dir, progress=progress)
+    ctx = RunContext(pm=pm, config=config, output_dir=output_dir, progress=progress,
+                     check_stop=stop.check if stop is not None else None)
+    warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr))
     records: dict[str, StageRecord] = {}
     arrays: dict[str, dict] = {}
+    held: dict[str, Any] = {}  # stage id -> the FileLock this run holds while computing it
     status, error = "complete", None
     done = 0
 
@@ -63,27 +93,68 @@ def run(config, pm, *, resume: bool = True, progress=None, on_stage=None) -> Res
         if on_stage is not None:
             on_stage(stage, record, done, len(plan.stages))
 
+    def load_stored(stage) -> bool:
+        """Serve ``stage`` from the store; a corrupt stored stage is reported, removed and recomputed."""
+        try:
+            record, arr = store.load(stage.id)
+        except CorruptStage as exc:
+            warn(f"stage {stage.name!r} ({stage.id}) in {store.root} is corrupt ({exc}); recomputing it")
+            store.remove(stage.id)
+            return False
+        record.cached = True
+        finish(stage, record, arr)
+        return True
+
+    def claim(stage) -> str:
+        from filelock import Timeout
+
+        lock = store.lock(stage.id)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return BUSY  # another run computes it: do other work, look again later
+        if resume and store.has(stage.id) and load_stored(stage):  # it finished it while we waited
+            lock.release()
+            return DONE
+        held[stage.id] = lock
+        return CLAIMED
+
+    def release(stage) -> None:
+        lock = held.pop(stage.id, None)
+        if lock is not None:
+            lock.release()
+
     def on_result(stage, result) -> None:
         record, arr = result
-        store.save(record, arr)
+        try:
+            store.save(record, arr, identity=stage.identity)
+        except OSError as exc:
+            if disk_full(exc):
+                raise ResourceError(f"disk full while storing stage {stage.name!r} in {store.root}; free space or "
+                                    f"choose another --output-dir (finished stages are kept)") from None
+            raise
+        finally:
+            release(stage)
         finish(stage, record, arr)
 
     with torch_settings(config.run.threads):
         pm.hook.w2s_run_start(config=config)
         try:
-            pending = []
-            for stage in plan.stages:
-                if resume and store.has(stage.id):
-                    record, arr = store.load(stage.id)
-                    record.cached = True
-                    finish(stage, record, arr)
-                else:
-                    pending.append(stage)
+            pending = [st for st in plan.stages if not (resume and store.has(st.id) and load_stored(st))]
             run_stages(ctx, pending, upstream=lambda st: [(records[d], arrays[d]) for d in st.deps],
                        is_done=records.__contains__, on_result=on_result,
-                       workers=resolve_workers(config.run.workers))
+                       workers=resolve_workers(config.run.workers), claim=claim, release=release,
+                       check_stop=ctx.check_stop)
         except BaseException as exc:  # noqa: BLE001 - keep what finished: results.json is written either way
-            status, error = ("partial" if records else "failed"), exc
+            stopped = isinstance(exc, (StopRequested, KeyboardInterrupt))
+            status, error = ("partial" if records or stopped else "failed"), exc
+            if disk_full(exc):
+                error = ResourceError(f"disk full while running ({exc.strerror}: {exc.filename}); free space or "
+                                      f"choose another --output-dir (finished stages are kept)")
+        finally:
+            for lock in held.values():
+                lock.release()
+            held.clear()
     finished = records.values()
     timings = {"total_seconds": time.perf_counter() - t0,
                "computed_seconds": sum(r.seconds or 0.0 for r in finished if not r.cached),
@@ -92,9 +163,23 @@ def run(config, pm, *, resume: bool = True, progress=None, on_stage=None) -> Res
     device_name = str(ctx._device) if ctx._device is not None else config.run.device
     results = assemble(config, plan, records, status, environment(device_name), timings)
     if error is not None:
-        results.error = f"{type(error).__name__}: {error}"
-    atomic_write_text(output_dir / "results.json", results.to_json())
+        results.error = describe_stop(error) if isinstance(error, (StopRequested, KeyboardInterrupt)) \
+            else f"{type(error).__name__}: {error}"
+    try:
+        atomic_write_text(output_dir / "results.json", results.to_json())
+    except OSError as exc:
+        if not disk_full(exc):
+            raise
+        error = ResourceError(f"disk full: could not write {output_dir / 'results.json'} "
+                              f"({len(records)} finished stages are kept in {store.root}); free space and run "
+                              f"the same command again to rebuild it from the stored stages")
     pm.hook.w2s_run_end(results=results)
     if error is not None:
         raise error
     return results
+
+
+def describe_stop(exc: BaseException) -> str:
+    if isinstance(exc, StopRequested) and exc.signum:
+        return f"stopped by {signal.Signals(exc.signum).name} after the current unit of work"
+    return "interrupted (KeyboardInterrupt)"
