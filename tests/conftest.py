@@ -15,3 +15,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_hash_cache(tmp_path_factory):
+    """Checkpoint content hashes are cached in the user's cache directory; tests keep theirs in a temp folder
+    (subprocesses inherit it through the environment)."""
+    import os
+
+    before = os.environ.get("W2S_HARNESS_CACHE_DIR")
+    os.environ["W2S_HARNESS_CACHE_DIR"] = str(tmp_path_factory.mktemp("w2s-cache"))
+    yield
+    if before is None:
+        os.environ.pop("W2S_HARNESS_CACHE_DIR", None)
+    else:
+        os.environ["W2S_HARNESS_CACHE_DIR"] = before

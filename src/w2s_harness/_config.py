@@ -73,6 +73,9 @@ class RunSection:
     workers: int = _opt(0, flag="workers", metavar="N",
                         help="processes for CPU linear-head stages; 0 = one per core (max 8), 1 = in-process "
                              "(run.workers)")
+    feature_chunk: int = _opt(2048, flag="feature-chunk", metavar="N",
+                              help="texts per saved chunk of an encoder pass: a stopped or killed pass resumes from "
+                                   "its last chunk (run.feature_chunk)")
 
     @staticmethod
     def parse_flag(name: str, text: str) -> Any:
@@ -104,6 +107,8 @@ class RunSection:
             raise ConfigError(
                 f"run.workers must be an integer >= 0 (0 = one per core, 1 = no worker processes), got {self.workers!r}"
             )
+        if isinstance(self.feature_chunk, bool) or not isinstance(self.feature_chunk, int) or self.feature_chunk < 1:
+            raise ConfigError(f"run.feature_chunk must be a positive integer (texts per chunk), got {self.feature_chunk!r}")
         if not isinstance(self.output_dir, str) or not self.output_dir:
             raise ConfigError(f"run.output_dir must be a string (a directory path), got {self.output_dir!r}")
 

@@ -1,7 +1,7 @@
 """``run --dry-run``: which planned stages are cached, new, or changed (and what changed), before anything runs.
 
 A planned stage is *cached* when its id is in the store. Otherwise it is *changed* when the store holds a stage
-with the same seed and name (an earlier run's version of it): the two identity documents (``identity.json``, see
+with the same seed and name, or else the same seed and kind (an earlier run's version of it): the two identity documents (``identity.json``, see
 :attr:`Stage.identity <w2s_harness.Stage.identity>`) are compared and the differences named in words (a loss
 parameter, a module's code, the dataset's content, an upstream stage). Anything else is *new*.
 """
@@ -89,24 +89,33 @@ def differences(old: dict[str, Any], new: dict[str, Any], names: dict[str, str])
     return reasons
 
 
+def _distance(old: dict[str, Any], new: dict[str, Any]) -> int:
+    a, b = _flatten(old), _flatten(new)
+    return sum(a.get(p) != b.get(p) for p in set(a) | set(b))
+
+
 def explain(plan: Plan, store: StageStore) -> Iterator[StageStatus]:
-    """Every planned stage with its status against ``store``, in plan order."""
-    stored: dict[tuple[int, str], list[dict]] = {}
+    """Every planned stage with its status against ``store``, in plan order. A stage not in the store is matched
+    with the stored stage of the same seed and name, or else of the same seed and kind (a changed parameter may
+    change the display name), the closest one."""
+    by_name: dict[tuple, list[dict]] = {}
+    by_kind: dict[tuple, list[dict]] = {}
     for sid in store.stored_ids():
         doc = store.identity(sid)
         if doc and isinstance(doc.get("identity"), dict):
-            stored.setdefault((doc.get("seed"), doc.get("name")), []).append(doc["identity"])
+            by_name.setdefault((doc.get("seed"), doc.get("name")), []).append(doc["identity"])
+            by_kind.setdefault((doc.get("seed"), doc.get("kind")), []).append(doc["identity"])
     names = {st.id: st.name for st in plan.stages}
     for st in plan.stages:
         if store.has(st.id):
             yield StageStatus(st, "cached")
             continue
-        candidates = stored.get((st.seed, st.name), [])
+        candidates = by_name.get((st.seed, st.name)) or by_kind.get((st.seed, str(st.kind)), [])
         if not candidates:
             yield StageStatus(st, "new")
             continue
-        best = min((differences(c, st.identity, names) for c in candidates), key=len)
-        yield StageStatus(st, "changed", best)
+        best = min(candidates, key=lambda c: _distance(c, st.identity))
+        yield StageStatus(st, "changed", differences(best, st.identity, names))
 
 
 __all__ = ["StageStatus", "differences", "explain"]

@@ -85,7 +85,7 @@ class RunContext:
         if self._features is None:
             from ._features import FeatureCache
 
-            self._features = FeatureCache(self.output_dir / "features")
+            self._features = FeatureCache(self.output_dir / "features", chunk_rows=self.config.run.feature_chunk)
         return self._features
 
     def inputs(self, spec_model, rows):
@@ -94,7 +94,8 @@ class RunContext:
             advance = None
             if self.progress is not None:
                 advance = self.progress(f"embedding with {spec_model.name}", len(self.data))
-            feats = self.features.get(spec_model, self.data, progress=advance, device=self.device)
+            feats = self.features.get(spec_model, self.data, progress=advance, device=self.device,
+                                      check_stop=self.check_stop)
             return feats[rows]
         texts = self.data.texts
         return [texts[i] for i in rows]
