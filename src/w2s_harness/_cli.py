@@ -223,7 +223,7 @@ def cmd_run(args, pm) -> int:
     try:
         with graceful_signals(flag, on_first), progress:
             results = run(config, pm, resume=args.resume, progress=inner, on_stage=on_stage, stop=flag,
-                          warn=lambda m: console.print(f"warning: {escape(m)}"))
+                          warn=lambda m: console.print(f"warning: {escape(m)}", soft_wrap=True))
     except (StopRequested, KeyboardInterrupt) as exc:
         signum = getattr(exc, "signum", 0) or flag.signum or signal.SIGINT
         console.print(f"stopped ({signal.Signals(signum).name}): finished stages are kept in "

@@ -22,8 +22,10 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures.process import BrokenProcessPool
 
 from ._components import is_feature_model
+from ._errors import ResourceError
 from ._ops import RunContext, execute
 from ._plan import Stage
 from ._results import StageRecord
@@ -109,6 +111,13 @@ def _start_pool(ctx: RunContext, n: int) -> cf.ProcessPoolExecutor:
     return pool
 
 
+def _worker_died(stages: Sequence[Stage]) -> ResourceError:
+    names = ", ".join(repr(s.name) for s in stages)
+    return ResourceError(f"a worker process died while running stage {names} (killed, or out of memory); finished "
+                         f"stages are kept: run the same command to resume (--workers 1 runs every stage in the "
+                         f"main process)")
+
+
 #: What :func:`run_stages`'s ``claim`` returns: compute the stage (its lock is now held), another process is
 #: computing it (try again later), or it is finished (another run stored it; the caller has recorded it).
 CLAIMED, BUSY, DONE = "claimed", "busy", "done"
@@ -187,7 +196,11 @@ def run_stages(
                 if state == DONE:
                     continue
                 if pooled:
-                    running[pool.submit(_run_in_worker, stage, upstream(stage))] = stage
+                    try:
+                        running[pool.submit(_run_in_worker, stage, upstream(stage))] = stage
+                    except BrokenProcessPool:  # a worker died; its stage's future reports it too
+                        release(stage)
+                        error = error or _worker_died(list(running.values()) or [stage])
                     continue
                 try:
                     on_result(stage, execute(ctx, stage, upstream(stage)))
@@ -205,6 +218,9 @@ def run_stages(
                 stage = running.pop(future)
                 try:
                     on_result(stage, future.result())
+                except BrokenProcessPool:
+                    release(stage)
+                    error = error or _worker_died([stage])
                 except Exception as exc:  # noqa: BLE001 - the first error is raised below
                     release(stage)
                     error = error or exc
