@@ -48,7 +48,7 @@ def load_vectors() -> tuple[dict[str, int], np.ndarray]:
     import pyarrow.parquet as pq
 
     root = glove_root()
-    emb = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
+    emb = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r", allow_pickle=False)
     words = pq.read_table(root / "glove_6B_index.parquet").column(0).to_pylist()
     if len(words) != emb.shape[0]:
         raise ConfigError(
