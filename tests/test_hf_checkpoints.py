@@ -335,3 +335,22 @@ def test_local_checkpoint_works_without_hub(monkeypatch, tmp_path, tiny_model):
     assert m.identity()["checkpoint"].startswith("dir:") and hf._REACHABLE == {}  # no probe for a directory
     out = m.features(TEXTS, device=torch.device("cpu"))
     assert out[m.feature_key()].shape == (len(TEXTS), 8)
+
+
+def test_a_changed_weight_byte_reruns_exactly_the_stages_that_train_that_model(tiny_model, tmp_path):
+    """Plan level: the strong model is the tiny checkpoint; one byte in the middle of its weights changes the
+    ceiling's and the transfer's stage ids, and nothing of the weak side."""
+    from test_pipeline import write_config
+
+    from w2s_harness import create_plugin_manager, load_config, make_plan
+
+    cfg = load_config(write_config(tmp_path, seeds="[0]", loss_block='[loss]\nname = "xent"\n'),
+                      sets=[f'strong.name="hf:{tiny_model}"', "strong.epochs=1", "strong.lr=0.01"])
+
+    def ids():
+        return {s.name: s.id for s in make_plan(cfg, create_plugin_manager()).stages}
+
+    before = ids()
+    flip_middle_byte(tiny_model / "model.safetensors")
+    after = ids()
+    assert {n for n in before if before[n] != after[n]} == {"ceiling", "transfer[xent]"}
