@@ -124,3 +124,10 @@ def test_a_stage_file_holding_a_pickle_is_refused_not_executed(tmp_path, capsys)
     assert main(["report", str(tmp_path / "out"), "--no-plots"]) == 0
     assert main(["run", "--config", str(cfg), "--workers", "1"]) == 0
     assert f"({sid})" in capsys.readouterr().err
+
+
+def test_a_bad_feature_chunk_is_a_config_error(tmp_path, capsys):
+    cfg = write_config(tmp_path, seeds="[0]")
+    assert main(["run", "--config", str(cfg), "--feature-chunk", "0"]) == 2
+    (line,) = errors(capsys.readouterr().err)
+    assert line == "error: run.feature_chunk must be a positive integer (texts per chunk), got 0"
