@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
+import slow_plugin
 from test_pipeline import make_csv
 
-import slow_plugin
 from w2s_harness._cli import main
 from w2s_harness._store import StageStore
 

@@ -213,3 +213,69 @@ def test_dry_run_names_a_changed_parameter(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "- loss parameter aux_coef: 0.5 -> 0.25" in err
     assert "4 stages: 3 cached, 0 new, 1 changed" in err
+
+
+MODEL_MODULE = '''
+import zlib
+import numpy as np
+from w2s_harness import check_train_config, hookimpl, zero_linear_head
+
+
+class Trigram:
+    name = "outside-trigram"
+
+    def __init__(self, dim: int = 32, epochs: int = 3):
+        self.dim = dim
+        self.train_config = check_train_config("outside-trigram", lr=0.05, epochs=epochs, batch_size=32)
+
+    def feature_key(self):
+        return f"outside-trigram|{self.dim}"
+
+    def identity(self):
+        return {"dim": self.dim}
+
+    def features(self, texts, progress=None, device=None):
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for j in range(len(t) - 2):
+                out[i, zlib.crc32(t[j:j + 3].encode()) % self.dim] += 1.0
+        return {self.feature_key(): out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-6)}
+
+    def head(self, n_classes, in_features, device):
+        return zero_linear_head(in_features, n_classes, device)
+
+
+@hookimpl
+def w2s_register_models(registry):
+    registry.add("outside-trigram", Trigram, description="trigram counts (outside plugin)")
+'''
+
+
+def test_an_edited_feature_model_recomputes_its_features_and_stages(tmp_path, monkeypatch):
+    """The feature cache is keyed by the model's feature key, which a plugin author may forget to bump: the
+    model's code fingerprint is part of the cache key too, so edited ``features`` code is never served old
+    features."""
+    name = f"outside_models_{abs(hash(str(tmp_path))) % 10**8}"
+    pkg = tmp_path / "site" / name
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "models.py").write_text(MODEL_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    module = importlib.import_module(f"{name}.models")
+    try:
+        cfg = write_config(tmp_path, seeds="[0]", loss_block='[loss]\nname = "xent"\n')
+        args = ["run", "--config", str(cfg), "--workers", "1", "--weak", "outside-trigram"]
+        assert main(args, plugins=[module]) == 0
+        features = tmp_path / "out" / "features"
+        before = set(features.glob("*.npy"))
+        edit(pkg / "models.py", "out[i, zlib.crc32(t[j:j + 3].encode()) % self.dim] += 1.0",
+             "out[i, zlib.crc32(t[j:j + 3].lower().encode()) % self.dim] += 1.0")
+        assert main([*args, "--json"], plugins=[module]) == 0
+        after = set(features.glob("*.npy"))
+        assert len(after - before) == 1  # the trigram features again, under a new key; glove's are reused
+        res = json.loads((tmp_path / "out" / "results.json").read_text())
+        computed = {s["name"] for s in res["stages"] if not s["cached"]}
+        assert computed == {"weak", "weak labels", "transfer[xent]"}  # the ceiling (glove) is served
+    finally:
+        for mod in [m for m in sys.modules if m.startswith(name)]:
+            del sys.modules[mod]

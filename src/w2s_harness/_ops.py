@@ -36,6 +36,7 @@ class RunContext:
     _models: dict = field(default_factory=dict)
     _features: Any = None
     _device: Any = None
+    _feature_salts: dict = field(default_factory=dict)
 
     @property
     def dataset(self):
@@ -88,14 +89,30 @@ class RunContext:
             self._features = FeatureCache(self.output_dir / "features", chunk_rows=self.config.run.feature_chunk)
         return self._features
 
+    def _feature_data(self, model):
+        """The data, its fingerprint salted with the code fingerprint of the model's class: the feature cache is
+        keyed by (feature key, fingerprint), and a model whose ``features`` code changed must not be served the
+        features its old code computed (its stages rerun because their ids hash that code, see ``_codehash``)."""
+        import dataclasses
+        import hashlib
+        import json
+
+        from ._codehash import CodeHasher
+
+        cls = type(model)
+        if cls not in self._feature_salts:
+            code = CodeHasher().component(cls)
+            self._feature_salts[cls] = hashlib.sha256(json.dumps(code, sort_keys=True).encode()).hexdigest()[:16]
+        return dataclasses.replace(self.data, fingerprint=f"{self.data.fingerprint}|code={self._feature_salts[cls]}")
+
     def inputs(self, spec_model, rows):
         """Model inputs for ``rows``: cached features (a :class:`FeatureModel`) or the texts (fine-tuning)."""
         if is_feature_model(spec_model):
             advance = None
             if self.progress is not None:
                 advance = self.progress(f"embedding with {spec_model.name}", len(self.data))
-            feats = self.features.get(spec_model, self.data, progress=advance, device=self.device,
-                                      check_stop=self.check_stop)
+            feats = self.features.get(spec_model, self._feature_data(spec_model), progress=advance,
+                                      device=self.device, check_stop=self.check_stop)
             return feats[rows]
         texts = self.data.texts
         return [texts[i] for i in rows]
