@@ -178,7 +178,7 @@ class ComparisonResult(Summary):
         return cls(**dataclasses.asdict(base), a=d.get("a", ""), b=d.get("b", ""), metric=d.get("metric", "pgr"),
                    wins=d.get("wins", 0), seeds=d.get("seeds", 0))
 
-    def fill_from_rows(self, rows: dict[str, ExperimentResult]) -> None:
+    def _fill_from_rows(self, rows: dict[str, ExperimentResult]) -> None:
         """Name the dropped seeds of a comparison read from a file written before ``dropped`` existed, from its
         two rows' PGR summaries (the numbers are kept as stored)."""
         from ._stats import pair_reasons, paired_difference
@@ -276,7 +276,7 @@ class Results:
         for c in d.get("comparisons", []):
             comparisons.append(ComparisonResult.from_dict(c))
             if "dropped" not in c:  # written before comparisons named their dropped seeds
-                comparisons[-1].fill_from_rows(rows)
+                comparisons[-1]._fill_from_rows(rows)
         return cls(
             status=d.get("status", "?"), config=d.get("config", {}), environment=d.get("environment", {}),
             experiments=experiments, comparisons=comparisons,
