@@ -183,7 +183,8 @@ def test_a_killed_worker_fails_the_run_in_one_line_and_the_run_resumes(tmp_path,
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 2, stderr
     last = stderr.strip().splitlines()[-1]
-    assert last.startswith("error: a worker process died while running stage") and "run the same command" in last
+    assert last.startswith("error: a worker process died (killed, or out of memory) while running '")
+    assert "run the same command to resume" in last
     assert json.loads((out / "results.json").read_text())["status"] == "partial"
     resume(cfg, out, "--workers", "2")
     assert numbers(out) == reference

@@ -68,10 +68,12 @@ def _init_worker(ctx: RunContext) -> None:
 
     import torch
 
-    # Ctrl-C reaches the whole process group and a SIGTERM may too: the parent decides when to stop, and lets
-    # the stages its workers run finish first (they are the unit of work), so workers ignore both.
+    # Ctrl-C reaches the whole process group: the parent decides when to stop and lets the stages its workers run
+    # finish first (they are the unit of work), so workers ignore SIGINT. SIGTERM gets its default back (a fork
+    # inherits the parent's graceful handler): the pool terminates its workers with SIGTERM when one of them died,
+    # and a worker that survived it would hang that shutdown.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     torch.set_num_threads(1)
     ctx.progress = None  # the parent owns the terminal
     ctx.check_stop = None
@@ -113,7 +115,7 @@ def _start_pool(ctx: RunContext, n: int) -> cf.ProcessPoolExecutor:
 
 def _worker_died(stages: Sequence[Stage]) -> ResourceError:
     names = ", ".join(repr(s.name) for s in stages)
-    return ResourceError(f"a worker process died while running stage {names} (killed, or out of memory); finished "
+    return ResourceError(f"a worker process died (killed, or out of memory) while running {names}; finished "
                          f"stages are kept: run the same command to resume (--workers 1 runs every stage in the "
                          f"main process)")
 
@@ -218,9 +220,9 @@ def run_stages(
                 stage = running.pop(future)
                 try:
                     on_result(stage, future.result())
-                except BrokenProcessPool:
+                except BrokenProcessPool:  # every running stage reports it; which worker died is unknown
                     release(stage)
-                    error = error or _worker_died([stage])
+                    error = error or _worker_died([stage, *running.values()])
                 except Exception as exc:  # noqa: BLE001 - the first error is raised below
                     release(stage)
                     error = error or exc
