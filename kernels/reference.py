@@ -23,10 +23,13 @@ Entry points shared with the Triton kernels:
 ``product_loss(logits, targets, *, alpha=1.0, beta=1.0)``
     ``soft_xent(z, t)``, where ``t = normalise(softmax(z)**beta * y**alpha)`` is detached. It is computed in
     log space as ``t = softmax(beta * log_softmax(z) + xlogy(alpha, y))``. This equals the reference
-    wherever the reference is defined. Where the reference's float product underflows to an all-zero row
-    (which gives NaN in the reference), it gives the exact limit. With finite logits and valid targets a
-    row is never undefined. If a row is undefined anyway (non-finite logits), the target falls back to
-    ``y`` for that row.
+    wherever the reference is defined. Where the reference's float product underflows to 0 in every class
+    (which gives ``0/0 = NaN`` in the reference), it gives the exact value of the normalised product: the
+    weak label's class for a hard label, and for a soft label the distribution proportional to
+    ``p**beta * y**alpha`` over the classes the label supports (dominated by the largest
+    ``beta * log p_j + alpha * log y_j``, not necessarily the weak label's argmax). A row is undefined only
+    where ``log_softmax(z)`` is ``-inf`` or NaN on every class the weak label supports (non-finite logits,
+    or finite logits further apart than the compute dtype's range); its target falls back to ``y``.
 ``logconf_loss(logits, targets, *, coef, balance=True)``
     ``soft_xent(z, (1 - coef) * y + coef * h)``, where ``h = hardened_targets(z, y, balance=balance)``
     (one-hot, detached).
@@ -128,7 +131,9 @@ def product_targets(
     """The detached product target ``normalise(softmax(z)**beta * y**alpha)``, shape ``(N, k)``.
 
     It is computed as ``softmax(beta * log_softmax(z) + xlogy(alpha, y))``, with ``0**0 = 1`` as in
-    ``torch.pow``. Rows that are still undefined (only possible with non-finite logits) fall back to ``y``.
+    ``torch.pow``: the exact normalised product even where the float product underflows to 0 in every class
+    (see the module docstring). Rows that are still undefined (``log_softmax(z)`` not finite on any class
+    the weak label supports) fall back to ``y``.
     """
     z = upcast(logits).detach()
     y = _const(targets, z.dtype)

@@ -31,8 +31,9 @@ def soft_xent(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def product_loss(logits: torch.Tensor, targets: torch.Tensor, *, alpha: float = 1.0, beta: float = 1.0):
     """CE against the detached ``normalise(softmax(z)**beta * y**alpha)``, computed in log space as
-    ``softmax(beta * log_softmax(z) + xlogy(alpha, y))`` like the reference (rows whose target is still
-    non-finite fall back to ``y``). The target transform runs inside the fused kernel."""
+    ``softmax(beta * log_softmax(z) + xlogy(alpha, y))`` like the reference: the exact normalised product
+    even where the float product underflows in every class (rows whose target is still non-finite fall back
+    to ``y``). The target transform runs inside the fused kernel."""
     return fused_soft_ce(logits, targets, MODE_PRODUCT, alpha=alpha, beta=beta)
 
 

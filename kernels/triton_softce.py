@@ -5,8 +5,10 @@ All three losses are "cross-entropy of ``softmax(z)`` against a per-row target `
 
 * ``MODE_XENT``:    ``t = y``
 * ``MODE_PRODUCT``: ``t = normalise(softmax(z)**beta * y**alpha)``, computed in log space as in
-  ``kernels/reference.py``: ``t = softmax(beta * log_softmax(z) + xlogy(alpha, y))`` (no underflow to an
-  all-zero row); a row whose ``t`` is still non-finite (non-finite logits) falls back to ``t = y``
+  ``kernels/reference.py``: ``t = softmax(beta * log_softmax(z) + xlogy(alpha, y))``, so a product that
+  underflows to 0 in every class (hard or soft labels) still gives the exact normalised product; a row whose
+  ``t`` is still non-finite (``log_softmax(z)`` not finite on any class the label supports) falls back to
+  ``t = y``
 * ``MODE_LOGCONF``: ``t = (1 - coef) * y + coef * onehot(h)`` where the hardened class ``h`` comes from
   ``HARD_IDS`` (an int vector computed elsewhere), ``HARD_THRESHOLD`` (``h = 0 if p0 >= thr else 1``, the
   binary adaptive threshold read from a device scalar: no host sync) or ``HARD_ARGMAX`` (``argmax(p)``,
@@ -54,6 +56,20 @@ HARD_NONE = 0
 HARD_IDS = 1
 HARD_THRESHOLD = 2
 HARD_ARGMAX = 3
+
+#: Logits dtypes the fused kernels take; also the gradient's dtype and the linear head's hidden / weight dtype.
+#: The compute dtype ``ACC`` follows: float64 for float64 logits, float32 for the others. ``soft_ce_forward``
+#: rejects any other dtype, and ``tests/kernels/_compile_sm90.py`` compiles every launch for each of them.
+LOGITS_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+#: Target dtypes the fused kernels take (converted to ``ACC`` when loaded).
+TARGET_DTYPES = LOGITS_DTYPES
+#: The hardening choices ``soft_ce_forward`` launches for each mode. ``HARD_THRESHOLD`` (k == 2) always takes
+#: the single-tile kernel; every other pair can take either kernel.
+HARD_BY_MODE = {
+    MODE_XENT: (HARD_NONE,),
+    MODE_PRODUCT: (HARD_NONE,),
+    MODE_LOGCONF: (HARD_IDS, HARD_THRESHOLD, HARD_ARGMAX),
+}
 
 #: Largest ``k`` handled with the whole row in registers (single read); larger ``k`` is tiled.
 MAX_SINGLE_TILE_K = 8192
@@ -150,10 +166,10 @@ def _tiled_kernel(
     """One row per program, ``BLOCK_K`` columns at a time (large ``k``): online softmax, then loss + grad.
 
     ``K`` is a ``constexpr`` (one compiled variant per class count, like ``_rows_kernel``; ``k`` is the
-    vocabulary size here, fixed per model) and not a runtime argument: the loop bounds ``range(0, K, BLOCK_K)``
-    then never turn a runtime scalar into a Python int. Triton 3.6's interpreter does that with
-    ``int(array_of_shape_1)``, which NumPy >= 2.4 rejects (``TypeError: only 0-dimensional arrays can be
-    converted to Python scalars``; fixed in Triton 3.7's interpreter, never an issue for compiled code).
+    vocabulary size here, fixed per model) and not a runtime argument, so the loop bounds
+    ``range(0, K, BLOCK_K)`` never turn a runtime scalar into a Python int. Triton 3.6's interpreter does
+    that with ``int(array_of_shape_1)``, which NumPy >= 2.4 rejects (``TypeError: only 0-dimensional arrays
+    can be converted to Python scalars``; fixed in Triton 3.7's interpreter; compiled code never does it).
     """
     coef = _hilo(coef_hi, coef_lo, ACC)
     alpha = _hilo(alpha_hi, alpha_lo, ACC)
@@ -297,8 +313,9 @@ def _check(logits: torch.Tensor, targets: torch.Tensor) -> None:
         raise ValueError(f"targets shape {tuple(targets.shape)} != logits shape {tuple(logits.shape)}")
     if logits.shape[1] < 2:
         raise ValueError("need at least 2 classes")
-    if not (logits.is_floating_point() and targets.is_floating_point()):
-        raise TypeError(f"logits and targets must be floating point, got {logits.dtype} / {targets.dtype}")
+    if logits.dtype not in LOGITS_DTYPES or targets.dtype not in TARGET_DTYPES:
+        names = ", ".join(str(d).removeprefix("torch.") for d in LOGITS_DTYPES)
+        raise TypeError(f"logits and targets must be one of {names}, got {logits.dtype} / {targets.dtype}")
     if targets.device != logits.device:
         raise ValueError(f"targets on {targets.device}, logits on {logits.device}")
 
@@ -343,6 +360,8 @@ def soft_ce_forward(
     ``block_k`` forces the tiled kernel with that tile width (tests use it to cover the large-k path).
     """
     _check(logits, targets)
+    if hard not in HARD_BY_MODE.get(mode, ()):
+        raise ValueError(f"mode {mode} takes hard in {HARD_BY_MODE.get(mode)}, got {hard}")
     logits = logits.contiguous()
     targets = targets.contiguous()
     n, k = logits.shape
@@ -359,13 +378,12 @@ def soft_ce_forward(
         if hard == HARD_IDS:
             if hard_ids is None or hard_ids.shape != (n,):
                 raise ValueError("HARD_IDS needs hard_ids of shape (N,)")
-            hard_ids = hard_ids.to(device=logits.device).contiguous()
+            # int64 always: one kernel variant whatever integer dtype the caller's ids have.
+            hard_ids = hard_ids.to(device=logits.device, dtype=torch.int64).contiguous()
         elif hard == HARD_THRESHOLD:
             if k != 2 or threshold is None:
                 raise ValueError("HARD_THRESHOLD needs k == 2 and a threshold tensor")
             threshold = threshold.to(device=logits.device, dtype=acc_dtype).reshape(())
-        elif hard != HARD_ARGMAX:
-            raise ValueError("logconf needs hard in {HARD_IDS, HARD_THRESHOLD, HARD_ARGMAX}")
     # Unused pointer arguments still need a tensor; the loss buffer serves.
     hid = hard_ids if hard == HARD_IDS else loss
     thr = threshold if hard == HARD_THRESHOLD else loss

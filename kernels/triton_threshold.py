@@ -50,8 +50,10 @@ def prob0(logits: torch.Tensor) -> torch.Tensor:
     The threshold path only uses k == 2 (the fused kernel re-derives p0 with the same single-tile code);
     for k > ``PROB0_MAX_K`` this falls back to torch.
     """
-    from .triton_softce import _small_config, device_of
+    from .triton_softce import LOGITS_DTYPES, _small_config, device_of
 
+    if logits.dtype not in LOGITS_DTYPES:
+        raise TypeError(f"logits must be one of {LOGITS_DTYPES}, got {logits.dtype}")
     n, k = logits.shape
     acc_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
     out = torch.empty(n, dtype=acc_dtype, device=logits.device)

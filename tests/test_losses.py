@@ -8,8 +8,6 @@ The ``oa_*`` functions restate openai/weak-to-strong ``weak_to_strong/loss.py`` 
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -291,6 +289,60 @@ def test_product_soft_label_partial_underflow_matches_limit(pm):
     ev, eg = vg(lambda t: ce_rows(t, torch.tensor([[0.0, 1.0], [0.0, 1.0]])).mean(), z)
     close(v, ev, 1e-5)
     close(g, eg)
+
+
+def exact_product_target(z_row, y_row, alpha, beta):
+    """``normalise(softmax(z)**beta * y**alpha)`` in 50-digit decimal arithmetic (nothing underflows)."""
+    from decimal import Decimal, localcontext
+
+    with localcontext() as ctx:
+        ctx.prec = 50
+        zs = [Decimal(float(v)) for v in z_row]
+        top = max(zs)
+        e = [(v - top).exp() for v in zs]
+        p = [x / sum(e) for x in e]
+        a, b = Decimal(float(alpha)), Decimal(float(beta))
+        one = Decimal(1)
+        w = [(pj**b if b else one) * (Decimal(float(yj)) ** a if a else one) for pj, yj in zip(p, y_row)]
+        return [float(x / sum(w)) for x in w]
+
+
+def all_underflow_rows(dtype):
+    """Soft weak labels whose float product ``p**beta * y**alpha`` is 0 in EVERY class of the compute dtype
+    (float32 for fp16/bf16/fp32, float64 for fp64), for every alpha > 0 and beta >= 1 used below: the weak
+    label puts no mass on the class the model predicts, and the model gives the other classes
+    ``exp(-gap)`` (below the smallest subnormal). Logits are integers, exact in bf16/fp16 too."""
+    gap = 800.0 if dtype == F64 else 120.0
+    z = torch.tensor([[0.0, -gap, -gap - 3], [-gap, -gap - 3, 0.0], [0.0, -gap, -gap], [-gap, 0.0, -gap - 3]])
+    y = torch.tensor([[0.0, 0.2, 0.8], [0.3, 0.7, 0.0], [0.0, 0.5, 0.5], [0.6, 0.0, 0.4]])
+    return z.to(dtype), y.to(F64 if dtype == F64 else F32)
+
+
+@pytest.mark.parametrize("dtype", [F64, F32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("alpha,beta", [(1.0, 1.0), (0.5, 2.0), (2.0, 1.0)])
+def test_product_soft_label_all_underflow_is_the_exact_limit(pm, dtype, alpha, beta):
+    """The float product underflows to an all-zero row for soft labels: the reference computes 0/0 = NaN; the
+    target is the exact value of the normalised product (decimal arithmetic here), NOT the weak label's
+    class: ``y = [0, 0.2, 0.8]`` with logits ``[0, -120, -123]`` gives ``t ~ [0, 0.83, 0.17]`` for
+    alpha = beta = 1 (``e**3`` from the strong model outweighs the weak label's factor 4). Loss and gradient
+    are finite and equal soft CE against that target."""
+    z, y = all_underflow_rows(dtype)
+    cd = y.dtype  # the compute dtype
+    with torch.no_grad():
+        p = torch.softmax(z.to(cd), -1)
+        assert ((p**beta) * (y**alpha) == 0).all()  # every class underflows
+        assert torch.isnan(oa_product(z.to(cd), y, alpha, beta)).all()  # so the reference is NaN everywhere
+    t = torch.tensor([exact_product_target(z[i].to(cd), y[i], alpha, beta) for i in range(len(z))], dtype=cd)
+    if (alpha, beta) == (1.0, 1.0):
+        r = 0.25 * np.e**3  # t1 / t2 = (0.2 / 0.8) * exp(-120) / exp(-123)
+        close(t[0], torch.tensor([0.0, r / (1 + r), 1 / (1 + r)], dtype=cd))
+        assert t[0].argmax() != y[0].argmax()  # the limit is not the weak label's class
+    v, g = vg(lambda u: make(pm, "product", alpha=alpha, beta=beta)(u, y), z)
+    assert torch.isfinite(v) and torch.isfinite(g).all()
+    ev, eg = vg(lambda u: ce_rows(u.to(cd), t).mean(), z)
+    tol = 1e-6 if dtype in (F64, F32) else 1e-2
+    close(v, ev, tol)
+    close(g, eg, tol)
 
 
 def test_product_nonfinite_logits_fall_back_to_weak_labels():
@@ -611,10 +663,12 @@ def test_backend_torch_equals_auto_on_cpu(pm, name):
     close(make(pm, name, backend="torch")(z, y, 0.5), make(pm, name)(z, y, 0.5), 0)
 
 
-@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1", reason="interpreter would run the kernel")
-def test_backend_triton_on_cpu_tensor_is_refused(pm):
+def test_backend_triton_on_cpu_tensor_is_refused(pm, monkeypatch):
+    """Without the interpreter a CPU tensor cannot take the kernel. The variable is removed for this test only
+    (under ``TRITON_INTERPRET=1`` the kernel would run instead), so it never depends on test order."""
     from w2s_harness.kernels.dispatch import KernelUnavailableError
 
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     z, y = inputs("random", 6, 2, F32)
     with pytest.raises(KernelUnavailableError):
         make(pm, "xent", backend="triton")(z, y)

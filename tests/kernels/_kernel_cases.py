@@ -49,6 +49,17 @@ def make_inputs(case: str, n: int, k: int, dtype=F32, *, device="cpu", seed: int
         y[:, 1] = 1.0
     elif case == "zero_logits":
         z.zero_()
+    elif case == "soft_underflow":
+        # Soft weak labels whose float product p**beta * y**alpha is 0 in EVERY class of the compute dtype
+        # (for alpha > 0, beta >= 1): no weak mass on the predicted class c, and the model gives the other
+        # classes ~exp(-gap), below the smallest subnormal.
+        gap = 800.0 if dtype == F64 else 120.0
+        cls = torch.arange(n) % k
+        z = -gap - torch.rand(n, k, generator=g, dtype=torch.float64).mul(8).round()
+        z[torch.arange(n), cls] = 0.0
+        y = torch.softmax(torch.randn(n, k, generator=g, dtype=torch.float64), dim=-1)
+        y[torch.arange(n), cls] = 0.0
+        y = y / y.sum(dim=-1, keepdim=True)
     else:
         raise ValueError(case)
     z = z.to(dtype).to(device).requires_grad_()

@@ -81,6 +81,32 @@ def test_tiled_kernel_matches_reference(name, n, k, block, case, device, monkeyp
     _check(name, z, y, F32)
 
 
+@pytest.mark.parametrize("name", ["product", "product_a0.5_b2"])
+@pytest.mark.parametrize("dtype", [F32, BF16, F16, F64], ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("tiled", [False, True], ids=["single_tile", "tiled"])
+def test_product_all_underflow_soft_labels(name, dtype, tiled, device, monkeypatch):
+    """Soft labels whose float product underflows to 0 in every class (the literal reference gives 0/0 = NaN):
+    both kernels give the exact limit, as ``reference.product_targets`` does: finite loss and gradient, equal
+    to the reference's, with a target that is a proper distribution and not the ``t = y`` fallback."""
+    from w2s_harness.kernels import reference, triton_softce
+
+    if tiled:
+        monkeypatch.setattr(triton_softce, "MAX_SINGLE_TILE_K", 1)
+        monkeypatch.setattr(triton_softce, "TILED_BLOCK_K", 2)
+    kw = LOSSES[name][1]
+    alpha, beta = kw.get("alpha", 1.0), kw.get("beta", 1.0)
+    yd = F64 if dtype == F64 else F32
+    z, y = make_inputs("soft_underflow", 9, 3, dtype, device=device, seed=8, target_dtype=yd)
+    zc = z.detach().to(y.dtype)
+    with torch.no_grad():
+        assert (torch.softmax(zc, -1) ** beta * y**alpha == 0).all()
+        t = reference.product_targets(zc, y, alpha=alpha, beta=beta)
+    assert torch.isfinite(t).all()
+    torch.testing.assert_close(t.sum(-1), torch.ones_like(t[:, 0]))
+    assert not torch.allclose(t, y)  # the exact limit, not the fallback to y
+    _check(name, z, y, dtype)
+
+
 CASES = ["hard", "extreme", "ties", "one_class0", "one_class1", "zero_logits"]
 
 
@@ -153,3 +179,23 @@ def test_gradcheck_float64(name, n, k, fast, device):
     z, y = make_inputs("random", n, k, F64, device=device, seed=7)
     y = y.to(F64)
     assert torch.autograd.gradcheck(lambda t: fused(t, y), (z.detach().requires_grad_(),), fast_mode=fast)
+
+
+def test_launch_tables_are_enforced(device):
+    """``soft_ce_forward`` launches only what ``LOGITS_DTYPES`` / ``TARGET_DTYPES`` / ``HARD_BY_MODE`` list
+    (the tables the sm_90 compile check covers); anything else is a one-line error before any launch."""
+    from w2s_harness.kernels import triton_softce as ts
+
+    z, y = make_inputs("random", 6, 3, F32, device=device)
+    with pytest.raises(TypeError, match="must be one of"):
+        ts.soft_ce_forward(z.detach(), y.to(torch.int64), ts.MODE_XENT)
+    if hasattr(torch, "float8_e5m2"):
+        with pytest.raises(TypeError, match="must be one of"):
+            ts.soft_ce_forward(z.detach().to(torch.float8_e5m2), y, ts.MODE_XENT)
+    with pytest.raises(ValueError, match="takes hard in"):
+        ts.soft_ce_forward(z.detach(), y, ts.MODE_XENT, hard=ts.HARD_ARGMAX)
+    # Class ids of any integer dtype take the one (int64) kernel variant and give the same result.
+    ids = torch.tensor([0, 1, 2, 2, 1, 0], device=device)
+    a = ts.soft_ce_forward(z.detach(), y, ts.MODE_LOGCONF, hard=ts.HARD_IDS, hard_ids=ids, coef=0.5)
+    b = ts.soft_ce_forward(z.detach(), y, ts.MODE_LOGCONF, hard=ts.HARD_IDS, hard_ids=ids.int(), coef=0.5)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
