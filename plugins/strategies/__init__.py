@@ -6,6 +6,7 @@ from .bootstrap import Bootstrap
 from .confidence import Confidence
 from .ensemble import Ensemble
 from .filter import Filter
+from .grid import Grid
 from .naive import Naive
 from .relabel import Relabel
 
@@ -15,6 +16,7 @@ STRATEGIES = {
     "bootstrap": (Bootstrap, "ladder weak -> ... -> strong (crossfit/slices/same labels) + direct and flat controls"),
     "ensemble": (Ensemble, "several weak supervisors (models x bags) averaged into one soft label"),
     "filter": (Filter, "keep the most confident / most learnable weak labels, then transfer"),
+    "grid": (Grid, "every weak <= strong pair of an ordered list of models (the reference sweep), per loss"),
     "relabel": (Relabel, "strong-to-strong: the transferred model relabels train2 for a fresh one, N rounds"),
 }
 

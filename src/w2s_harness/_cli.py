@@ -94,12 +94,15 @@ def _resolve_config(args, pm):
     from ._config import RunSection, resolve
 
     def accepts(name: str, key: str) -> bool:
-        try:
-            entry, _ = pm.registry("loss").resolve(name)
-        except W2SError:
-            return False
-        params = entry.parameters()
-        return params is None or key in params
+        """Whether the loss (or dataset, for a list of datasets) ``name`` takes parameter ``key``."""
+        for kind in ("loss", "dataset"):
+            try:
+                entry, _ = pm.registry(kind).resolve(name)
+            except W2SError:
+                continue
+            params = entry.parameters()
+            return params is None or key in params
+        return False
 
     shortcuts = {section: getattr(args, section) for section in COMPONENT_SECTIONS}
     run = {}
@@ -142,10 +145,13 @@ def cmd_validate(args, pm) -> int:
     from ._plan import make_plan
 
     config = _resolve_config(args, pm)
-    plan = make_plan(config, pm)
+    subs = config.per_dataset()
+    plans = [make_plan(sub, pm) for sub in subs]
     console = _console(stderr=False)
-    console.print(f"config OK: {len(plan.stages)} stages over {len(config.run.seeds)} seeds; "
-                  f"experiments: {', '.join(e.name for e in next(iter(plan.experiments.values())))}")
+    rows = [f"{sub.dataset.name}:{e.name}" if len(subs) > 1 else e.name
+            for sub, plan in zip(subs, plans) for e in next(iter(plan.experiments.values()))]
+    console.print(f"config OK: {sum(len(p.stages) for p in plans)} stages over {len(config.run.seeds)} seeds"
+                  f"{f' and {len(subs)} datasets' if len(subs) > 1 else ''}; experiments: {', '.join(rows)}")
     return 0
 
 
@@ -201,16 +207,17 @@ def cmd_run(args, pm) -> int:
         from ._explain import explain
         from ._store import StageStore
 
-        plan = make_plan(config, pm)
+        plans = [make_plan(sub, pm) for sub in config.per_dataset()]
         counts = {"cached": 0, "new": 0, "changed": 0}
-        for item in explain(plan, StageStore(Path(config.run.output_dir))):
+        store = StageStore(Path(config.run.output_dir))
+        for item in (item for plan in plans for item in explain(plan, store)):
             st = item.stage
             counts[item.status] += 1
             deps = ", ".join(d[:8] for d in st.deps) or "-"
             console.print(f"{item.status:<8} {st.id}  seed={st.seed}  {st.kind:<15} {escape(st.name)}  <- {deps}")
             for reason in item.reasons:
                 console.print(f"         - {escape(reason)}")
-        console.print(f"{len(plan.stages)} stages: {counts['cached']} cached, {counts['new']} new, "
+        console.print(f"{sum(counts.values())} stages: {counts['cached']} cached, {counts['new']} new, "
                       f"{counts['changed']} changed (dry run: nothing executed; store {config.run.output_dir})")
         return 0
     progress, inner, on_stage = _progress_hooks(console)

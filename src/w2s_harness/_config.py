@@ -3,7 +3,8 @@
 A config has one section per component (``dataset``, ``weak``, ``strong``, ``loss``, ``strategy``), each a
 ``name`` plus that component's parameters, and a ``run`` section. ``loss`` may also be a list
 (``[[loss]]`` tables or ``--loss xent,logconf``): every loss gets its own experiment row and the rows are
-compared pairwise per seed.
+compared pairwise per seed. ``dataset`` may be a list too (``[[dataset]]`` tables): the run repeats the whole
+plan on every dataset, into one stage store and one results.json.
 """
 
 from __future__ import annotations
@@ -123,6 +124,9 @@ class RunConfig:
     losses: list[Component]
     strategy: Component
     run: RunSection = field(default_factory=RunSection)
+    #: every dataset of a multi-dataset run (``[[dataset]]``); empty when the run names one (``dataset``), which
+    #: is then also the first of these
+    datasets: list[Component] = field(default_factory=list)
     #: options added by plugins through ``w2s_add_options``: ``{dest: parsed value}``; recorded in results.json
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -135,9 +139,17 @@ class RunConfig:
     def component(self, section: str):
         return self.losses if section == "loss" else getattr(self, section)
 
+    def per_dataset(self) -> list[RunConfig]:
+        """One single-dataset config per dataset of the run (``[self]`` for a one-dataset run)."""
+        if len(self.datasets) <= 1:
+            return [self]
+        return [dataclasses.replace(copy.deepcopy(self), dataset=d, datasets=[]) for d in self.datasets]
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {s: self.component(s).as_dict() for s in COMPONENT_SECTIONS if s != "loss"}
         out["loss"] = [c.as_dict() for c in self.losses]
+        if len(self.datasets) > 1:
+            out["dataset"] = [c.as_dict() for c in self.datasets]
         out["run"] = dataclasses.asdict(self.run)
         out["extra"] = dict(self.extra)
         return out
@@ -173,8 +185,15 @@ def apply_mapping(config: RunConfig, data: dict[str, Any], source: str) -> RunCo
         elif section == "loss":
             items = value if isinstance(value, list) else [value]
             config.losses = [Component.from_dict("loss", v) for v in items]
+        elif section == "dataset" and isinstance(value, list):
+            if not value:
+                raise ConfigError(f"[[dataset]] in {source} is an empty list; name at least one dataset")
+            config.datasets = [Component.from_dict("dataset", v) for v in value]
+            config.dataset = config.datasets[0]
         else:
             setattr(config, section, Component.from_dict(section, value))
+            if section == "dataset":
+                config.datasets = []
     return config
 
 
@@ -213,11 +232,17 @@ def apply_set(config: RunConfig, assignment: str, accepts=None) -> RunConfig:
     if section == "run":
         config.run = _run_section_from({key: value}, config.run)
         return config
-    comps = config.losses if section == "loss" else [config.component(section)]
+    if section == "loss":
+        comps = config.losses
+    elif section == "dataset" and config.datasets:
+        comps = config.datasets  # config.dataset is the first of them
+    else:
+        comps = [config.component(section)]
     targets = [c for c in comps if accepts is None or len(comps) == 1 or accepts(c.name, key)]
     if not targets:
         names = ", ".join(c.name for c in comps)
-        raise ConfigError(f"--set {target}: none of the losses ({names}) has a parameter {key!r}")
+        what = "losses" if section == "loss" else "datasets"
+        raise ConfigError(f"--set {target}: none of the {what} ({names}) has a parameter {key!r}")
     for comp in targets:
         if key == "name":
             comp.name = str(value)
@@ -254,8 +279,11 @@ def resolve(
             config.losses = [old.get(n, Component(n)) for n in names]
         else:
             comp = config.component(section)
-            if comp.name != value:  # a new component: its old parameters no longer apply
+            if comp.name != value or (section == "dataset" and len(config.datasets) > 1):
+                # a new component: its old parameters no longer apply (--dataset NAME names the one dataset)
                 setattr(config, section, Component(str(value)))
+                if section == "dataset":
+                    config.datasets = []
     overrides = {k: v for k, v in (run or {}).items() if v is not None}
     if overrides:
         config.run = _run_section_from(overrides, config.run)

@@ -83,4 +83,7 @@ def write_plots(results: Results, out_dir: Path) -> list[Path]:
         written.append(out_dir / "ladder.png")
         fig.savefig(written[-1], dpi=110)
         plt.close(fig)
+    from ._grid import write_figures
+
+    written += write_figures(results, out_dir)
     return written

@@ -106,6 +106,9 @@ def render(results: Results, console) -> None:
         for line in lines:
             if line:
                 console.print(line, markup=False, highlight=False)
+    from ._grid import render_summary
+
+    render_summary(results, console)
     t = results.timings
     if t:
         console.print(f"stages: {t.get('stages_computed', 0)} computed, {t.get('stages_cached', 0)} cached; "

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from ._assemble import assemble
+from ._assemble import assemble_all
 from ._errors import ResourceError
 from ._executor import BUSY, CLAIMED, DONE, resolve_workers, run_stages
 from ._interrupts import StopFlag, StopRequested
@@ -73,11 +73,12 @@ def run(config, pm, *, resume: bool = True, progress=None, on_stage=None, stop: 
     """
     t0 = time.perf_counter()
     output_dir = Path(config.run.output_dir)
-    plan = make_plan(config, pm)
+    parts = [(sub, make_plan(sub, pm)) for sub in config.per_dataset()]  # every dataset planned before any runs
+    n_stages = sum(len(plan.stages) for _, plan in parts)
     check_writable(output_dir)
     store = StageStore(output_dir)
-    ctx = RunContext(pm=pm, config=config, output_dir=output_dir, progress=progress,
-                     check_stop=stop.check if stop is not None else None)
+    contexts = [RunContext(pm=pm, config=sub, output_dir=output_dir, progress=progress,
+                           check_stop=stop.check if stop is not None else None) for sub, _ in parts]
     warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr))
     records: dict[str, StageRecord] = {}
     arrays: dict[str, dict] = {}
@@ -91,7 +92,7 @@ def run(config, pm, *, resume: bool = True, progress=None, on_stage=None, stop: 
         done += 1
         pm.hook.w2s_stage_end(stage=stage, result=record)
         if on_stage is not None:
-            on_stage(stage, record, done, len(plan.stages))
+            on_stage(stage, record, done, n_stages)
 
     def load_stored(stage) -> bool:
         """Serve ``stage`` from the store; a corrupt stored stage is reported, removed and recomputed."""
@@ -140,11 +141,12 @@ def run(config, pm, *, resume: bool = True, progress=None, on_stage=None, stop: 
     with torch_settings(config.run.threads):
         pm.hook.w2s_run_start(config=config)
         try:
-            pending = [st for st in plan.stages if not (resume and store.has(st.id) and load_stored(st))]
-            run_stages(ctx, pending, upstream=lambda st: [(records[d], arrays[d]) for d in st.deps],
-                       is_done=records.__contains__, on_result=on_result,
-                       workers=resolve_workers(config.run.workers), claim=claim, release=release,
-                       check_stop=ctx.check_stop)
+            for (_, plan), ctx in zip(parts, contexts):  # one dataset after the other, into one store
+                pending = [st for st in plan.stages if not (resume and store.has(st.id) and load_stored(st))]
+                run_stages(ctx, pending, upstream=lambda st: [(records[d], arrays[d]) for d in st.deps],
+                           is_done=records.__contains__, on_result=on_result,
+                           workers=resolve_workers(config.run.workers), claim=claim, release=release,
+                           check_stop=ctx.check_stop)
         except BaseException as exc:  # noqa: BLE001 - keep what finished: results.json is written either way
             stopped = isinstance(exc, (StopRequested, KeyboardInterrupt))
             status, error = ("partial" if records or stopped else "failed"), exc
@@ -160,8 +162,9 @@ def run(config, pm, *, resume: bool = True, progress=None, on_stage=None, stop: 
                "computed_seconds": sum(r.seconds or 0.0 for r in finished if not r.cached),
                "stages_computed": sum(not r.cached for r in finished),
                "stages_cached": sum(bool(r.cached) for r in finished)}
-    device_name = str(ctx._device) if ctx._device is not None else config.run.device
-    results = assemble(config, plan, records, status, environment(device_name), timings)
+    used = [c._device for c in contexts if c._device is not None]
+    device_name = str(used[0]) if used else config.run.device
+    results = assemble_all(config, parts, records, status, environment(device_name), timings)
     if error is not None:
         results.error = describe_stop(error) if isinstance(error, (StopRequested, KeyboardInterrupt)) \
             else f"{type(error).__name__}: {error}"
