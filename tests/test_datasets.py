@@ -63,12 +63,94 @@ def test_test_split_independent_of_run_seed():
     assert not np.array_equal(Toy(200, test_seed=1).splits(0).test, s0.test)
 
 
+def _texts(ds, idx):
+    data = ds.load()
+    return [data.texts[i] for i in idx]
+
+
 def test_n_train_subset_is_a_prefix_of_the_same_shuffle():
-    full, small = Toy(200).splits(5), Toy(200, n_train=40).splits(5)
-    np.testing.assert_array_equal(full.test, small.test)
-    assert set(small.train1.tolist()) | set(small.train2.tolist()) <= set(full.train1.tolist()) | set(
-        full.train2.tolist()
-    )
+    full_ds, small_ds = Toy(200), Toy(200, n_train=40)
+    full, small = full_ds.splits(5), small_ds.splits(5)
+    assert _texts(full_ds, full.test) == _texts(small_ds, small.test)
+    assert set(_texts(small_ds, small.train1)) | set(_texts(small_ds, small.train2)) <= set(
+        _texts(full_ds, full.train1)
+    ) | set(_texts(full_ds, full.train2))
+
+
+def test_n_train_fixes_the_pool_and_loads_only_the_rows_used():
+    """With n_train set, the test rows and the n_train training rows are drawn once from test_seed; run seeds only
+    shuffle that pool into train1/train2, and load() holds exactly those rows (nothing else is formatted)."""
+    asked = []
+
+    class RowLevel(Toy):
+        def _num_rows(self):
+            return self.n
+
+        def _load_rows(self, rows):
+            asked.append(np.asarray(rows).copy())
+            texts = [f"example {i}" for i in rows]
+            labels = np.asarray(rows) % 2
+            return TextData(texts, labels, ["a", "b"], fingerprint_examples(texts, labels, ["a", "b"]))
+
+    ds = RowLevel(1000, n_train=20, n_test=10)
+    assert len(ds.load()) == 30 and ds.split_sizes() == (10, 10, 10)
+    assert len(asked) == 1 and len(asked[0]) == 30 and np.all(np.diff(asked[0]) > 0)
+    pools = set()
+    for seed in range(4):
+        s = ds.splits(seed)
+        assert sorted(np.concatenate([s.train1, s.train2, s.test]).tolist()) == list(range(30))
+        pools.add(frozenset(_texts(ds, np.concatenate([s.train1, s.train2]))))
+        np.testing.assert_array_equal(s.test, ds.splits(0).test)
+    assert len(pools) == 1  # the same pool for every seed ...
+    assert not np.array_equal(ds.splits(0).train1, ds.splits(1).train1)  # ... shuffled differently
+    # the whole-_load() path samples the same rows and gives the same texts, with the fingerprint of those rows
+    legacy = Toy(1000, n_train=20, n_test=10)
+    assert legacy.load().texts == ds.load().texts
+    assert legacy.load().fingerprint == fingerprint_examples(legacy.load().texts, legacy.load().labels, ["a", "b"])
+    assert legacy.load().fingerprint != Toy(1000).load().fingerprint
+    # another test_seed draws other rows
+    assert RowLevel(1000, n_train=20, n_test=10, test_seed=1).load().texts != ds.load().texts
+
+
+def test_keep_rows_and_balance_screen_lazily():
+    screened = []
+
+    class Filtered(Toy):
+        balance_classes = True
+
+        def _num_rows(self):
+            return self.n
+
+        def _load_rows(self, rows):
+            texts = [f"example {i}" for i in rows]
+            labels = (np.asarray(rows) % 3 == 0).astype(np.int64)  # 1/3 of the rows are class 1
+            return TextData(texts, labels, ["a", "b"], fingerprint_examples(texts, labels, ["a", "b"]))
+
+        def _keep_rows(self, rows):
+            screened.extend(rows.tolist())
+            return np.asarray(rows) % 5 != 0  # drop every fifth row
+
+        def _row_labels(self, rows):
+            return (np.asarray(rows) % 3 == 0).astype(np.int64)
+
+        def _num_classes(self):
+            return 2
+
+    ds = Filtered(3000, n_train=40, n_test=20)
+    data = ds.load()
+    rows = [int(t.split()[1]) for t in data.texts]
+    assert len(rows) == 60 and all(r % 5 for r in rows)
+    s = ds.splits(0)
+    for part, n in ((s.test, 20), (np.concatenate([s.train1, s.train2]), 40)):
+        assert len(part) == n and int(np.asarray(data.labels)[part].sum()) == n // 2
+    assert len(screened) < 400  # lazily: a few chunks, not the 3000 rows
+    # all rows (n_train=None): undersampled to the minority class
+    full = Filtered(300, n_test=30)
+    s = full.splits(0)
+    train_labels = np.asarray(full.load().labels)[np.concatenate([s.train1, s.train2])]
+    assert train_labels.sum() * 2 == len(train_labels)
+    with pytest.raises(DataError, match=r"n_train=2000 but only \d+ usable .* with balanced classes; lower n_train"):
+        Filtered(3000, n_train=2000, n_test=20).load()
 
 
 def test_split_errors_are_one_line():

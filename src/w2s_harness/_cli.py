@@ -116,13 +116,16 @@ def _resolve_config(args, pm):
 
 
 def cmd_list(args, pm) -> int:
+    from rich.markup import escape  # plugin descriptions are text, not markup ("[openai/...]" must show)
+
     console = _console(stderr=False)
     kinds = [BY_PLURAL[args.kind]] if args.kind else list(KINDS)
     for kind in kinds:
         console.print(f"[bold]{kind.plural}[/]")
         for entry in pm.registry(kind.name):
             shown = entry.name + ("<name-or-path>" if entry.is_prefix else "")
-            console.print(f"  {shown:<28} {entry.description}  [dim]({entry.plugin})[/]", soft_wrap=True)
+            console.print(f"  {escape(shown):<28} {escape(entry.description)}  [dim]({escape(entry.plugin)})[/]",
+                          soft_wrap=True)
     return 0
 
 

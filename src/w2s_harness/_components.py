@@ -59,7 +59,7 @@ class Dataset(Protocol):
     name: str
 
     def load(self) -> TextData:
-        """Load (and memoise) the full formatted dataset."""
+        """Load (and memoise) the formatted rows the run uses (its test split and training pool)."""
 
     def splits(self, seed: int) -> Splits:
         """Deterministic train1/train2/test indices for ``seed``."""
@@ -125,7 +125,7 @@ def check_train_config(
 class FeatureModel(Protocol):
     """A model whose backbone stays frozen (a linear probe): texts become features once, heads train on them.
 
-    The runner embeds the whole dataset once per :meth:`feature_key` and caches the arrays in the run directory,
+    The runner embeds the rows the run uses once per :meth:`feature_key` and caches the arrays in the run directory,
     so every stage that uses this model (weak, ceiling, transfers, every seed) trains only a head.
     """
 

@@ -540,6 +540,8 @@ class Plan:
     stages: list[Stage]
     experiments: dict[int, list[Experiment]]
     comparisons: list[Comparison] = field(default_factory=list)
+    #: the dataset instance the plan was made from (its rows are loaded already: the run reuses it)
+    dataset: Any = field(default=None, repr=False, compare=False)
 
 
 def validate_components(config, pm) -> None:
@@ -590,7 +592,7 @@ def make_plan(config, pm) -> Plan:
                 have.name = st.name
         experiments[seed] = builder.experiments
     _check_stage_losses(stages.values(), check_loss)
-    return Plan(list(stages.values()), experiments, first[2])
+    return Plan(list(stages.values()), experiments, first[2], dataset=dataset)
 
 
 def _check_stage_losses(stages, check_loss) -> None:

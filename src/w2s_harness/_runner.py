@@ -78,7 +78,8 @@ def run(config, pm, *, resume: bool = True, progress=None, on_stage=None, stop: 
     check_writable(output_dir)
     store = StageStore(output_dir)
     contexts = [RunContext(pm=pm, config=sub, output_dir=output_dir, progress=progress,
-                           check_stop=stop.check if stop is not None else None) for sub, _ in parts]
+                           check_stop=stop.check if stop is not None else None, _dataset=plan.dataset)
+                for sub, plan in parts]
     warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr))
     records: dict[str, StageRecord] = {}
     arrays: dict[str, dict] = {}

@@ -1,0 +1,368 @@
+"""Where a recipe's raw rows come from: the Hugging Face hub, local data files, or a local copy of a hub repository.
+
+Everything goes through HF ``datasets`` and fails with a one-line :class:`~w2s_harness.DataError`, never a
+traceback or a retry loop:
+
+* **local files** (``data_files``): each split's files are read with the packaged ``parquet`` / ``json`` / ``csv``
+  builder (no network);
+* **a local directory** (``path``): a copy of the hub repository, either its ``main`` branch (data files and the
+  dataset card) or its ``refs/convert/parquet`` branch (``<config>/<split>/*.parquet``);
+* **the hub**: ``load_dataset(hub_id, name=config, revision=revision)``; on the parquet branch
+  (``revision="refs/convert/parquet"``, for datasets that were loading scripts, which ``datasets`` >= 4 no longer
+  runs) the files ``<config>/<split>/*.parquet``. Without network (``HF_DATASETS_OFFLINE`` / ``HF_HUB_OFFLINE``
+  set, or the hub not accepting a TCP connection within :data:`HUB_PROBE_TIMEOUT` s) only the ``datasets`` cache
+  is tried, with the hub switched off for the call.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from w2s_harness import ConfigError, DataError
+
+#: The branch where the hub publishes every dataset as parquet (``<config>/<split>/NNNN.parquet``).
+PARQUET_BRANCH = "refs/convert/parquet"
+#: Environment variables that forbid the network.
+OFFLINE_VARS = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+#: Seconds a TCP connect to the hub (``HF_ENDPOINT``, default https://huggingface.co) may take.
+HUB_PROBE_TIMEOUT = 2.5
+DEFAULT_ENDPOINT = "https://huggingface.co"
+
+#: file suffix (after a compression suffix is stripped) -> (packaged builder, builder kwargs)
+BUILDERS: dict[str, tuple[str, dict[str, Any]]] = {
+    ".parquet": ("parquet", {}),
+    ".pq": ("parquet", {}),
+    ".jsonl": ("json", {}),
+    ".json": ("json", {}),
+    ".ndjson": ("json", {}),
+    ".csv": ("csv", {}),
+    ".tsv": ("csv", {"sep": "\t"}),
+}
+COMPRESSION = (".gz", ".bz2", ".xz", ".zst", ".zip")
+
+_REACHABLE: dict[tuple[str, int], bool] = {}
+#: Tables loaded in this process, by source and (for local files) their sizes and mtimes: the planner and the run
+#: each create the dataset, and a big local file should be parsed once. The most recent :data:`_MEMO_SIZE` kept.
+_TABLES: dict[tuple, dict[str, Any]] = {}
+_MEMO_SIZE = 4
+
+
+def _memo(key: tuple, load) -> dict[str, Any]:
+    if key in _TABLES:
+        _TABLES[key] = _TABLES.pop(key)  # most recent last
+        return dict(_TABLES[key])
+    tables = load()
+    _TABLES[key] = tables
+    while len(_TABLES) > _MEMO_SIZE:
+        _TABLES.pop(next(iter(_TABLES)))
+    return dict(tables)
+
+
+def _stamp(paths: list[str]) -> tuple:
+    out = []
+    for p in paths:
+        st = os.stat(p)
+        out.append((p, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+# ------------------------------------------------------------------------------------------ environment
+
+
+def env_offline() -> str | None:
+    """The variable that forbids the network (``HF_DATASETS_OFFLINE``, ``HF_HUB_OFFLINE``, ...), or None."""
+    for key in OFFLINE_VARS:
+        if os.environ.get(key, "").strip().lower() in ("1", "true", "yes", "on"):
+            return key
+    return None
+
+
+def hub_endpoint() -> str:
+    return (os.environ.get("HF_ENDPOINT", "").strip() or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def _probe_address(endpoint: str) -> tuple[str, int] | None:
+    """``(host, port)`` a connection to ``endpoint`` goes to: its proxy's when one applies, else its own."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    try:
+        url = urlsplit(endpoint)
+        host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+        proxies = urllib.request.getproxies()
+        proxy = proxies.get(url.scheme) or proxies.get("all")
+        if host and proxy and not urllib.request.proxy_bypass(host):
+            purl = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+            default = {"https": 443, "socks5": 1080, "socks5h": 1080, "socks4": 1080}.get(purl.scheme, 80)
+            host, port = purl.hostname, purl.port or default
+    except ValueError:
+        return None
+    return (host, port) if host else None
+
+
+def hub_reachable() -> bool:
+    """Whether the hub accepts a TCP connection within :data:`HUB_PROBE_TIMEOUT` s (probed once per process)."""
+    import socket
+    import threading
+
+    address = _probe_address(hub_endpoint())
+    if address is None:
+        return False
+    if address not in _REACHABLE:
+        ok: list[bool] = []
+
+        def attempt():
+            try:
+                with socket.create_connection(address, timeout=HUB_PROBE_TIMEOUT):
+                    ok.append(True)
+            except OSError:
+                pass
+
+        probe = threading.Thread(target=attempt, name="w2s-hub-probe", daemon=True)
+        probe.start()
+        probe.join(HUB_PROBE_TIMEOUT + 0.5)  # bounds a slow DNS lookup too
+        _REACHABLE[address] = bool(ok)
+    return _REACHABLE[address]
+
+
+@contextmanager
+def hub_switched_off() -> Iterator[None]:
+    """No HTTP request from ``datasets`` / ``huggingface_hub`` for the duration (they read the offline variables
+    at import, so setting them later would not be seen): only local caches answer."""
+    import datasets
+    import huggingface_hub.constants as hub_constants
+
+    saved = (datasets.config.HF_HUB_OFFLINE, getattr(datasets.config, "HF_DATASETS_OFFLINE", None),
+             hub_constants.HF_HUB_OFFLINE)
+    datasets.config.HF_HUB_OFFLINE = True
+    if saved[1] is not None:
+        datasets.config.HF_DATASETS_OFFLINE = True
+    hub_constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE = saved[0]
+        if saved[1] is not None:
+            datasets.config.HF_DATASETS_OFFLINE = saved[1]
+        hub_constants.HF_HUB_OFFLINE = saved[2]
+
+
+@contextmanager
+def quiet_datasets(progress: bool) -> Iterator[None]:
+    """HF ``datasets`` logging at error level; progress bars only if ``progress``."""
+    import datasets
+
+    bars_were_on = not datasets.are_progress_bars_disabled()
+    if not progress:
+        datasets.disable_progress_bars()
+    verbosity = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        datasets.logging.set_verbosity(verbosity)
+        if bars_were_on:
+            datasets.enable_progress_bars()
+
+
+def first_line(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0].strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# -------------------------------------------------------------------------------------------- local files
+
+
+def normalise_data_files(value: Any, owner: str, splits: list[str], default_split: str) -> dict[str, list[str]] | None:
+    """``data_files`` as ``{split: [path or glob, ...]}``; a string or list means ``default_split``."""
+    if value is None:
+        return None
+    if isinstance(value, (str, os.PathLike)):
+        value = {default_split: [value]}
+    elif isinstance(value, (list, tuple)):
+        value = {default_split: list(value)}
+    if not isinstance(value, dict) or not value:
+        raise ConfigError(f"dataset {owner!r}: data_files must be a path, a list of paths or a table "
+                          f"{{split = path}}, got {value!r}")
+    out: dict[str, list[str]] = {}
+    for split, files in value.items():
+        if split not in splits:
+            raise ConfigError(f"dataset {owner!r}: data_files has a split {split!r}; its splits are "
+                              f"{', '.join(splits)}")
+        if isinstance(files, (str, os.PathLike)):
+            files = [files]
+        if not isinstance(files, (list, tuple)) or not files or not all(
+                isinstance(f, (str, os.PathLike)) and str(f) for f in files):
+            raise ConfigError(f"dataset {owner!r}: data_files[{split!r}] must be a path or a list of paths, "
+                              f"got {files!r}")
+        out[split] = [str(f) for f in files]
+    return out
+
+
+def _builder(path: str, owner: str) -> tuple[str, dict[str, Any]]:
+    name = path.lower()
+    for suffix in COMPRESSION:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    suffix = os.path.splitext(name)[1]
+    if suffix not in BUILDERS:
+        raise ConfigError(f"dataset {owner!r}: cannot read {path!r}: unsupported file type {suffix or '(none)'!r}; "
+                          f"use one of {', '.join(sorted(BUILDERS))} (optionally compressed)")
+    return BUILDERS[suffix]
+
+
+def _expand(pattern: str, owner: str) -> list[str]:
+    p = os.path.expanduser(pattern)
+    if any(ch in p for ch in "*?["):
+        found = sorted(glob.glob(p, recursive=True))
+        if not found:
+            raise DataError(f"dataset {owner!r}: no data file matches {pattern!r} "
+                            f"(relative paths are resolved from {os.getcwd()!r})")
+        return [os.path.abspath(f) for f in found]
+    if not os.path.isfile(p):
+        raise DataError(f"dataset {owner!r}: data file not found: {pattern!r} "
+                        f"(relative paths are resolved from {os.getcwd()!r})")
+    return [os.path.abspath(p)]
+
+
+@contextmanager
+def _cache(cache_dir: str | None) -> Iterator[tuple[str, bool]]:
+    """``(cache_dir, keep_in_memory)`` for a local load: the given cache, else a temporary one kept in memory."""
+    if cache_dir is not None:
+        yield str(cache_dir), False
+        return
+    with tempfile.TemporaryDirectory(prefix="w2s-hfds-") as tmp:
+        yield tmp, True
+
+
+def load_data_files(files: dict[str, list[str]], owner: str, cache_dir: str | None) -> dict[str, Any]:
+    """Each split of ``files`` read with the packaged builder of its suffix: ``{split: datasets.Dataset}``."""
+    expanded = {split: [p for pattern in patterns for p in _expand(pattern, owner)] for split, patterns in files.items()}
+    key = ("files", tuple((split, _stamp(paths)) for split, paths in expanded.items()), cache_dir)
+    return _memo(key, lambda: _read_files(expanded, owner, cache_dir))
+
+
+def _read_files(files: dict[str, list[str]], owner: str, cache_dir: str | None) -> dict[str, Any]:
+    import datasets
+
+    out = {}
+    with quiet_datasets(progress=False), _cache(cache_dir) as (cache, in_memory):
+        for split, paths in files.items():
+            kinds = [_builder(p, owner) for p in paths]
+            builder, kwargs = kinds[0]
+            if any(k != kinds[0] for k in kinds):
+                raise ConfigError(f"dataset {owner!r}: data_files[{split!r}] mixes file types; use one type per split")
+            try:
+                out[split] = datasets.load_dataset(builder, data_files={split: paths}, split=split, cache_dir=cache,
+                                                   keep_in_memory=in_memory, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - any parse error: one line, no traceback
+                raise DataError(f"dataset {owner!r}: cannot read data_files[{split!r}] as {builder}: "
+                                f"{first_line(exc)}") from None
+    return out
+
+
+def load_directory(path: str, splits: list[str], config: str | None, owner: str,
+                   cache_dir: str | None) -> dict[str, Any]:
+    """The splits found in a local copy of a hub repository: its parquet branch layout
+    (``<config>/<split>/*.parquet``) if present, else its main branch read by ``datasets``."""
+    import datasets
+
+    root = Path(os.path.expanduser(path))
+    if not root.is_dir():
+        raise DataError(f"dataset {owner!r}: path {path!r} is not a directory (relative paths are resolved from "
+                        f"{os.getcwd()!r})")
+    converted = {}
+    for split in splits:
+        found = sorted(glob.glob(str(root / (config or "*") / split / "*.parquet")))
+        if found:
+            converted[split] = found
+    if converted:
+        return load_data_files(converted, owner, cache_dir)
+    files = sorted(str(p) for p in root.rglob("*") if p.is_file() and ".git" not in p.parts)
+
+    def read():
+        with quiet_datasets(progress=False), _cache(cache_dir) as (cache, in_memory):
+            try:
+                loaded = datasets.load_dataset(str(root), name=config, cache_dir=cache, keep_in_memory=in_memory)
+            except Exception as exc:  # noqa: BLE001
+                raise DataError(f"dataset {owner!r}: cannot read the directory {path!r}: {first_line(exc)}") from None
+        return {s: loaded[s] for s in splits if s in loaded}
+
+    return _memo(("dir", str(root.resolve()), config, tuple(splits), _stamp(files), cache_dir), read)
+
+
+# ---------------------------------------------------------------------------------------------------- hub
+
+
+def _read_hub(hub_id: str, config: str | None, revision: str | None, splits: list[str], owner: str,
+              cache_dir: str | None, hint: str) -> dict[str, Any]:
+    import datasets
+
+    if revision == PARQUET_BRANCH:
+        kwargs: dict[str, Any] = {"data_files": {s: f"{config or '*'}/{s}/*.parquet" for s in splits},
+                                  "revision": revision}
+    else:
+        kwargs = {"name": config, "revision": revision}
+    where = f"{hub_id}" + (f" (config {config!r})" if config else "") + (f" at {revision}" if revision else "")
+    offline = env_offline()
+    why = None
+    if offline is not None:
+        why = f"{offline} is set and it is not in the datasets cache"
+    elif not hub_reachable():
+        why = f"the hub {hub_endpoint()} is unreachable and it is not in the datasets cache"
+    try:
+        with quiet_datasets(progress=why is None):
+            if why is None:
+                loaded = datasets.load_dataset(hub_id, cache_dir=cache_dir, **kwargs)
+            else:
+                with hub_switched_off():
+                    loaded = datasets.load_dataset(hub_id, cache_dir=cache_dir, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - network, missing repo, script dataset: one line
+        if why is not None:
+            raise DataError(f"dataset {owner!r}: cannot load {where}: {why}; {hint}") from None
+        extra = ""
+        if "scripts are no longer supported" in str(exc):
+            extra = f" (try revision = {PARQUET_BRANCH!r})"
+        raise DataError(f"dataset {owner!r}: cannot load {where}: {first_line(exc)}{extra}; {hint}") from None
+    missing = [s for s in splits if s not in loaded]
+    if missing:
+        raise DataError(f"dataset {owner!r}: {where} has no split {missing[0]!r} (it has "
+                        f"{', '.join(loaded)}); {hint}")
+    return {s: loaded[s] for s in splits}
+
+
+def load_hub(hub_id: str, config: str | None, revision: str | None, splits: list[str], owner: str,
+             cache_dir: str | None, hint: str) -> dict[str, Any]:
+    """The splits of ``hub_id`` through the ``datasets`` cache / the hub (memoised for the process); a one-line
+    DataError ending in ``hint`` (how to use local files) when it cannot be had."""
+    return _memo(("hub", hub_id, config, revision, tuple(splits), cache_dir),
+                 lambda: _read_hub(hub_id, config, revision, splits, owner, cache_dir, hint))
+
+
+# ------------------------------------------------------------------------------------------------ tokenizer
+
+
+def load_tokenizer(name: str, owner: str):
+    """A ``transformers`` tokenizer from a local directory or a hub id (the local HF cache only, when offline)."""
+    import transformers
+
+    local = os.path.isdir(os.path.expanduser(name))
+    offline = None if local else (env_offline() or (None if hub_reachable() else "the hub is unreachable"))
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        path = os.path.expanduser(name) if local else name
+        return transformers.AutoTokenizer.from_pretrained(path, local_files_only=offline is not None)
+    except Exception as exc:  # noqa: BLE001
+        why = f"{offline}; " if offline else ""
+        raise ConfigError(f"dataset {owner!r}: cannot load tokenizer {name!r}: {why}{first_line(exc)} "
+                          f"(pass a local tokenizer directory)") from None
+    finally:
+        transformers.logging.set_verbosity(verbosity)
