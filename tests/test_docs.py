@@ -21,7 +21,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import types
 from functools import cache
 from pathlib import Path
@@ -287,13 +286,14 @@ def test_toml_example_is_a_valid_config(body, fragment, needs_doc_plugins, tmp_p
     _write_local_data(config, tmp_path)
     path = tmp_path / "example.toml"
     path.write_text(body, encoding="utf-8")
-    t0 = time.perf_counter()
     plugins = list(_doc_plugins()) if needs_doc_plugins else []
-    rc = _main()(["validate", "--config", str(path)], plugins=plugins)
+    # an example whose data is a local file is validated with its content; one that names hub data or weights
+    # (unreachable here) is checked offline: names, parameters and the stage graph
+    local = isinstance(config.get("dataset"), dict) and config["dataset"].get("name") in ("local", "tweets-sentiment", None)
+    rc = _main()(["validate", "--config", str(path), *([] if local else ["--offline"])], plugins=plugins)
     out = capsys.readouterr()
     assert rc == 0, f"w2s-harness validate failed for this example:\n{body}\n{out.out}{out.err}"
     assert "config OK" in out.out
-    assert time.perf_counter() - t0 < 30, "validate took unexpectedly long"
 
 
 def test_config_page_shows_the_packaged_defaults():

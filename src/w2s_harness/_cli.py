@@ -80,6 +80,8 @@ def build_parser(pm=None) -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="resolve and check a config without running it")
     _add_config_options(val, pm)
+    val.add_argument("--offline", action="store_true",
+                     help="check names, parameters and the stage graph without reading data or checkpoints")
 
     rep = sub.add_parser("report", help="re-render a run's table and write plots")
     rep.add_argument("run_dir", help="a run's output directory (or its results.json)")
@@ -149,12 +151,13 @@ def cmd_validate(args, pm) -> int:
 
     config = _resolve_config(args, pm)
     subs = config.per_dataset()
-    plans = [make_plan(sub, pm) for sub in subs]
+    plans = [make_plan(sub, pm, content=not args.offline) for sub in subs]
     console = _console(stderr=False)
     rows = [f"{sub.dataset.name}:{e.name}" if len(subs) > 1 else e.name
             for sub, plan in zip(subs, plans) for e in next(iter(plan.experiments.values()))]
     console.print(f"config OK: {sum(len(p.stages) for p in plans)} stages over {len(config.run.seeds)} seeds"
-                  f"{f' and {len(subs)} datasets' if len(subs) > 1 else ''}; experiments: {', '.join(rows)}")
+                  f"{f' and {len(subs)} datasets' if len(subs) > 1 else ''}; experiments: {', '.join(rows)}"
+                  f"{' (offline: data and checkpoints not read)' if args.offline else ''}")
     return 0
 
 

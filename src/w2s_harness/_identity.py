@@ -18,8 +18,11 @@ from ._plan import ref_key
 class Identities:
     """Memoised identities for one plan (each model is created and each file hashed once)."""
 
-    def __init__(self, pm, code: CodeHasher | None = None):
+    def __init__(self, pm, code: CodeHasher | None = None, *, content: bool = True):
+        """:param content: ``False`` leaves out what needs the data or the checkpoints (``model.identity()``,
+            ``dataset.identity()``): for ``validate --offline``, whose stage ids are then not the run's."""
         self.pm = pm
+        self.content = content
         self.code = code or CodeHasher()
         self._memo: dict[tuple[str, str], dict[str, Any]] = {}
         self._engine: str | None = None
@@ -38,7 +41,9 @@ class Identities:
         if key not in self._memo:
             params = {k: v for k, v in ref.items() if k != "name"}
             ident = self.component("model", ref["name"], params)
-            ident["instance"] = check_model(self.pm.create("model", ref["name"], **params), ref["name"]).identity()
+            model = check_model(self.pm.create("model", ref["name"], **params), ref["name"])
+            if self.content:
+                ident["instance"] = model.identity()
             self._memo[key] = ident
         return self._memo[key]
 
@@ -53,7 +58,10 @@ class Identities:
 
     def dataset(self, name: str, params: dict[str, Any], dataset: Any) -> dict[str, Any]:
         """Identity of the run's dataset: the component plus ``dataset.identity()`` (its content fingerprint)."""
-        return {**self.component("dataset", name, params), "instance": dataset.identity()}
+        ident = self.component("dataset", name, params)
+        if self.content:
+            ident["instance"] = dataset.identity()
+        return ident
 
     def engine(self) -> str:
         """Digest of the harness code every stage runs (ops, training loop, kernels)."""

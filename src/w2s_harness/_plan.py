@@ -554,17 +554,21 @@ def validate_components(config, pm) -> None:
             pm.registry(SECTION_KIND[section]).check_params(comp.name, comp.params)
 
 
-def make_plan(config, pm) -> Plan:
+def make_plan(config, pm, *, content: bool = True) -> Plan:
     """Build the plan of ``config``: its strategy's stages for every seed, checked before anything runs.
 
     Raises a one-line error for an unknown component or parameter, a strategy that declares no row, seeds that
-    declare different rows, or any loss named in the plan that cannot be created."""
+    declare different rows, or any loss named in the plan that cannot be created.
+
+    :param content: ``False`` plans without loading the data or reading checkpoints (``validate --offline``):
+        every name, parameter and the stage graph are checked, but stage ids leave out the content hashes, so
+        such a plan must not be run."""
     from ._identity import Identities
 
     validate_components(config, pm)
     strategy = pm.create("strategy", config.strategy.name, **config.strategy.params)
     dataset = pm.create("dataset", config.dataset.name, **config.dataset.params)
-    identities = Identities(pm)
+    identities = Identities(pm, content=content)
     context = {"dataset": identities.dataset(config.dataset.name, config.dataset.params, dataset),
                "engine": identities.engine()}
 
