@@ -33,13 +33,11 @@ from w2s_harness.plugins.models.hf import (
 )
 from w2s_harness.plugins.models.presets import (
     BUILTIN,
-    get_preset,
     load_presets_file,
     preset_model,
-    register_preset,
 )
 
-from w2s_harness import ConfigError, PluginError, TrainConfig
+from w2s_harness import ConfigError, TrainConfig
 from w2s_harness._registry import Registry
 from w2s_harness._training import fit, predict_proba
 
@@ -584,7 +582,6 @@ def no_hub(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv(presets.PRESETS_ENV, raising=False)
     monkeypatch.setattr(hf, "_REACHABLE", {})
-    monkeypatch.setattr(presets, "REGISTERED", {})
 
 
 def test_preset_table_hub_ids_and_reference_values(no_hub):
@@ -639,26 +636,14 @@ def test_preset_is_a_registered_prefix(no_hub, tiny):
     assert m.train_config.lr == 5e-5
     with pytest.raises(ConfigError, match="no parameter 'lora_rank'"):
         reg.create("preset:gpt2", lora_rank=4)
-    register_preset("tiny-llama", str(tiny["llama"]), linear_probe=False, lr=2e-3, lora=True)
-    m = reg.create("preset:tiny-llama")
+    presets_file = tiny["llama"].parent / "tiny-presets.toml"
+    presets_file.write_text(f'[presets.tiny-llama]\ncheckpoint = "{tiny["llama"]}"\nlinear_probe = false\n'
+                            f'lr = 2e-3\nlora = true\n')
+    m = reg.create("preset:tiny-llama", presets_file=str(presets_file))
     assert m.checkpoint.is_dir and m.lora and m.train_config.lr == 2e-3
     # identity holds the effective parameters: the preset is the same work as hf: with those parameters
     same = reg.create(f"hf:{tiny['llama']}", linear_probe=False, lr=2e-3, lora=True)
     assert m.identity() == same.identity()
-
-
-def test_register_preset_from_a_plugin(no_hub):
-    p = register_preset("my-gpt2", "openai-community/gpt2", description="mine", lr=1e-4, linear_probe=False)
-    assert get_preset("MY-GPT2") == p
-    assert register_preset("my-gpt2", "openai-community/gpt2", description="mine", lr=1e-4,
-                           linear_probe=False) == p  # the same again (a hook called twice): fine
-    with pytest.raises(PluginError, match="already exists"):
-        register_preset("my-gpt2", "openai-community/gpt2", lr=2e-4)
-    with pytest.raises(PluginError, match="already exists"):
-        register_preset("gpt2", "someone/else")
-    assert register_preset("gpt2", "someone/else", replace=True).checkpoint == "someone/else"
-    with pytest.raises(ConfigError, match="unknown hf: parameter 'learning_rate'"):
-        register_preset("bad", "x/y", learning_rate=1)
 
 
 def test_presets_from_a_toml_file(no_hub, tmp_path, monkeypatch, tiny):

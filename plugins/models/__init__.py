@@ -25,5 +25,5 @@ def w2s_register_models(registry):
         "preset:",
         preset_model,
         description="preset:<name>: a named hub model with default hf: parameters (explicit ones override); "
-        f"built in: {', '.join(BUILTIN)}; more from register_preset() or a presets file",
+        f"built in: {', '.join(BUILTIN)}; more from a presets file (presets_file = ... or $W2S_HARNESS_PRESETS)",
     )

@@ -4,13 +4,14 @@
 gradient checkpointing, bfloat16 and ``device_map = "auto"``; parameters given in the config override the
 preset's. The table is data (:data:`BUILTIN`), and it can be extended without touching this file:
 
-* from a plugin: call :func:`register_preset` (e.g. in its ``w2s_register_models`` hook);
 * from a TOML file: ``[presets.<name>]`` tables (a ``checkpoint`` key, optional ``description`` and ``extends``
   keys, and any ``hf:`` parameter), named by the model's ``presets_file`` parameter or by the
   ``W2S_HARNESS_PRESETS`` environment variable (files separated by ``os.pathsep``).
 
-Lookup order (a later source overrides an earlier one with the same name): built-ins, registered presets, the
-files of ``W2S_HARNESS_PRESETS``, the ``presets_file`` parameter. Names are case-insensitive.
+Lookup order (a later source overrides an earlier one with the same name): built-ins, the files of
+``W2S_HARNESS_PRESETS``, the ``presets_file`` parameter. Names are case-insensitive. There is deliberately no
+process-wide table a plugin could add to at import time (the plugin manager is the only global state); a plugin
+ships a presets file, or registers its own model names.
 
 What a stage id depends on is unchanged by presets: the model's ``identity()`` holds every effective parameter
 and the checkpoint's content, so ``preset:gpt2`` and ``hf:openai-community/gpt2`` with the same parameters are
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from w2s_harness import ConfigError, PluginError
+from w2s_harness import ConfigError
 
 from .hf import FINETUNE_ONLY, HFModel, hf_model
 
@@ -136,45 +137,8 @@ BUILTIN: dict[str, Preset] = {
     )
 }
 
-#: Presets added by plugins through :func:`register_preset`.
-REGISTERED: dict[str, Preset] = {}
-
-
 def _norm(name: str) -> str:
     return name.strip().lower()
-
-
-def register_preset(
-    name: str,
-    checkpoint: str,
-    *,
-    description: str = "",
-    source: str = "",
-    replace: bool = False,
-    **params: Any,
-) -> Preset:
-    """Add a preset usable as ``preset:<name>``: ``checkpoint`` (hub id, directory or ``.gguf`` file) and default
-    ``hf:`` parameters. Registering the same preset again is a no-op; a different one under a taken name (a
-    built-in's included) needs ``replace=True``. Call it from a plugin's ``w2s_register_models`` hook or at import.
-
-    :raises ConfigError: a parameter ``hf:`` does not have.
-    :raises PluginError: the name is taken and ``replace`` is false.
-    """
-    if not isinstance(name, str) or not name.strip() or ":" in name:
-        raise PluginError(f"a preset name must be a non-empty string without ':', got {name!r}")
-    if not isinstance(checkpoint, str) or not checkpoint.strip():
-        raise PluginError(f"preset {name!r}: checkpoint must be a hub id or a path, got {checkpoint!r}")
-    _check_params(f"preset {name!r}", params)
-    key = _norm(name)
-    preset = Preset(key, checkpoint, dict(params), description, source)
-    existing = REGISTERED.get(key) or BUILTIN.get(key)
-    if existing is not None and existing != preset and not replace:
-        raise PluginError(
-            f"preset {key!r} already exists ({existing.checkpoint}); pass replace=True to register_preset to "
-            "override it"
-        )
-    REGISTERED[key] = preset
-    return preset
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -227,8 +191,8 @@ def load_presets_file(path: str | os.PathLike, base: Mapping[str, Preset] | None
 
 
 def all_presets(presets_file: str | os.PathLike | None = None) -> dict[str, Preset]:
-    """Every preset by name: built-ins, registered, ``$W2S_HARNESS_PRESETS`` files, then ``presets_file``."""
-    table = {**BUILTIN, **REGISTERED}
+    """Every preset by name: built-ins, ``$W2S_HARNESS_PRESETS`` files, then ``presets_file``."""
+    table = dict(BUILTIN)
     files = [f for f in os.environ.get(PRESETS_ENV, "").split(os.pathsep) if f.strip()]
     if presets_file is not None:
         files.append(str(presets_file))
