@@ -395,3 +395,11 @@ def test_mkdocs_build_strict(tmp_path):
 
     missing = [name for name in w2s_harness.__all__ if f'id="w2s_harness.{name}"' not in api]
     assert not missing, f"the API reference does not document {missing}"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples" / "configs").glob("*.toml")), ids=lambda p: p.name)
+def test_example_configs_validate_without_downloading(path, capsys):
+    """Every shipped example config checks out offline: names, parameters and the stage graph (the GPU sweeps name
+    hub data and weights that this machine cannot download)."""
+    assert _main()(["validate", "--offline", "--config", str(path)]) == 0, capsys.readouterr().err
+    assert "config OK" in capsys.readouterr().out
