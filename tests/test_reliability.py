@@ -86,13 +86,35 @@ def reference(tmp_path_factory):
     return ref
 
 
+@pytest.fixture(autouse=True)
+def _no_leftover_processes():
+    """Every run a test starts is killed (with its workers) when the test ends, passed or failed: a hung run must
+    fail its test, not keep burning a core after it."""
+    yield
+    for proc in STARTED:
+        if proc.poll() is None:
+            for child in _children(proc.pid):
+                try:
+                    os.kill(child, signal.SIGKILL)
+                except OSError:
+                    pass
+            proc.kill()
+            proc.communicate()
+    STARTED.clear()
+
+
+STARTED: list[subprocess.Popen] = []
+
+
 def launch(cfg: Path, out: Path, *args: str, log: Path | None = None, feature_delay: float = 0.0,
            loss_delay: float = 0.0) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
            "SLOW_FEATURE_DELAY": str(feature_delay), "SLOW_LOSS_DELAY": str(loss_delay),
            "SLOW_LOG": str(log or out.parent / f"{out.name}.log"), "W2S_DEBUG": ""}
-    return subprocess.Popen([sys.executable, "-c", LAUNCH, "run", "--config", str(cfg), "-o", str(out), *args],
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCH, "run", "--config", str(cfg), "-o", str(out), *args],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    STARTED.append(proc)
+    return proc
 
 
 def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120.0) -> None:
