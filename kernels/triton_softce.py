@@ -26,15 +26,19 @@ Memory traffic per call:
   contiguous flat vector (vectorised 16-byte accesses even for ``k == 2``, where a row is only 8 bytes) and
   reshaped to ``(BLOCK_N, k)``.
 * ``k > MAX_SINGLE_TILE_K`` (``_tiled_kernel``, one row per program, Liger-style): pass 1 is an online softmax
-  (running max and rescaled sum of exponentials) over ``BLOCK_K`` tiles; pass 2 re-reads the row (usually
-  from L2) to accumulate the loss and write the gradient. ``MODE_PRODUCT`` needs one extra read (its target
+  (running max and rescaled sum of exponentials) over ``BLOCK_K`` tiles; pass 2 re-reads the row to
+  accumulate the loss and write the gradient (from L2 only while the rows in flight fit in it: at
+  k = 131,072 they do not, so that is a second HBM read). ``MODE_PRODUCT`` needs one extra read (its target
   is an online softmax of its own, whose normaliser must be known before the gradient is written) and
   ``HARD_ARGMAX`` one extra read of the logits (the argmax of the *probabilities* must be known before the
   one-hot gradient is written). ``HARD_THRESHOLD`` (k == 2) always uses the single-tile kernel.
 
 The gradient is produced in forward (as Liger-Kernel does) and kept for backward, where ``scale_by_`` multiplies
 it in place by ``grad_output`` read from device memory; each program exits early when ``grad_output == 1``,
-so the usual ``loss.backward()`` costs one tiny launch and no extra pass (no host synchronisation either).
+so the usual ``loss.backward()`` costs one tiny launch and no extra pass (no host synchronisation either);
+the same kernel records the factor for a second backward. The loss is reduced in the kernel: each program
+writes one partial sum (already scaled by ``1/N``) and ``partials.sum()`` is the one deterministic final
+reduction, so a fused xent / product step is 4 launches (kernel, final sum, autograd's ``ones_like``, scale).
 """
 
 from __future__ import annotations
@@ -103,11 +107,12 @@ def _scalar(value, BLOCK: tl.constexpr, ACC: tl.constexpr):
 @triton.jit
 def _rows_kernel(
     Z, Y, G, LOSS, HID, THR,
-    N, NK, coef_hi, coef_lo, alpha_hi, alpha_lo, beta_hi, beta_lo, gs_hi, gs_lo,
+    N, NK, coef_hi, coef_lo, alpha_hi, alpha_lo, beta_hi, beta_lo, gs_hi, gs_lo, ls_hi, ls_lo,
     K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     MODE: tl.constexpr, HARD: tl.constexpr, ACC: tl.constexpr, WRITE_GRAD: tl.constexpr,
 ):
-    """``BLOCK_N`` rows per program, the whole row (``K <= BLOCK_K``) in registers: one read, one write."""
+    """``BLOCK_N`` rows per program, the whole row (``K <= BLOCK_K``) in registers: one read, one write.
+    ``LOSS[pid]`` gets this block's partial ``loss_scale * sum(row losses)`` (no per-row loss buffer)."""
     coef = _hilo(coef_hi, coef_lo, ACC)
     alpha = _hilo(alpha_hi, alpha_lo, ACC)
     beta = _hilo(beta_hi, beta_lo, ACC)
@@ -150,7 +155,7 @@ def _rows_kernel(
     t = tl.where(mask, t, 0.0)
     tsum = tl.sum(t, axis=1)
     loss = tl.sum(t * nlp, axis=1)
-    tl.store(LOSS + rows, loss, mask=rmask)
+    tl.store(LOSS + pid, tl.sum(tl.where(rmask, loss, 0.0), axis=0) * _hilo(ls_hi, ls_lo, ACC))
     if WRITE_GRAD:
         g = (tsum[:, None] * p - t) * grad_scale
         store_rows_tile(G, g, pid, rows, cols, mask, N, NK, K, BLOCK_N, BLOCK_K)
@@ -159,9 +164,9 @@ def _rows_kernel(
 @triton.jit
 def _tiled_kernel(
     Z, Y, G, LOSS, HID, THR,
-    coef_hi, coef_lo, alpha_hi, alpha_lo, beta_hi, beta_lo, gs_hi, gs_lo,
+    coef_hi, coef_lo, alpha_hi, alpha_lo, beta_hi, beta_lo, gs_hi, gs_lo, ls_hi, ls_lo,
     K: tl.constexpr, BLOCK_K: tl.constexpr, MODE: tl.constexpr, HARD: tl.constexpr, ACC: tl.constexpr,
-    WRITE_GRAD: tl.constexpr,
+    WRITE_GRAD: tl.constexpr, TSUM_ONE: tl.constexpr = False,
 ):
     """One row per program, ``BLOCK_K`` columns at a time (large ``k``): online softmax, then loss + grad.
 
@@ -192,8 +197,10 @@ def _tiled_kernel(
         m_new = tl.maximum(m, tl.max(z, axis=0))
         d = d * tl.exp(m - m_new) + tl.sum(tl.exp(z - m_new), axis=0)
         m = m_new
-        if MODE != 1:
+        if MODE != 1 and not TSUM_ONE:  # TSUM_ONE: rows of y known to sum to 1, no read of y in this pass
             ysum += tl.sum(tl.load(yrow + c, mask=msk, other=0.0).to(ACC), axis=0)
+    if TSUM_ONE:
+        ysum = _scalar(1.0, BLOCK_K, ACC)
     logd = tl.log(d)  # -log_softmax(z) = logd - (z - m), shifted first (no cancellation for large |z|)
 
     if MODE == 1:
@@ -226,7 +233,7 @@ def _tiled_kernel(
         inv_su = 1.0 / tl.where(bad, 1.0, su)
         loss = tl.where(bad, loss_y, acc * inv_su)
         tsum = tl.where(bad, ysum, 1.0)
-        tl.store(LOSS + row, loss)
+        tl.store(LOSS + row, loss * _hilo(ls_hi, ls_lo, ACC))
         if WRITE_GRAD:
             for start in range(0, K, BLOCK_K):
                 c = start + cols
@@ -280,13 +287,17 @@ def _tiled_kernel(
                 p = tl.exp(z - m) / d
                 g = (tsum * p - t) * grad_scale
                 tl.store(grow + c, g.to(G.dtype.element_ty), mask=msk)
-        tl.store(LOSS + row, loss)
+        tl.store(LOSS + row, loss * _hilo(ls_hi, ls_lo, ACC))
 
 
 @triton.jit
-def _scale_kernel(X, GO, NUMEL, BLOCK: tl.constexpr):
-    """``X *= *GO`` in place; every program returns at once when ``*GO == 1`` (the usual ``backward()``)."""
+def _scale_kernel(X, GO, APPLIED, NUMEL, BLOCK: tl.constexpr):
+    """``X *= *GO`` in place; every program returns at once when ``*GO == 1`` (the usual ``backward()``).
+    Program 0 also records the factor in ``APPLIED`` (float64), for a later backward through the same forward
+    (no separate copy launch)."""
     g = tl.load(GO)
+    if tl.program_id(0) == 0:
+        tl.store(APPLIED, g.to(tl.float64))
     if g != 1.0:
         offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
         msk = offs < NUMEL
@@ -348,16 +359,22 @@ def soft_ce_forward(
     alpha: float = 1.0,
     beta: float = 1.0,
     grad_scale: float | None = None,
+    loss_scale: float | None = None,
     need_grad: bool = True,
     grad_out: torch.Tensor | None = None,
     block_k: int | None = None,
+    targets_normalized: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Launch the fused kernel: returns (per-row loss (N,) in the compute dtype, grad (N, k) in the logits
-    dtype or None).
+    """Launch the fused kernel: returns (loss partials in the compute dtype, grad (N, k) in the logits dtype or
+    None). ``partials.sum()`` is ``loss_scale * sum(row losses)``: one value per program (a block of rows in
+    the single-tile kernel, one row in the tiled one), summed by the caller in one deterministic reduction.
 
-    ``grad_scale`` multiplies the gradient (default ``1 / N``: the gradient of the batch mean).
+    ``grad_scale`` multiplies the gradient (default ``1 / N``: the gradient of the batch mean), ``loss_scale``
+    the loss (default ``1 / N``: ``partials.sum()`` is the batch mean).
     ``grad_out`` may be ``logits`` itself (in-place, used by the linear head on its chunk buffer).
     ``block_k`` forces the tiled kernel with that tile width (tests use it to cover the large-k path).
+    ``targets_normalized`` promises rows of ``targets`` summing to 1: the tiled kernel (xent / logconf) then
+    skips its first-pass read of the targets (the single-tile kernel reads them once anyway).
     """
     _check(logits, targets)
     if hard not in HARD_BY_MODE.get(mode, ()):
@@ -367,8 +384,16 @@ def soft_ce_forward(
     n, k = logits.shape
     if grad_scale is None:
         grad_scale = 1.0 / max(n, 1)
+    if loss_scale is None:
+        loss_scale = 1.0 / max(n, 1)
     acc_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
-    loss = torch.empty(n, dtype=acc_dtype, device=logits.device)
+    single = hard == HARD_THRESHOLD or (block_k is None and k <= MAX_SINGLE_TILE_K)
+    if single:
+        block_n, bk, num_warps = _small_config(n, k)
+        programs = triton.cdiv(n, block_n)
+    else:
+        programs = n
+    loss = torch.empty(programs, dtype=acc_dtype, device=logits.device)
     grad = None
     if need_grad:
         grad = grad_out if grad_out is not None else torch.empty_like(logits)
@@ -388,18 +413,16 @@ def soft_ce_forward(
     hid = hard_ids if hard == HARD_IDS else loss
     thr = threshold if hard == HARD_THRESHOLD else loss
     g = grad if grad is not None else loss
-    scalars = [half for v in (coef, alpha, beta, grad_scale) for half in _split_f64(float(v))]
+    scalars = [half for v in (coef, alpha, beta, grad_scale, loss_scale) for half in _split_f64(float(v))]
     common = {
         "MODE": mode, "HARD": hard, "ACC": tl.float64 if acc_dtype == torch.float64 else tl.float32,
         "WRITE_GRAD": need_grad,
     }
     # HARD_THRESHOLD (k == 2) always takes the single-tile kernel: its p0 must be bit-identical to the one
-    # triton_threshold.prob0 fed to the quantile (same code path, same rounding).
+    # triton_threshold._select_kernel selected the threshold from (same code path, same rounding).
     with device_of(logits):
-        if hard == HARD_THRESHOLD or (block_k is None and k <= MAX_SINGLE_TILE_K):
-            block_n, bk, num_warps = _small_config(n, k)
-            grid = (triton.cdiv(n, block_n),)
-            _rows_kernel[grid](
+        if single:
+            _rows_kernel[(programs,)](
                 logits, targets, g, loss, hid, thr,
                 n, n * k, *scalars,
                 K=k, BLOCK_N=block_n, BLOCK_K=bk, num_warps=num_warps, **common,
@@ -409,7 +432,8 @@ def soft_ce_forward(
             _tiled_kernel[(n,)](
                 logits, targets, g, loss, hid, thr,
                 *scalars,
-                K=k, BLOCK_K=bk, num_warps=max(1, min(16, bk // 512)), **common,
+                K=k, BLOCK_K=bk, num_warps=max(1, min(16, bk // 512)),
+                TSUM_ONE=bool(targets_normalized) and mode != MODE_PRODUCT, **common,
             )
     return loss, grad
 
@@ -421,15 +445,19 @@ def _scale_of(grad_output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return grad_output.detach().reshape(()).to(device=x.device, dtype=dtype)
 
 
-def scale_by_(x: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
-    """In-place ``x *= grad_output`` (0-dim tensor), skipped on the device when ``grad_output == 1``."""
+def scale_by_(x: torch.Tensor, grad_output: torch.Tensor, applied: torch.Tensor | None = None) -> torch.Tensor:
+    """In-place ``x *= grad_output`` (0-dim tensor), skipped on the device when ``grad_output == 1``; the
+    factor is also stored in ``applied`` (a float64 scalar) when given."""
+    go = _scale_of(grad_output, x)
+    if applied is None:
+        applied = torch.empty((), dtype=torch.float64, device=x.device)
     if x.numel() == 0:
+        applied.copy_(go)
         return x
     assert x.is_contiguous()
-    go = _scale_of(grad_output, x)
     block = 4096
     with device_of(x):
-        _scale_kernel[(triton.cdiv(x.numel(), block),)](x, go, x.numel(), BLOCK=block, num_warps=8)
+        _scale_kernel[(triton.cdiv(x.numel(), block),)](x, go, applied, x.numel(), BLOCK=block, num_warps=8)
     return x
 
 
@@ -443,8 +471,12 @@ def scale_saved_grads(ctx, grads: list, grad_output: torch.Tensor) -> list:
     stored gradient, which is a one-line error.
     """
     if ctx.applied is None:
-        out = [None if g is None else scale_by_(g, grad_output) for g in grads]
-        ctx.applied = grad_output.detach().reshape(()).to(torch.float64).clone()
+        dev = next((g.device for g in grads if g is not None), grad_output.device)
+        applied = torch.empty((), dtype=torch.float64, device=dev)
+        out = [None if g is None else scale_by_(g, grad_output, applied) for g in grads]
+        if all(g is None for g in grads):
+            applied.copy_(grad_output.detach().reshape(()))
+        ctx.applied = applied
         return out
     first = float(ctx.applied)  # host sync, on this rare path only
     if first == 0.0:
@@ -470,7 +502,7 @@ class FusedSoftCE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, targets, mode, hard, hard_ids, threshold, coef, alpha, beta, need_grad, block_k):
-        loss_rows, grad = soft_ce_forward(
+        partials, grad = soft_ce_forward(
             logits, targets, mode, hard=hard, hard_ids=hard_ids, threshold=threshold, coef=coef,
             alpha=alpha, beta=beta, need_grad=need_grad, block_k=block_k,
         )
@@ -478,7 +510,7 @@ class FusedSoftCE(torch.autograd.Function):
             ctx.save_for_backward(grad)
         ctx.has_grad = grad is not None
         ctx.applied = None
-        return loss_rows.mean()
+        return partials.sum()
 
     @staticmethod
     def backward(ctx, grad_output):

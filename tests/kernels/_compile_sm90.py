@@ -72,7 +72,7 @@ TY = {torch.float32: "*fp32", torch.bfloat16: "*bf16", torch.float16: "*fp16", t
 #: (kernel, pointer argument) pairs that must be compiled for every dtype of the tables (Y: TARGET_DTYPES;
 #: the others: LOGITS_DTYPES, which are also the gradient dtypes the scale kernel multiplies in place).
 DTYPE_ARGS = [("_rows_kernel", "Z"), ("_rows_kernel", "Y"), ("_tiled_kernel", "Z"), ("_tiled_kernel", "Y"),
-              ("_prob0_kernel", "Z"), ("_scale_kernel", "X")]
+              ("_select_kernel", "SRC"), ("_scale_kernel", "X")]
 
 LAUNCHES: list[tuple[JITFunction, tuple, dict]] = []
 
@@ -151,6 +151,12 @@ def _drive(full: bool) -> None:
                             v = linear_head.linear_head_soft_xent(x, w, b, y, chunk_size=2, **tri)
                     if grad:
                         v.backward(torch.tensor(0.5, dtype=v.dtype))
+    # Targets known normalised: the tiled kernel's TSUM_ONE variant (no target row sums in its first pass).
+    k = triton_softce.MAX_SINGLE_TILE_K + 1
+    x = torch.randn(5, 4, requires_grad=True)
+    w = torch.randn(k, 4, requires_grad=True)
+    y = torch.softmax(torch.randn(5, k), dim=-1)
+    linear_head.fused_linear_soft_xent(x, w, None, y, chunk_size=2, targets_normalized=True).backward()
 
 
 def _variant(fn: JITFunction, args: tuple, kwargs: dict) -> dict:
@@ -265,7 +271,7 @@ def main() -> int:
             wg = {v["values"]["WRITE_GRAD"] for v in compiled.get(kernel, []) if v["values"]["MODE"] == mode}
             if wg != {True, False}:
                 gaps.append(f"{kernel}: MODE {mode} compiled with WRITE_GRAD in {sorted(wg)} only")
-    for kernel in ("_rows_kernel", "_prob0_kernel", "_scale_kernel"):
+    for kernel in ("_rows_kernel", "_select_kernel", "_scale_kernel"):
         ints = {t for v in compiled.get(kernel, []) for k, t in v["signature"].items() if k in COUNT_ARGS}
         if ints != {"i32", "i64"}:
             gaps.append(f"{kernel}: element counts compiled as {sorted(ints)} only")

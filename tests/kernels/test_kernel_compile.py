@@ -49,7 +49,7 @@ def _compile(*flags: str, timeout: int) -> dict:
 def test_every_kernel_variant_compiles_for_sm90():
     s = _compile(timeout=900)
     assert set(s["kernels"]) >= {"triton_softce._rows_kernel", "triton_softce._tiled_kernel",
-                                 "triton_softce._scale_kernel", "triton_threshold._prob0_kernel"}
+                                 "triton_softce._scale_kernel", "triton_threshold._select_kernel"}
     for name in s["kernels"]:
         assert s["per_kernel"][name.split(".")[1]] > 0, name
     every = {"*bf16", "*fp16", "*fp32", "*fp64"}
