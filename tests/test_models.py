@@ -93,7 +93,7 @@ def test_glove_features_shape_and_determinism():
     head = m.head(2, 50, CPU)
     assert (head.weight == 0).all() and (head.bias == 0).all()
     json.dumps(m.identity())
-    assert m.train_config == TrainConfig(lr=1e-3, epochs=10, batch_size=32)
+    assert m.train_config == TrainConfig(lr=1e-3, epochs=10, batch_size=32, solver="lbfgs")  # default: L-BFGS probe
 
 
 def test_registration_and_prefix(tiny_bert):

@@ -87,6 +87,8 @@ def build_parser(pm=None) -> argparse.ArgumentParser:
     rep.add_argument("run_dir", help="a run's output directory (or its results.json)")
     rep.add_argument("--json", action="store_true", help="print results.json to stdout")
     rep.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+    rep.add_argument("--metrics", metavar="NAME[,NAME...]",
+                     help="add analysis columns: agreement, misfit, auroc (comma-separated, or all)")
     return parser
 
 
@@ -252,14 +254,15 @@ def cmd_run(args, pm) -> int:
 
 def cmd_report(args, pm) -> int:
     from ._plots import write_plots
-    from ._report import render
+    from ._report import parse_metrics, render
     from ._results import Results
 
+    metrics = parse_metrics(args.metrics)
     path = Path(args.run_dir)
     path = path / "results.json" if path.is_dir() else path
     results = Results.read(path)
     console = _console()
-    render(results, console)
+    render(results, console, metrics=metrics)
     if not args.no_plots:
         for p in write_plots(results, path.parent):
             console.print(f"wrote {p}")

@@ -31,7 +31,7 @@ from typing import Any
 #: Harness modules whose code determines what a stage computes (ops, training loop, feature cache, splits, subset
 #: selection, loss base and input checks). Relative to the ``w2s_harness`` package.
 ENGINE_MODULES = (
-    "_ops", "_training", "_features", "_components", "_datasets", "_plan", "_loss_base", "_loss_checks",
+    "_ops", "_training", "_probe", "_features", "_components", "_datasets", "_plan", "_loss_base", "_loss_checks",
     "_torch_settings",
 )
 #: Packages hashed whole as part of the engine (every module under them).

@@ -71,9 +71,34 @@ class Dataset(Protocol):
 # -------------------------------------------------------------------------------------------- models
 
 
+#: Head solvers of :class:`TrainConfig` (``lbfgs`` applies to linear heads on cached features only).
+SOLVERS = ("adamw", "lbfgs")
+#: How a head reads soft (weak) labels: as they are, or as their argmax one-hot rows.
+WEAK_LABELS = ("soft", "hard")
+#: ``lbfgs`` defaults: the L2 strength in scikit-learn's convention, the iteration cap per solve and the gradient
+#: tolerance (scikit-learn's ``tol``). A model may pass its own default ``C`` (``check_train_config(default_C=)``).
+LBFGS_C = 1.0
+LBFGS_MAX_ITER = 500
+LBFGS_TOL = 1e-4
+#: The parameters only mini-batch AdamW training reads: naming one selects ``solver = "adamw"`` when the solver is
+#: left to its default (``solver=None``), and is an error with ``solver = "lbfgs"``.
+ADAMW_PARAMS = ("lr", "epochs", "batch_size", "weight_decay", "warmup_frac", "early_stop", "val_frac", "curve_every")
+#: Checkpoint selection of :class:`TrainConfig`: none (train to the end, the reference), on a held-out slice of the
+#: stage's training rows scored against its own (weak) labels, or against ground truth (an oracle for a transfer).
+EARLY_STOP = ("none", "weak_val", "gt_val")
+#: Default fraction of a stage's training rows held out for early stopping.
+EARLY_STOP_VAL_FRAC = 0.2
+
+
 @dataclass
 class TrainConfig:
-    """Optimisation settings for one training stage (AdamW + cosine schedule with linear warmup).
+    """Optimisation settings for one training stage.
+
+    ``solver = "adamw"``: mini-batch AdamW + cosine schedule with linear warmup (``lr``, ``epochs``,
+    ``batch_size``, ``weight_decay``, ``warmup_frac``). ``solver = "lbfgs"`` (linear heads on cached features): a
+    full-batch L-BFGS solve of ``C * sum_i loss_i + 0.5 * ||W||^2`` on standardised features (``C``,
+    ``max_iter``, ``tol``; see :mod:`w2s_harness._probe`). ``weak_labels = "hard"`` trains on the argmax of soft
+    targets (either solver).
 
     Build it with :func:`w2s_harness.check_train_config`, which validates every field and names the owner in
     the error, rather than with the constructor.
@@ -85,6 +110,16 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_frac: float = 0.0
     eval_every_epoch: bool = True
+    solver: str = "adamw"
+    C: float = LBFGS_C
+    max_iter: int = LBFGS_MAX_ITER
+    tol: float = LBFGS_TOL
+    weak_labels: str = "soft"
+    #: checkpoint selection (:data:`EARLY_STOP`) on a held-out ``val_frac`` of the training rows, seeded per seed
+    early_stop: str = "none"
+    val_frac: float = EARLY_STOP_VAL_FRAC
+    #: training-curve points: every ``curve_every`` optimiser steps, or 0 for the end of every epoch
+    curve_every: int = 0
 
 
 def check_train_config(
@@ -95,9 +130,26 @@ def check_train_config(
     batch_size: int,
     weight_decay: float = 0.0,
     warmup_frac: float = 0.0,
+    solver: str | None = "adamw",
+    C: float | None = None,
+    max_iter: int | None = None,
+    tol: float | None = None,
+    weak_labels: str = "soft",
+    early_stop: str = "none",
+    val_frac: float | None = None,
+    curve_every: int = 0,
+    adamw_given: Sequence[str] = (),
+    default_C: float = LBFGS_C,
 ) -> TrainConfig:
     """A validated :class:`TrainConfig`; a bad value raises a one-line :class:`~w2s_harness.ConfigError` naming
-    ``owner`` (e.g. ``"model 'glove-bow'"``) and the parameter."""
+    ``owner`` (e.g. ``"model 'glove-bow'"``) and the parameter.
+
+    ``solver=None`` is the linear probes' default: ``"lbfgs"``, unless the model's user set a parameter only AdamW
+    reads (:data:`ADAMW_PARAMS`; the model passes the names it was given as ``adamw_given``, and early stopping
+    or curve points count too), which keeps such a configuration on ``"adamw"``. An explicit ``solver = "lbfgs"``
+    with one of them is an error. ``C``, ``max_iter`` and ``tol`` apply to ``"lbfgs"`` only: ``None`` takes the
+    default (``default_C``, :data:`LBFGS_MAX_ITER`, :data:`LBFGS_TOL`), and giving one with ``"adamw"`` is an
+    error (it would change nothing but the stage ids)."""
 
     def num(key, v, lo, hi=None, integer=False):
         ok = isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -109,15 +161,56 @@ def check_train_config(
             raise ConfigError(f"{owner}: {key} must be {kind} {rng}, got {v!r}")
         return int(v) if integer else float(v)
 
+    def positive(key, v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise ConfigError(f"{owner}: {key} must be a number > 0, got {v!r}")
+        return float(v)
+
     lr = num("lr", lr, 0.0)
     if lr <= 0:
         raise ConfigError(f"{owner}: lr must be > 0, got {lr!r}")
+    adamw_given = [k for k in ADAMW_PARAMS if k in adamw_given
+                   or (k == "early_stop" and early_stop != "none") or (k == "val_frac" and val_frac is not None)
+                   or (k == "curve_every" and curve_every)]
+    if solver is None:
+        solver = "adamw" if adamw_given else "lbfgs"
+    if solver not in SOLVERS:
+        raise ConfigError(f"{owner}: solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+    if solver == "lbfgs" and adamw_given:
+        raise ConfigError(
+            f'{owner}: {", ".join(adamw_given)} only {"applies" if len(adamw_given) == 1 else "apply"} to '
+            f'solver = "adamw" (mini-batch training); remove {"it" if len(adamw_given) == 1 else "them"} or set '
+            'solver = "adamw"'
+        )
+    if weak_labels not in WEAK_LABELS:
+        raise ConfigError(f"{owner}: weak_labels must be one of {', '.join(WEAK_LABELS)}, got {weak_labels!r}")
+    given = [k for k, v in (("C", C), ("max_iter", max_iter), ("tol", tol)) if v is not None]
+    if solver != "lbfgs" and given:
+        verb = "applies" if len(given) == 1 else "apply"
+        raise ConfigError(f'{owner}: {", ".join(given)} only {verb} to solver = "lbfgs"; set solver = "lbfgs"')
+    if early_stop not in EARLY_STOP:
+        raise ConfigError(f"{owner}: early_stop must be one of {', '.join(EARLY_STOP)}, got {early_stop!r}")
+    if val_frac is not None and early_stop == "none":
+        raise ConfigError(f'{owner}: val_frac only applies with early_stop = "weak_val" or "gt_val"')
+    if early_stop != "none" and solver != "adamw":
+        raise ConfigError(f'{owner}: early_stop = {early_stop!r} needs solver = "adamw" (it selects an epoch or step)')
+    if val_frac is not None and (isinstance(val_frac, bool) or not isinstance(val_frac, (int, float))
+                                 or not 0 < val_frac < 1):
+        raise ConfigError(f"{owner}: val_frac must be a number in (0, 1), got {val_frac!r}")
     return TrainConfig(
         lr=lr,
         epochs=num("epochs", epochs, 0, integer=True),
         batch_size=num("batch_size", batch_size, 1, integer=True),
         weight_decay=num("weight_decay", weight_decay, 0.0),
         warmup_frac=num("warmup_frac", warmup_frac, 0.0, 1.0),
+        solver=solver,
+        C=positive("default_C", default_C) if C is None else positive("C", C),
+        max_iter=LBFGS_MAX_ITER if max_iter is None else num("max_iter", max_iter, 1, integer=True),
+        tol=LBFGS_TOL if tol is None else positive("tol", tol),
+        weak_labels=weak_labels,
+        early_stop=early_stop,
+        val_frac=EARLY_STOP_VAL_FRAC if val_frac is None else float(val_frac),
+        curve_every=num("curve_every", curve_every, 0, integer=True),
     )
 
 

@@ -172,14 +172,25 @@ def op_train(ctx: RunContext, stage: Stage, upstream: list[tuple[StageRecord, di
     in_features = None if isinstance(x_all, list) else int(x_all.shape[1])
     module = (spec_model.head(k, in_features, ctx.device) if in_features is not None
               else spec_model.classifier(k, ctx.device))
+    cfg = spec_model.train_config
+    policy = getattr(cfg, "early_stop", "none")
+    val = {}
+    if policy != "none":
+        # a seeded slice of the rows, held out from training, scores every curve point: against the stage's own
+        # labels (weak_val: what a weak-to-strong setting has) or ground truth (gt_val: an oracle for a transfer)
+        keep, held = training.validation_split(len(rows), cfg.val_frac, stage.seed)
+        val_targets = targets[held] if policy == "weak_val" else one_hot(data.labels[rows[held]], k)
+        val = {"val_inputs": take(rows[held]), "val_targets": val_targets}
+        rows, targets = rows[keep], targets[keep]
     history = training.fit(
-        module, take(rows), targets, loss, spec_model.train_config, seed=stage.seed, device=ctx.device,
-        eval_inputs=take(splits.test), eval_labels=data.labels[splits.test], where=stage.name,
+        module, take(rows), targets, loss, cfg, seed=stage.seed, device=ctx.device,
+        eval_inputs=take(splits.test), eval_labels=data.labels[splits.test], where=stage.name, **val,
     )
     probs_all = training.predict_proba(module, x_all, device=ctx.device)
     test_probs = probs_all[len(splits.train1) + len(splits.train2):]
     metrics = {
         "test_acc": training.accuracy(test_probs, data.labels[splits.test]),
+        "test_auroc": training.auroc(test_probs, data.labels[splits.test]),
         "n_train": len(rows),
         **history,
     }

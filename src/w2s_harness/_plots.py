@@ -1,5 +1,6 @@
 """Matplotlib figures for ``w2s-harness report``: accuracies, PGR (mean with CI whiskers, median
-markers, seeds used per row, ``n/a`` where weak >= ceiling), accuracy along a ladder."""
+markers, seeds used per row, ``n/a`` where weak >= ceiling), accuracy along a ladder, the gain against the misfit
+per seed (``misfit.png``) and the transfers' training curves (``curves.png``)."""
 
 from __future__ import annotations
 
@@ -83,7 +84,103 @@ def write_plots(results: Results, out_dir: Path) -> list[Path]:
         written.append(out_dir / "ladder.png")
         fig.savefig(written[-1], dpi=110)
         plt.close(fig)
+    for figure in (misfit_figure, curves_figure):
+        path = figure(results, out_dir)
+        if path is not None:
+            written.append(path)
     from ._grid import write_figures
 
     written += write_figures(results, out_dir)
     return written
+
+
+def misfit_figure(results: Results, out_dir: Path) -> Path | None:
+    """``misfit.png``: per seed and row, the gain (transfer acc - weak acc) against the misfit error on test and
+    the misfit KL on train2 (Charikar et al. 2024); ``None`` when no row has an analysis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [e for e in results.experiments if e.analysis is not None and e.analysis.gain_misfit]
+    if not rows:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    panels = (("misfit_err_test", "misfit error on test (1 - agreement with weak)"),
+              ("misfit_kl_train2", "misfit KL(labels || student) on train2 (nats)"))
+    for ax, (key, xlabel) in zip(axes, panels):
+        top = 0.0
+        for e in rows:
+            pts = [p for p in e.analysis.gain_misfit if p.get(key) is not None]
+            if pts:
+                ax.scatter([p[key] for p in pts], [p["gain"] for p in pts], label=e.name, alpha=0.8)
+                top = max(top, max(p[key] for p in pts))
+        if key == "misfit_err_test" and top > 0:  # gain <= misfit error always holds on accuracy
+            ax.plot([0, top], [0, top], ls="--", color="gray", lw=0.8, label="gain = misfit")
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("gain: transfer acc - weak acc (test)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("gain against misfit, one point per seed")
+    fig.tight_layout()
+    path = Path(out_dir) / "misfit.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _transfer_curves(results: Results):
+    """``[(row name, [curve per seed], [selected step per seed or None])]`` of the rows whose transfer stages
+    recorded a training curve."""
+    by_id = {s.id: s for s in results.stages}
+    out = []
+    for e in results.experiments:
+        curves, chosen = [], []
+        for sid in e.stage_ids.get("transfer", []):
+            metrics = (by_id[sid].metrics or {}) if sid in by_id else {}
+            if metrics.get("curve"):
+                curves.append(metrics["curve"])
+                chosen.append((metrics.get("early_stop") or {}).get("selected_step"))
+        if curves:
+            out.append((e.name, curves, chosen))
+    return out
+
+
+def curves_figure(results: Results, out_dir: Path) -> Path | None:
+    """``curves.png``: every row's transfer test accuracy, agreement with its training labels and train loss
+    against the optimiser step (mean over seeds, thin lines per seed, a marker at an early-stopped step);
+    ``None`` when no transfer recorded a curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = _transfer_curves(results)
+    if not rows:
+        return None
+    panels = (("test_acc", "test accuracy"), ("agreement", "agreement with training labels"),
+              ("train_loss", "train loss (since last point)"))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for i, (name, curves, chosen) in enumerate(rows):
+        color = f"C{i % 10}"
+        length = min(len(c) for c in curves)
+        for ax, (key, label) in zip(axes, panels):
+            for c in curves:
+                ax.plot([p["step"] for p in c], [_value(p.get(key)) for p in c], color=color, alpha=0.2, lw=0.8)
+            steps = [p["step"] for p in curves[0][:length]]
+            mean = np.nanmean([[_value(p.get(key)) for p in c[:length]] for c in curves], axis=0)
+            ax.plot(steps, mean, color=color, lw=1.8, label=name, marker="o" if length < 30 else None, ms=3)
+            ax.set_xlabel("optimiser step")
+            ax.set_ylabel(label)
+        for c, step in zip(curves, chosen):
+            hit = [p for p in c if step is not None and p["step"] == step]
+            if hit:
+                axes[0].scatter([step], [_value(hit[0].get("test_acc"))], color=color, marker="*", s=60, zorder=3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("transfer training curves (mean over seeds; * = early-stopped checkpoint)")
+    fig.tight_layout()
+    path = Path(out_dir) / "curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -2,17 +2,59 @@
 
 Every PGR figure comes with the seeds it is over (``used/run``), its mean with the 95% bootstrap CI and its
 median; the seeds left out are named below the table with the reason, and a row whose weak model is at or above
-the ceiling prints ``n/a: weak >= ceiling`` instead of a number."""
+the ceiling prints ``n/a: weak >= ceiling`` instead of a number. ``metrics`` adds analysis columns (agreement,
+misfit, AUROC and PGR on AUROC, see :class:`~w2s_harness._results.Analysis`)."""
 
 from __future__ import annotations
 
-from ._results import Results, Summary
+from collections.abc import Sequence
+
+from ._errors import ConfigError
+from ._results import ExperimentResult, Results, Summary
+
+#: Groups of analysis columns ``render`` adds (``w2s-harness report --metrics agreement,misfit,auroc``).
+METRICS = ("agreement", "misfit", "auroc")
+
+#: Per group: (column header, cell of a row).
+_COLUMNS = {
+    "agreement": [
+        ("agree\n(test)", lambda a: _fmt_acc(a.agreement)),
+        ("agree |\nweak right", lambda a: _fmt_acc(a.agreement_weak_right)),
+        ("agree |\nweak wrong", lambda a: _fmt_acc(a.agreement_weak_wrong)),
+    ],
+    "misfit": [
+        ("label acc\n(train2)", lambda a: _fmt_acc(a.label_acc_train2)),
+        ("misfit err\ntrain2/test", lambda a: f"{_fmt_acc(a.misfit_err_train2)}/{_fmt_acc(a.misfit_err_test)}"),
+        ("misfit KL\ntrain2/test", lambda a: f"{_fmt_acc(a.misfit_kl_train2)}/{_fmt_acc(a.misfit_kl_test)}"),
+        ("gain", lambda a: _fmt_acc(a.gain, signed=True)),
+    ],
+    "auroc": [
+        ("AUROC weak/\ntransfer/ceiling", lambda a: "/".join(
+            _fmt_acc(x) for x in (a.weak_auroc, a.transfer_auroc, a.ceiling_auroc))),
+        ("PGR(AUROC)\nmean [95% CI]", lambda a: fmt_ci(a.pgr_auroc)),
+    ],
+}
 
 
-def _fmt_acc(summary: Summary) -> str:
+def parse_metrics(text: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The analysis column groups of a comma-separated list (``"agreement,misfit"``, ``"all"``); a one-line
+    :class:`~w2s_harness.ConfigError` for an unknown name."""
+    if not text:
+        return ()
+    names = [m.strip() for m in (text.split(",") if isinstance(text, str) else text) if m.strip()]
+    if "all" in names:
+        return METRICS
+    bad = [m for m in names if m not in METRICS]
+    if bad:
+        raise ConfigError(f"--metrics: unknown {', '.join(repr(m) for m in bad)}; use a comma-separated list of "
+                          f"{', '.join(METRICS)} (or all)")
+    return tuple(dict.fromkeys(names))
+
+
+def _fmt_acc(summary: Summary, signed: bool = False) -> str:
     if summary.mean is None:
         return "-"
-    return f"{summary.mean:.3f}"
+    return f"{summary.mean:{'+' if signed else ''}.3f}"
 
 
 def fmt_ci(summary: Summary, signed: bool = False) -> str:
@@ -65,10 +107,51 @@ def notes(name: str, summary: Summary, what: str = "PGR", detail: str | None = N
     return head + (f"; dropped {dropped}" if dropped else "")
 
 
-def render(results: Results, console) -> None:
-    """Print the PGR table (one row per experiment, plus one per rung of a ladder) and comparisons."""
+def _analysis_cells(e: ExperimentResult, metrics: Sequence[str]) -> list[str]:
+    cells = []
+    for group in metrics:
+        for _, cell in _COLUMNS[group]:
+            cells.append(cell(e.analysis) if e.analysis is not None else "-")
+    return cells
+
+
+def oracle_note(e: ExperimentResult) -> str | None:
+    """The line under the table for a row whose transfer selected its checkpoint on ground truth."""
+    if not e.oracle:
+        return None
+    return (f'{e.name}: the transfer is early-stopped on ground-truth validation labels (early_stop = "gt_val"): '
+            f"an oracle, not a weak-to-strong result")
+
+
+def render_analysis(results: Results, console, metrics: Sequence[str]) -> None:
+    """The analysis columns of ``metrics`` (:data:`METRICS` groups), one row per experiment (means over the seeds
+    used; ``-`` where a row has no analysis), and the seeds PGR(AUROC) leaves out."""
     from rich.table import Table
 
+    metrics = parse_metrics(metrics)
+    table = Table(title="Why it generalised (means over seeds; agreement and misfit against the weak model)")
+    table.add_column("experiment")
+    for group in metrics:
+        for header, _ in _COLUMNS[group]:
+            table.add_column(header, justify="right", no_wrap=True)
+    lines = []
+    for e in results.experiments:
+        table.add_row(e.name, *_analysis_cells(e, metrics))
+        if "auroc" in metrics and e.analysis is not None:
+            lines.append(notes(e.name, e.analysis.pgr_auroc, what="PGR(AUROC)"))
+    console.print(table)
+    for line in lines:
+        if line:
+            console.print(line, markup=False, highlight=False)
+
+
+def render(results: Results, console, metrics: Sequence[str] = ()) -> None:
+    """Print the PGR table (one row per experiment, plus one per rung of a ladder) and comparisons; ``metrics``
+    (:data:`METRICS` groups) adds the analysis columns in a table of their own, one row per experiment
+    (:func:`render_analysis`)."""
+    from rich.table import Table
+
+    metrics = parse_metrics(metrics)
     status = results.status
     n_seeds = max((len(e.seeds) for e in results.experiments), default=0)
     table = Table(title=f"Weak-to-strong results ({status}, {n_seeds} seeds run; "
@@ -85,6 +168,7 @@ def render(results: Results, console) -> None:
         means = (f"mean weak acc {e.weak_acc.mean:.3f}, mean ceiling acc {e.ceiling_acc.mean:.3f}"
                  if e.weak_acc.mean is not None and e.ceiling_acc.mean is not None else None)
         lines.append(notes(e.name, e.pgr, detail=means))
+        lines.append(oracle_note(e))
         for i, rung in enumerate(e.rung_acc):
             table.add_row("", "", f"  rung {i}", rung.model, "", "", fmt_ci(rung.acc), "", "", "",
                           fmt_seeds(rung.acc), style="dim")
@@ -92,6 +176,8 @@ def render(results: Results, console) -> None:
     for line in lines:
         if line:
             console.print(line, markup=False, highlight=False)
+    if metrics:
+        render_analysis(results, console, metrics)
     comps = results.comparisons
     if comps:
         ct = Table(title="Paired per-seed PGR differences (same seed, same split)")

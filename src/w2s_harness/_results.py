@@ -92,6 +92,59 @@ class RungResult:
     acc: Summary
 
 
+#: The :class:`Analysis` summaries, in results.json order (``gain_misfit`` follows them).
+ANALYSIS_KEYS = ("agreement", "agreement_weak_right", "agreement_weak_wrong", "misfit_err_train2", "misfit_kl_train2",
+                 "misfit_err_test", "misfit_kl_test", "label_acc_train2", "gain", "weak_auroc", "ceiling_auroc",
+                 "transfer_auroc", "pgr_auroc")
+
+
+def _summary() -> Summary:
+    return Summary()
+
+
+@dataclass
+class Analysis:
+    """Why a row's transfer generalised (or not), over seeds: each field a :class:`Summary` like ``pgr``.
+
+    Computed at assemble time from the stages' stored predictions (:mod:`w2s_harness._analysis`).
+
+    :ivar agreement: student-supervisor agreement on test: the fraction of test rows where the transfer model's
+        argmax equals the weak model's; ``agreement_weak_right`` / ``agreement_weak_wrong`` on the test rows the
+        weak model classifies correctly / wrongly (agreeing where the weak model is wrong imitates its errors).
+    :ivar misfit_err_train2: the fraction of the rows the student was given labels for (train2) where its argmax
+        differs from its training labels'; ``misfit_kl_train2`` the mean ``KL(labels || student)`` there (nats).
+    :ivar misfit_err_test: ``1 - agreement``; ``misfit_kl_test`` the mean ``KL(weak || student)`` on test.
+    :ivar label_acc_train2: accuracy of the student's training labels against ground truth (the supervision's noise).
+    :ivar gain: ``transfer acc - weak acc`` on test.
+    :ivar weak_auroc: test AUROC of the weak model (``ceiling_auroc``, ``transfer_auroc`` likewise).
+    :ivar pgr_auroc: PGR computed on AUROC instead of accuracy (``na`` and ``dropped`` as ``pgr``'s).
+    :ivar gain_misfit: ``[{"seed", "gain", "misfit_err_test", "misfit_kl_test", "misfit_err_train2",
+        "misfit_kl_train2"}]``, one per seed where the gain and the test misfit are defined.
+    """
+
+    agreement: Summary = field(default_factory=_summary)
+    agreement_weak_right: Summary = field(default_factory=_summary)
+    agreement_weak_wrong: Summary = field(default_factory=_summary)
+    misfit_err_train2: Summary = field(default_factory=_summary)
+    misfit_kl_train2: Summary = field(default_factory=_summary)
+    misfit_err_test: Summary = field(default_factory=_summary)
+    misfit_kl_test: Summary = field(default_factory=_summary)
+    label_acc_train2: Summary = field(default_factory=_summary)
+    gain: Summary = field(default_factory=_summary)
+    weak_auroc: Summary = field(default_factory=_summary)
+    ceiling_auroc: Summary = field(default_factory=_summary)
+    transfer_auroc: Summary = field(default_factory=_summary)
+    pgr_auroc: Summary = field(default_factory=_summary)
+    gain_misfit: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> Analysis | None:
+        if not d:
+            return None
+        return cls(**{k: Summary.from_dict(d.get(k)) for k in ANALYSIS_KEYS},
+                   gain_misfit=[dict(x) for x in d.get("gain_misfit") or []])
+
+
 @dataclass
 class ExperimentResult:
     """One row of the results table: weak, ceiling and transfer accuracy and PGR over seeds.
@@ -99,6 +152,13 @@ class ExperimentResult:
     ``pgr.dropped`` names the seeds whose PGR is undefined and why (a stage not finished, a NaN accuracy, the
     ceiling not above the weak model); ``pgr.na`` is set when the weak model is at or above the ceiling on every
     seed or on the mean, and the row's PGR should not be quoted.
+
+    :ivar analysis: agreement, misfit and AUROC over seeds (:class:`Analysis`); ``None`` in files written before
+        it existed, or when the stages' predictions were not at hand.
+    :ivar stage_ids: ``{"weak", "ceiling", "transfer"}``: the stage id of each role per seed (``stages[]`` holds
+        their records, e.g. the training curves).
+    :ivar early_stop: ``{role: policy}`` for the roles whose stages selected a checkpoint (``"weak_val"``,
+        ``"gt_val"``); a transfer with ``"gt_val"`` used ground truth (an oracle).
     """
 
     name: str
@@ -115,6 +175,14 @@ class ExperimentResult:
     pgr: Summary
     rung_acc: list[RungResult] = field(default_factory=list)
     baseline: str | None = None
+    analysis: Analysis | None = None
+    stage_ids: dict[str, list[str | None]] = field(default_factory=dict)
+    early_stop: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def oracle(self) -> bool:
+        """Whether the transfer selected its checkpoint on ground truth (``early_stop = "gt_val"``)."""
+        return self.early_stop.get("transfer") == "gt_val"
 
     @classmethod
     def from_dict(cls, d: dict) -> ExperimentResult:
@@ -140,6 +208,9 @@ class ExperimentResult:
             pgr=Summary.from_dict(pgr_dict, seeds=seeds, reasons=pgr_reasons),
             rung_acc=[RungResult(r.get("model", ""), acc(r.get("acc"))) for r in d.get("rung_acc", [])],
             baseline=d.get("baseline"),
+            analysis=Analysis.from_dict(d.get("analysis")),
+            stage_ids={k: list(v) for k, v in (d.get("stage_ids") or {}).items()},
+            early_stop=dict(d.get("early_stop") or {}),
         )
 
 

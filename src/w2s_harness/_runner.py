@@ -165,7 +165,7 @@ def run(config, pm, *, resume: bool = True, progress=None, on_stage=None, stop: 
                "stages_cached": sum(bool(r.cached) for r in finished)}
     used = [c._device for c in contexts if c._device is not None]
     device_name = str(used[0]) if used else config.run.device
-    results = assemble_all(config, parts, records, status, environment(device_name), timings)
+    results = assemble_all(config, parts, records, status, environment(device_name), timings, arrays=arrays)
     if error is not None:
         results.error = describe_stop(error) if isinstance(error, (StopRequested, KeyboardInterrupt)) \
             else f"{type(error).__name__}: {error}"

@@ -39,17 +39,20 @@ def pgr(weak: float, ceiling: float, transfer: float) -> float | None:
     return (transfer - weak) / gap
 
 
-def acc_reason(value) -> str | None:
-    """Why an accuracy does not enter a statistic: ``"not finished"`` (``None``), ``"NaN accuracy"``; else ``None``."""
+def acc_reason(value, what: str = "accuracy") -> str | None:
+    """Why an accuracy (or another metric, ``what``) does not enter a statistic: ``"not finished"`` (``None``),
+    ``"NaN accuracy"``; else ``None``."""
     if value is None:
         return "not finished"
     if undefined(value):
-        return "NaN accuracy"
+        return f"NaN {what}"
     return None
 
 
-def pgr_per_seed(weak: Sequence, ceiling: Sequence, transfer: Sequence) -> tuple[list, list]:
-    """Per-seed PGR from per-seed accuracies, and per seed why it is ``None`` (``None`` where it is defined).
+def pgr_per_seed(weak: Sequence, ceiling: Sequence, transfer: Sequence, *,
+                 metric: str = "accuracy") -> tuple[list, list]:
+    """Per-seed PGR from per-seed accuracies (or another metric: ``metric`` names it in the reasons, e.g.
+    ``"AUROC"``), and per seed why it is ``None`` (``None`` where it is defined).
 
     Reasons: ``"not finished (transfer)"``, ``"NaN accuracy (weak)"`` (the stages named), or
     ``"ceiling 0.712 <= weak 0.720 (no gap to recover)"``."""
@@ -58,7 +61,7 @@ def pgr_per_seed(weak: Sequence, ceiling: Sequence, transfer: Sequence) -> tuple
     for w, c, t in zip(weak, ceiling, transfer):
         issues: dict[str, list[str]] = {}
         for what, v in (("weak", w), ("ceiling", c), ("transfer", t)):
-            r = acc_reason(v)
+            r = acc_reason(v, metric)
             if r is not None:
                 issues.setdefault(r, []).append(what)
         if issues:

@@ -115,6 +115,8 @@ def fit(
     progress: Callable[[int], None] | None = None,
     where: str = "",
     section: str | None = None,
+    val_inputs: np.ndarray | Sequence[str] | None = None,
+    val_targets: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Train ``module`` in place on ``(inputs, targets)`` with AdamW + warmup/cosine schedule.
 
@@ -128,9 +130,27 @@ def fit(
     :param progress: called with the number of examples of each step (a bar's total is ``epochs * N``).
     :param where: stage name for error messages; ``section`` the config section of the model (``weak``/``strong``,
         guessed from ``where``) for the suggested fix.
-    :returns: ``{"epoch_test_acc": [...], "final_train_loss": mean loss of the last epoch, "steps": int}``.
+    :param val_inputs/val_targets: the held-out validation slice ``cfg.early_stop`` selects on (required unless
+        it is ``"none"``): targets ``(M, k)`` or class ids; the score is the accuracy against their argmax.
+    :returns: ``{"epoch_test_acc": [...], "final_train_loss": mean loss of the last epoch, "steps": int, "curve":
+        [point, ...]}`` and, with early stopping, ``"early_stop": {"policy", "selected_step", "selected_epoch",
+        "val_acc", "n_val"}``. A curve point is recorded at the end of every epoch (``cfg.curve_every = 0``; only
+        the last one if not ``cfg.eval_every_epoch``) or every ``cfg.curve_every`` steps and at the end:
+        ``{"step", "epoch" (fractional), "train_loss" (mean since the last point), "agreement" (with the argmax of
+        the training targets on up to :data:`CURVE_ROWS` fixed training rows), "test_acc" (with eval data),
+        "val_acc" (with early stopping)}``. Early stopping restores the weights of the point with the best
+        ``val_acc`` (the earliest on ties).
     :raises TrainingError: when the loss becomes NaN/inf (one line: stage, epoch, batch and the fix).
     """
+    if getattr(cfg, "weak_labels", "soft") == "hard":  # train on the argmax of soft targets (_probe)
+        from ._probe import hard_targets
+
+        targets = hard_targets(targets)
+    if getattr(cfg, "solver", "adamw") == "lbfgs":  # full-batch L-BFGS linear probe (_probe)
+        from ._probe import fit_lbfgs
+
+        return fit_lbfgs(module, inputs, targets, loss, cfg, seed=seed, device=device, eval_inputs=eval_inputs,
+                         eval_labels=eval_labels, progress=progress, where=where, section=section)
     import torch
 
     device = _as_device(device)
@@ -151,6 +171,14 @@ def fit(
         x_all = torch.as_tensor(inputs, dtype=torch.float32).to(device)
     else:
         texts = list(inputs)
+    policy = getattr(cfg, "early_stop", "none")
+    curve_every = int(getattr(cfg, "curve_every", 0) or 0)
+    if policy != "none" and (val_inputs is None or val_targets is None):
+        raise InputError(f"{where or 'fit'}: early_stop={policy!r} needs val_inputs and val_targets")
+    # curve points: agreement with the training targets on a fixed (seeded) subset of the training rows
+    agree_pos = curve_rows(n, seed)
+    agree_inputs, agree_classes = _take(inputs, agree_pos), class_ids(targets)[agree_pos]
+    val_classes = class_ids(np.asarray(val_targets)) if policy != "none" else None
 
     params = [p for p in module.parameters() if p.requires_grad]
     if not params:
@@ -174,6 +202,34 @@ def fit(
     epoch_acc: list[float] = []
     epoch_losses: list[float] = []
     step = 0
+    curve: list[dict[str, Any]] = []
+    best: list = []  # [val_acc, step, snapshot] of the best curve point so far (early stopping)
+    pending = [0.0, 0.0, 0]  # loss sum and examples of earlier epochs since the last point; first batch of this one
+
+    def point(done: int, test_acc: float | None = None) -> None:
+        """Record a curve point after ``done`` batches of the current epoch (``step`` steps in all)."""
+        lo = pending[2]
+        w = batch_sizes[lo:done]
+        total_loss = float((step_losses[lo:done] * w).sum()) + pending[0]
+        examples = float(w.sum()) + pending[1]
+        pending[:] = [0.0, 0.0, done]
+        pt: dict[str, Any] = {"step": step, "epoch": step / steps_per_epoch,
+                              "train_loss": total_loss / examples if examples else float("nan")}
+        if eval_inputs is not None:
+            if test_acc is None:
+                test_acc = accuracy(predict_proba(module, eval_inputs, device=device, _nested=True), eval_labels)
+            pt["test_acc"] = test_acc
+        agree = predict_proba(module, agree_inputs, device=device, _nested=True).argmax(axis=1)
+        pt["agreement"] = float(np.mean(agree == agree_classes))
+        if policy != "none":
+            val_probs = predict_proba(module, val_inputs, device=device, _nested=True)
+            val = float(np.mean(val_probs.argmax(axis=1) == val_classes))
+            pt["val_acc"] = val
+            if not best or val > best[0]:
+                best[:] = [val, step, _snapshot(module)]
+        curve.append(pt)
+        module.train()
+
     cuda_devices = [device] if device.type == "cuda" else []
     head_mode = cpu_head_mode(features and device.type == "cpu")
     with head_mode, torch.random.fork_rng(devices=cuda_devices):
@@ -205,20 +261,88 @@ def fit(
                 step += 1
                 if progress is not None:
                     progress(hi - lo)
-                if not features or b == steps_per_epoch - 1 or b % 64 == 63:
+                at_point = curve_every > 0 and (step % curve_every == 0 or step == total)
+                if at_point or not features or b == steps_per_epoch - 1 or b % 64 == 63:
                     _check_finite(step_losses, b, epoch, cfg, steps_per_epoch, warmup, where, section)
+                if at_point:
+                    point(b + 1)
             epoch_losses.append(float((step_losses * batch_sizes).sum() / batch_sizes.sum()))
             last = epoch == cfg.epochs - 1
             if eval_inputs is not None and (cfg.eval_every_epoch or last):
                 probs = predict_proba(module, eval_inputs, device=device)
                 epoch_acc.append(accuracy(probs, eval_labels))
                 module.train()
+            if curve_every == 0 and (cfg.eval_every_epoch or last):
+                point(steps_per_epoch, epoch_acc[-1] if eval_inputs is not None else None)
+            # the rest of this epoch's losses count towards the next point
+            tail = pending[2]
+            pending[0] += float((step_losses[tail:] * batch_sizes[tail:]).sum())
+            pending[1] += float(batch_sizes[tail:].sum())
+            pending[2] = 0
     module.eval()
-    return {
+    out: dict[str, Any] = {
         "epoch_test_acc": epoch_acc,
         "final_train_loss": epoch_losses[-1] if epoch_losses else float("nan"),
         "steps": step,
+        "curve": curve,
     }
+    if policy != "none":
+        if best and best[1] != step:
+            module.load_state_dict(best[2], strict=False)
+        chosen = best[1] if best else step
+        out["early_stop"] = {"policy": policy, "selected_step": chosen, "selected_epoch": chosen / steps_per_epoch,
+                             "val_acc": best[0] if best else None, "n_val": len(val_classes)}
+    return out
+
+
+#: At most this many training rows (a fixed seeded subset) score a curve point's agreement with the targets.
+CURVE_ROWS = 1000
+
+
+def curve_rows(n: int, seed: int) -> np.ndarray:
+    """Sorted positions of the training rows a curve point's agreement is measured on: all of them up to
+    :data:`CURVE_ROWS`, else a seeded subset of that size (independent of the training RNG)."""
+    if n <= CURVE_ROWS:
+        return np.arange(n)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xC0C0]))
+    return np.sort(rng.choice(n, CURVE_ROWS, replace=False))
+
+
+def validation_split(n: int, frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(train positions, validation positions)`` of ``n`` training rows: a seeded ``frac`` of them (at least one,
+    leaving at least one) held out for early stopping; the same for every stage of a seed with the same rows."""
+    if n < 2:
+        raise InputError(f"early stopping needs at least 2 training rows to hold some out, got {n}")
+    n_val = min(n - 1, max(1, round(frac * n)))
+    order = np.random.default_rng(np.random.SeedSequence([int(seed), 0xE5])).permutation(n)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def class_ids(targets: np.ndarray) -> np.ndarray:
+    """Class ids of targets given as ``(N, k)`` rows (their argmax) or ``(N,)`` ids."""
+    targets = np.asarray(targets)
+    return targets.argmax(axis=1) if targets.ndim == 2 else targets.astype(np.int64)
+
+
+def _take(inputs: Any, positions: np.ndarray) -> Any:
+    """The rows ``positions`` of features (array or tensor) or texts."""
+    if isinstance(inputs, np.ndarray):
+        return inputs[positions]
+    if _is_features(inputs):
+        import torch
+
+        return inputs[torch.as_tensor(positions, device=inputs.device)]
+    return [inputs[int(i)] for i in positions]
+
+
+def _snapshot(module) -> dict[str, Any]:
+    """A CPU copy of the module's trainable parameters and buffers (what training changes), for
+    ``load_state_dict(strict=False)``."""
+    import torch
+
+    trainable = {name for name, p in module.named_parameters() if p.requires_grad}
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict(keep_vars=True).items()
+            if k in trainable or not isinstance(v, torch.nn.Parameter)}
 
 
 def warm_up() -> None:
@@ -323,12 +447,13 @@ def _check_finite(step_losses, b: int, epoch: int, cfg: TrainConfig, steps_per_e
 
 
 def predict_proba(
-    module, inputs: np.ndarray | Sequence[str], *, device: Any, batch_size: int = 512
+    module, inputs: np.ndarray | Sequence[str], *, device: Any, batch_size: int = 512, _nested: bool = False
 ) -> np.ndarray:
     """Softmax probabilities ``(N, k)`` float32 of ``module`` on ``inputs`` (eval mode, no grad).
 
     Text inputs are batched by length (longest first) and returned in the original order. The module's
-    train/eval mode is restored afterwards.
+    train/eval mode is restored afterwards. ``_nested``: called inside :func:`fit`'s :func:`cpu_head_mode`, whose
+    thread count and denormal flushing stay as they are (a curve point must not change how training continues).
     """
     import torch
 
@@ -339,7 +464,7 @@ def predict_proba(
     module.eval()
     out: list[torch.Tensor] = []
     try:
-        with cpu_head_mode(features and device.type == "cpu"), torch.inference_mode():
+        with cpu_head_mode(features and device.type == "cpu" and not _nested), torch.inference_mode():
             if features:
                 x_all = torch.as_tensor(inputs, dtype=torch.float32)
                 for s in range(0, n, batch_size):
@@ -377,13 +502,49 @@ def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(probs.argmax(axis=1) == labels))
 
 
+def binary_auroc(scores: np.ndarray, positive: np.ndarray) -> float | None:
+    """AUROC of ``scores`` for the boolean ``positive``: the Mann-Whitney U statistic over ``n_pos * n_neg``, ties
+    counting one half (average ranks); ``None`` when either class is empty."""
+    scores = np.asarray(scores, dtype=np.float64)
+    positive = np.asarray(positive, dtype=bool)
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(scores, kind="mergesort")
+    ordered = scores[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(ordered)) + 1]  # first position of every group of tied scores
+    ends = np.r_[starts[1:], scores.size]
+    ranks = np.empty(scores.size, dtype=np.float64)
+    ranks[order] = np.repeat((starts + 1 + ends) / 2.0, ends - starts)  # average 1-based rank of the group
+    u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def auroc(probs: np.ndarray, labels: np.ndarray) -> float | None:
+    """AUROC of probabilities ``(N, k)`` against class ids ``(N,)`` (or ``(N, k)`` rows): binary (k = 2) on the
+    class-1 probability, else the macro mean of the one-vs-rest AUROCs of the classes that have positive and
+    negative rows. ``None`` when undefined (one class in ``labels``)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    y = class_ids(labels)
+    if probs.ndim != 2 or probs.shape[0] != y.shape[0]:
+        raise InputError(f"auroc: {probs.shape[0]} predictions but {y.shape[0]} labels")
+    if probs.shape[1] == 2:
+        return binary_auroc(probs[:, 1], y == 1)
+    per_class = [binary_auroc(probs[:, c], y == c) for c in range(probs.shape[1])]
+    defined = [a for a in per_class if a is not None]
+    return float(np.mean(defined)) if defined else None
+
+
 __all__ = [
     "accuracy",
+    "auroc",
     "cpu_head_mode",
     "fit",
     "lr_multiplier",
     "predict_proba",
     "total_steps",
+    "validation_split",
     "warm_up",
     "zero_linear_head",
 ]
