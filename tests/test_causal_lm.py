@@ -37,7 +37,7 @@ from w2s_harness.plugins.models.presets import (
     preset_model,
 )
 
-from w2s_harness import ConfigError, TrainConfig
+from w2s_harness import ConfigError, TrainConfig, _hub
 from w2s_harness._registry import Registry
 from w2s_harness._training import fit, predict_proba
 
@@ -581,7 +581,7 @@ def no_hub(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv(presets.PRESETS_ENV, raising=False)
-    monkeypatch.setattr(hf, "_REACHABLE", {})
+    monkeypatch.setattr(_hub, "_REACHABLE", {})
 
 
 def test_preset_table_hub_ids_and_reference_values(no_hub):

@@ -18,7 +18,7 @@ import pytest
 from w2s_harness.plugins.models import hf
 from w2s_harness.plugins.models.hf import dir_fingerprint, hf_model, resolve_checkpoint, user_cache_dir
 
-from w2s_harness import ConfigError
+from w2s_harness import ConfigError, _hub
 
 MIB = 1 << 20
 HOUR_AGO_NS = time.time_ns() - 3600 * 10**9
@@ -32,7 +32,7 @@ def isolated(monkeypatch, tmp_path):
     cache = tmp_path / "w2s-cache"
     monkeypatch.setenv("W2S_HARNESS_CACHE_DIR", str(cache))
     monkeypatch.setattr(hf, "_SHA256_MEMO", {})
-    monkeypatch.setattr(hf, "_REACHABLE", {})
+    monkeypatch.setattr(_hub, "_REACHABLE", {})
     return cache
 
 
@@ -332,7 +332,7 @@ def test_local_checkpoint_works_without_hub(monkeypatch, tmp_path, tiny_model):
 
     unreachable_hub(monkeypatch, tmp_path)
     m = hf_model(str(tiny_model))
-    assert m.identity()["checkpoint"].startswith("dir:") and hf._REACHABLE == {}  # no probe for a directory
+    assert m.identity()["checkpoint"].startswith("dir:") and _hub._REACHABLE == {}  # no probe for a directory
     out = m.features(TEXTS, device=torch.device("cpu"))
     assert out[m.feature_key()].shape == (len(TEXTS), 8)
 

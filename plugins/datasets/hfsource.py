@@ -10,7 +10,7 @@ traceback or a retry loop:
 * **the hub**: ``load_dataset(hub_id, name=config, revision=revision)``; on the parquet branch
   (``revision="refs/convert/parquet"``, for datasets that were loading scripts, which ``datasets`` >= 4 no longer
   runs) the files ``<config>/<split>/*.parquet``. Without network (``HF_DATASETS_OFFLINE`` / ``HF_HUB_OFFLINE``
-  set, or the hub not accepting a TCP connection within :data:`HUB_PROBE_TIMEOUT` s) only the ``datasets`` cache
+  set, or the hub not accepting a TCP connection within 2.5 s, see ``w2s_harness.hub_reachable``) only the ``datasets`` cache
   is tried, with the hub switched off for the call.
 """
 
@@ -24,15 +24,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from w2s_harness import ConfigError, DataError
+from w2s_harness import ConfigError, DataError, hub_endpoint, hub_reachable
 
 #: The branch where the hub publishes every dataset as parquet (``<config>/<split>/NNNN.parquet``).
 PARQUET_BRANCH = "refs/convert/parquet"
 #: Environment variables that forbid the network.
 OFFLINE_VARS = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-#: Seconds a TCP connect to the hub (``HF_ENDPOINT``, default https://huggingface.co) may take.
-HUB_PROBE_TIMEOUT = 2.5
-DEFAULT_ENDPOINT = "https://huggingface.co"
 
 #: file suffix (after a compression suffix is stripped) -> (packaged builder, builder kwargs)
 BUILDERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -46,7 +43,6 @@ BUILDERS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 COMPRESSION = (".gz", ".bz2", ".xz", ".zst", ".zip")
 
-_REACHABLE: dict[tuple[str, int], bool] = {}
 #: Tables loaded in this process, by source and (for local files) their sizes and mtimes: the planner and the run
 #: each create the dataset, and a big local file should be parsed once. The most recent :data:`_MEMO_SIZE` kept.
 _TABLES: dict[tuple, dict[str, Any]] = {}
@@ -81,54 +77,6 @@ def env_offline() -> str | None:
         if os.environ.get(key, "").strip().lower() in ("1", "true", "yes", "on"):
             return key
     return None
-
-
-def hub_endpoint() -> str:
-    return (os.environ.get("HF_ENDPOINT", "").strip() or DEFAULT_ENDPOINT).rstrip("/")
-
-
-def _probe_address(endpoint: str) -> tuple[str, int] | None:
-    """``(host, port)`` a connection to ``endpoint`` goes to: its proxy's when one applies, else its own."""
-    import urllib.request
-    from urllib.parse import urlsplit
-
-    try:
-        url = urlsplit(endpoint)
-        host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
-        proxies = urllib.request.getproxies()
-        proxy = proxies.get(url.scheme) or proxies.get("all")
-        if host and proxy and not urllib.request.proxy_bypass(host):
-            purl = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-            default = {"https": 443, "socks5": 1080, "socks5h": 1080, "socks4": 1080}.get(purl.scheme, 80)
-            host, port = purl.hostname, purl.port or default
-    except ValueError:
-        return None
-    return (host, port) if host else None
-
-
-def hub_reachable() -> bool:
-    """Whether the hub accepts a TCP connection within :data:`HUB_PROBE_TIMEOUT` s (probed once per process)."""
-    import socket
-    import threading
-
-    address = _probe_address(hub_endpoint())
-    if address is None:
-        return False
-    if address not in _REACHABLE:
-        ok: list[bool] = []
-
-        def attempt():
-            try:
-                with socket.create_connection(address, timeout=HUB_PROBE_TIMEOUT):
-                    ok.append(True)
-            except OSError:
-                pass
-
-        probe = threading.Thread(target=attempt, name="w2s-hub-probe", daemon=True)
-        probe.start()
-        probe.join(HUB_PROBE_TIMEOUT + 0.5)  # bounds a slow DNS lookup too
-        _REACHABLE[address] = bool(ok)
-    return _REACHABLE[address]
 
 
 @contextmanager

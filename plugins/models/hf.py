@@ -36,7 +36,7 @@ Resolving ``<checkpoint>`` (the same ``from_pretrained(path)`` code path for eve
    ``HF_HUB_OFFLINE`` is not set). Failure is a one-line error, never a traceback. A hub id that is not in the
    local HF cache fails fast, when the checkpoint is resolved (at plan time, before anything trains), if
    ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` is set or the host of ``HF_ENDPOINT`` does not accept a TCP
-   connection within :data:`HUB_PROBE_TIMEOUT` seconds (probed once per process and endpoint): no retry loop.
+   connection within 2.5 seconds (``w2s_harness.hub_reachable``: probed once per process and endpoint): no retry loop.
 
 Identity: a directory (cases 1 and 2) is identified by the sha256 of the full content of every file in it
 (:func:`dir_fingerprint`), so checkpoints that differ in any byte get different stage ids; a GGUF checkpoint by
@@ -64,7 +64,7 @@ from typing import Any
 
 import numpy as np
 
-from w2s_harness import ConfigError, check_train_config, zero_linear_head
+from w2s_harness import ConfigError, check_train_config, hub_endpoint, hub_reachable, zero_linear_head
 
 
 @dataclass(frozen=True)
@@ -163,18 +163,12 @@ HASH_CACHE_FILE = "file-hashes.json"
 #: A file modified less than this long before it is hashed is not cached ("racy" entries, as in git): a rewrite
 #: within the file system's timestamp granularity could keep its size and mtime.
 _RACY_NS = 2_000_000_000
-#: Seconds a TCP connect to the hub (``HF_ENDPOINT``, default https://huggingface.co) may take.
-HUB_PROBE_TIMEOUT = 2.5
-DEFAULT_ENDPOINT = "https://huggingface.co"
 
 #: In-process memo of file hashes, (resolved path, size, mtime_ns) -> sha256 hex, in front of the cache file.
 _SHA256_MEMO: dict[tuple[str, int, int], str] = {}
 #: Model configs (as dicts) per checkpoint identity: a GGUF file's takes seconds to parse, and the registry creates
 #: a model instance per use.
 _CONFIG_MEMO: dict[tuple[str, str, str | None], dict[str, Any]] = {}
-#: Hub reachability per probed address, so a process probes each endpoint at most once (the registry creates
-#: a model instance per use, so an instance-level memo would probe again for every model).
-_REACHABLE: dict[tuple[str, int], bool] = {}
 
 
 # ------------------------------------------------------------------------------------------ resolution
@@ -368,60 +362,6 @@ def _in_hub_cache(repo_id: str, filename: str = "config.json") -> bool:
     return isinstance(found, str)
 
 
-def _hub_endpoint() -> str:
-    return (os.environ.get("HF_ENDPOINT", "").strip() or DEFAULT_ENDPOINT).rstrip("/")
-
-
-def _probe_address(endpoint: str) -> tuple[str, int] | None:
-    """``(host, port)`` a connection to ``endpoint`` goes to: its proxy's when one applies, else its own."""
-    import urllib.request
-    from urllib.parse import urlsplit
-
-    try:
-        url = urlsplit(endpoint)
-        host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
-        proxies = urllib.request.getproxies()
-        proxy = proxies.get(url.scheme) or proxies.get("all")
-        if host and proxy and not urllib.request.proxy_bypass(host):
-            purl = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-            default = {"https": 443, "socks5": 1080, "socks5h": 1080, "socks4": 1080}.get(purl.scheme, 80)
-            host, port = purl.hostname, purl.port or default
-    except ValueError:  # a malformed URL or port
-        return None
-    return (host, port) if host else None
-
-
-def _tcp_reachable(address: tuple[str, int], timeout: float) -> bool:
-    """Whether ``address`` accepts a TCP connection within ``timeout`` s (name resolution included)."""
-    import socket
-    import threading
-
-    ok: list[bool] = []
-
-    def attempt():
-        try:
-            with socket.create_connection(address, timeout=timeout):
-                ok.append(True)
-        except OSError:
-            pass
-
-    probe = threading.Thread(target=attempt, name="w2s-hub-probe", daemon=True)
-    probe.start()
-    probe.join(timeout + 0.5)  # bounds a slow DNS lookup too, which the socket timeout does not
-    return bool(ok)
-
-
-def hub_reachable(endpoint: str | None = None) -> bool:
-    """Whether the hub (``HF_ENDPOINT``, default https://huggingface.co) is reachable: one TCP connect of at most
-    :data:`HUB_PROBE_TIMEOUT` s, memoised for the process."""
-    address = _probe_address(endpoint or _hub_endpoint())
-    if address is None:
-        return False
-    if address not in _REACHABLE:
-        _REACHABLE[address] = _tcp_reachable(address, HUB_PROBE_TIMEOUT)
-    return _REACHABLE[address]
-
-
 def _unavailable(target: str, why: str) -> str:
     """The one-line error for a hub id that can be loaded from neither the local cache nor the hub."""
     return (
@@ -439,7 +379,7 @@ def _hub_unavailable(target: str, gguf_file: str | None = None) -> str | None:
     offline = _env_offline()
     if offline:
         return f"{offline} is set and {target!r} is not in that cache"
-    endpoint = _hub_endpoint()
+    endpoint = hub_endpoint()
     if not hub_reachable(endpoint):
         return f"the hub {endpoint} is unreachable and {target!r} is not in that cache"
     return None
@@ -559,7 +499,7 @@ def _from_pretrained(cls, ckpt: Checkpoint, what: str, **kwargs: Any):
         if offline:
             why = f"{offline} is set and the {what} of {ckpt.source!r} is not in that cache"
         elif not hub_reachable():
-            why = f"the hub {_hub_endpoint()} is unreachable and the {what} of {ckpt.source!r} is not in that cache"
+            why = f"the hub {hub_endpoint()} is unreachable and the {what} of {ckpt.source!r} is not in that cache"
         else:
             try:
                 return cls.from_pretrained(ckpt.source, **kwargs)

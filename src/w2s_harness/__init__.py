@@ -76,6 +76,9 @@ _LAZY = {
     "TrainingError": "_errors",
     "InputError": "_errors",
     "ResourceError": "_errors",
+    # the Hugging Face hub
+    "hub_endpoint": "_hub",
+    "hub_reachable": "_hub",
     # entry points
     "PluginManager": "_pluginmanager",
     "create_plugin_manager": "_pluginmanager",
@@ -142,6 +145,8 @@ __all__ = [
     "fingerprint_examples",
     "hookimpl",
     "hookspec",
+    "hub_endpoint",
+    "hub_reachable",
     "load_config",
     "main",
     "make_plan",
@@ -221,6 +226,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
         UnknownComponentError,
         W2SError,
     )
+    from ._hub import hub_endpoint, hub_reachable
     from ._kinds import KINDS, ComponentKind
     from ._loss_base import BaseLoss
     from ._loss_checks import (
