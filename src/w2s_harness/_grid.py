@@ -84,11 +84,11 @@ def render_summary(results: Results, console) -> None:
 
 def write_figures(results: Results, out_dir: Path) -> list[Path]:
     """One PNG per dataset with grid rows: accuracy and PGR against the strong model; their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    from ._plots import pyplot, save
+
+    plt = pyplot()
 
     written = []
     by_dataset: dict[str, list[ExperimentResult]] = {}
@@ -130,12 +130,8 @@ def write_figures(results: Results, out_dir: Path) -> list[Path]:
             pgr_ax.set_ylabel("PGR (mean over seeds)")
             acc_ax.legend(fontsize=7)
             pgr_ax.legend(fontsize=7)
-        fig.tight_layout()
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset)
-        path = Path(out_dir) / f"grid_{safe}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(save(fig, Path(out_dir) / f"grid_{safe}.png"))
     return written
 
 

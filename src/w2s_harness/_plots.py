@@ -17,12 +17,29 @@ def _mean(s: Summary) -> float:
     return _value(s.mean)
 
 
-def write_plots(results: Results, out_dir: Path) -> list[Path]:
-    """Write PNG plots next to results.json; return their paths."""
+def pyplot():
+    """``matplotlib.pyplot`` on the headless Agg backend (report never needs a display)."""
     import matplotlib
 
-    matplotlib.use("Agg")  # headless: never needs a display
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig, path: Path) -> Path:
+    """Lay out, write (PNG, 110 dpi) and close ``fig``; its path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def write_plots(results: Results, out_dir: Path) -> list[Path]:
+    """Write PNG plots next to results.json; return their paths."""
+    plt = pyplot()
     import numpy as np
 
     out_dir = Path(out_dir)
@@ -42,10 +59,7 @@ def write_plots(results: Results, out_dir: Path) -> list[Path]:
     ax.set_xticks(x, labels, rotation=20, ha="right")
     ax.set_ylabel("test accuracy (mean over seeds)")
     ax.legend()
-    fig.tight_layout()
-    written.append(out_dir / "accuracy.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    written.append(save(fig, out_dir / "accuracy.png"))
 
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(exps)), 4))
     # a row whose PGR does not apply (weak >= ceiling) gets no bar, only an "n/a" mark
@@ -62,10 +76,7 @@ def write_plots(results: Results, out_dir: Path) -> list[Path]:
     ax.set_xticks(x, [f"{e.name}\n{e.pgr.n}/{e.pgr.n_run} seeds" for e in exps], rotation=20, ha="right")
     ax.set_ylabel("PGR over the seeds used")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    written.append(out_dir / "pgr.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    written.append(save(fig, out_dir / "pgr.png"))
 
     ladders = [e for e in exps if len(e.rung_acc) > 2]
     if ladders:
@@ -80,10 +91,7 @@ def write_plots(results: Results, out_dir: Path) -> list[Path]:
         ax.set_ylabel("test accuracy")
         ax.set_xlabel("rung")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        written.append(out_dir / "ladder.png")
-        fig.savefig(written[-1], dpi=110)
-        plt.close(fig)
+        written.append(save(fig, out_dir / "ladder.png"))
     for figure in (misfit_figure, curves_figure):
         path = figure(results, out_dir)
         if path is not None:
@@ -97,10 +105,7 @@ def write_plots(results: Results, out_dir: Path) -> list[Path]:
 def misfit_figure(results: Results, out_dir: Path) -> Path | None:
     """``misfit.png``: per seed and row, the gain (transfer acc - weak acc) against the misfit error on test and
     the misfit KL on train2 (Charikar et al. 2024); ``None`` when no row has an analysis."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = [e for e in results.experiments if e.analysis is not None and e.analysis.gain_misfit]
     if not rows:
@@ -122,11 +127,7 @@ def misfit_figure(results: Results, out_dir: Path) -> Path | None:
         ax.set_ylabel("gain: transfer acc - weak acc (test)")
     axes[0].legend(fontsize=7)
     fig.suptitle("gain against misfit, one point per seed")
-    fig.tight_layout()
-    path = Path(out_dir) / "misfit.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, Path(out_dir) / "misfit.png")
 
 
 def _transfer_curves(results: Results):
@@ -150,10 +151,7 @@ def curves_figure(results: Results, out_dir: Path) -> Path | None:
     """``curves.png``: every row's transfer test accuracy, agreement with its training labels and train loss
     against the optimiser step (mean over seeds, thin lines per seed, a marker at an early-stopped step);
     ``None`` when no transfer recorded a curve."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     rows = _transfer_curves(results)
@@ -179,8 +177,4 @@ def curves_figure(results: Results, out_dir: Path) -> Path | None:
                 axes[0].scatter([step], [_value(hit[0].get("test_acc"))], color=color, marker="*", s=60, zorder=3)
     axes[0].legend(fontsize=7)
     fig.suptitle("transfer training curves (mean over seeds; * = early-stopped checkpoint)")
-    fig.tight_layout()
-    path = Path(out_dir) / "curves.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, Path(out_dir) / "curves.png")
