@@ -67,3 +67,42 @@ def test_heads_per_second_lbfgs_vs_adamw(benchmark, glove_tweets, width, adamw_l
         "rows": len(x), "width": width, "lbfgs_heads_per_s": 1 / lbfgs_s, "adamw_heads_per_s": 1 / adamw_s,
         "lbfgs_over_adamw": adamw_s / lbfgs_s, "lbfgs_iterations": history["steps"],
     })
+
+
+@pytest.mark.parametrize(("width", "C"), [(50, 1.0), (384, 0.01)], ids=["glove-50d", "minilm-384d"])
+@pytest.mark.parametrize("loss_name", ["xent", "logconf"])
+def test_lbfgs_curve_points_overhead(benchmark, glove_tweets, width, C, loss_name):
+    """An L-BFGS head with the default curve (a point every ``CURVE_EVERY`` iterations, scored on a test set of
+    the default run's size) against the same head with points only at the ends of its continuation phases
+    (``curve_every`` beyond the solve: every phase's ``LBFGS.step`` runs uninterrupted, as without curves).
+    ``extra_info["default_over_phase_ends"]`` is the time ratio (> 1: what the default curve costs)."""
+    import torch
+
+    from w2s_harness import create_loss
+    from w2s_harness._components import check_train_config
+    from w2s_harness._training import fit, zero_linear_head
+
+    x, y = _features(glove_tweets, width)
+    rng = np.random.default_rng(0)
+    targets = np.clip(np.eye(2, dtype=np.float32)[y] * 0.6 + 0.2 + rng.normal(0, 0.05, (len(y), 1)), 0, 1)
+    targets = (targets / targets.sum(1, keepdims=True)).astype(np.float32)  # soft labels, as a transfer's
+    test_x, test_y = x[: N_ROWS // 2], y[: N_ROWS // 2]  # about the default test split's 4.6k rows
+    cpu = torch.device("cpu")
+
+    def head(every):
+        cfg = check_train_config("bench", lr=1e-3, epochs=10, batch_size=32, solver="lbfgs", C=C, curve_every=every)
+        return fit(zero_linear_head(width, 2), x, targets, create_loss(loss_name), cfg, seed=0, device=cpu,
+                   eval_inputs=test_x, eval_labels=test_y)
+
+    head(0)
+    t0 = time.perf_counter()
+    for _ in range(3):  # as many rounds as the benchmark's
+        plain = head(10**9)
+    plain_s = (time.perf_counter() - t0) / 3
+    history = benchmark.pedantic(lambda: head(0), rounds=3, iterations=1)
+    default_s = benchmark.stats.stats.mean
+    assert history["steps"] == plain["steps"]
+    benchmark.extra_info.update({
+        "rows": len(x), "width": width, "iterations": history["steps"], "points": len(history["curve"]),
+        "default_s": default_s, "phase_ends_s": plain_s, "default_over_phase_ends": default_s / plain_s,
+    })

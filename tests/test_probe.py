@@ -18,7 +18,7 @@ from test_pipeline import make_csv
 
 from w2s_harness._cli import main
 from w2s_harness._components import check_train_config
-from w2s_harness._errors import ConfigError, TrainingError
+from w2s_harness._errors import ConfigError, InputError, TrainingError
 from w2s_harness._probe import fit_lbfgs, hard_targets
 from w2s_harness._training import fit, predict_proba, zero_linear_head
 
@@ -318,7 +318,10 @@ def test_default_solver_is_lbfgs_unless_adamw_parameters_are_set():
     for params in ({"lr": 3e-3}, {"epochs": 5}, {"batch_size": 64}, {"weight_decay": 0.1}, {"warmup_frac": 0.1}):
         assert create_model("glove-bow", **params).train_config.solver == "adamw", params
         assert HFModel("some/checkpoint", **params).train_config.solver == "adamw", params
-    assert create_model("glove-bow", early_stop="weak_val").train_config.solver == "adamw"
+    # early stopping and curves apply to either solver: they leave the default alone
+    stop = create_model("glove-bow", early_stop="weak_val", curve_every=5).train_config
+    assert (stop.solver, stop.early_stop, stop.curve_every) == ("lbfgs", "weak_val", 5)
+    assert create_model("glove-bow", solver="lbfgs", early_stop="gt_val", val_frac=0.1).train_config.val_frac == 0.1
     assert HFModel("some/checkpoint", linear_probe=False).train_config.solver == "adamw"
     assert create_model("glove-bow", solver="adamw").train_config.solver == "adamw"
     with pytest.raises(ConfigError) as err:
@@ -350,3 +353,130 @@ def test_solver_parameters_are_in_the_stage_identity(tmp_path, csv, capsys):
         assert "4 stages: 2 cached, 0 new, 2 changed (dry run" in capsys.readouterr().err, change
     assert main(["run", "--config", str(cfg), "--set", "weak.C=0.1", "--dry-run"]) == 0
     assert "4 stages: 1 cached, 0 new, 3 changed (dry run" in capsys.readouterr().err  # not the ceiling
+
+
+# ------------------------------------------------------------------------------- curves and early stopping
+
+
+def noisy_soft_labels(n=400, d=8, seed=4):
+    """Correlated features and soft labels: an xent solve takes a few dozen iterations."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(n, 3))
+    x = (base @ rng.normal(size=(3, d)) + 0.1 * rng.normal(size=(n, d))).astype(np.float32)
+    p1 = 1 / (1 + np.exp(-(base[:, 0] - base[:, 1] + 0.5 * rng.normal(size=n))))
+    return x, np.stack([1 - p1, p1], 1).astype(np.float32), (base[:, 0] - base[:, 1] > 0).astype(np.int64)
+
+
+@pytest.mark.parametrize("loss_name", ["xent", "logconf"])
+def test_lbfgs_curve_points_leave_the_solution_bit_for_bit_unchanged(loss_name):
+    """Points every 1 or 3 iterations, or only at the ends of the continuation phases (an interval longer than
+    the solve: each phase's LBFGS.step runs uninterrupted, as without curves), give the identical head and
+    iteration count; the points are where the interval and the phases say, with the AdamW point keys."""
+    from w2s_harness.plugins.losses.logconf import LogConfLoss
+
+    x, soft, y = noisy_soft_labels()
+    make = xent_loss if loss_name == "xent" else LogConfLoss
+    heads, outs = {}, {}
+    for every in (1, 3, 10**6):
+        heads[every] = zero_linear_head(x.shape[1], 2)
+        outs[every] = fit(heads[every], x[:300], soft[:300], make(), lbfgs(C=100.0, curve_every=every), seed=0,
+                          device=CPU, eval_inputs=x[300:], eval_labels=y[300:])
+    whole = outs[10**6]
+    assert whole["steps"] > 6 and whole["converged"]
+    for every in (1, 3):
+        assert torch.equal(heads[every].weight, heads[10**6].weight) and torch.equal(heads[every].bias,
+                                                                                     heads[10**6].bias)
+        assert outs[every]["steps"] == whole["steps"]
+    # uninterrupted: one point per phase that moved the head, at its end; the last is the solution
+    ends = [p["step"] for p in whole["curve"]]
+    assert ends == sorted(set(ends)) and ends[-1] == whole["steps"]
+    assert [p["step_frac"] for p in whole["curve"]] == sorted(p["step_frac"] for p in whole["curve"])
+    # every 3 iterations, plus those phase ends
+    assert [p["step"] for p in outs[3]["curve"]] == sorted(set(range(3, whole["steps"] + 1, 3)) | set(ends))
+    assert [p["step"] for p in outs[1]["curve"]] == list(range(1, whole["steps"] + 1))
+    last = outs[1]["curve"][-1]
+    assert set(last) == {"step", "step_frac", "train_loss", "agreement", "test_acc"}
+    assert last["test_acc"] == outs[1]["epoch_test_acc"][0]
+    assert last["train_loss"] == pytest.approx(whole["final_train_loss"], rel=1e-12)
+    assert last["agreement"] == np.mean(predict_proba(heads[1], x[:300], device=CPU).argmax(1) == soft[:300].argmax(1))
+    assert outs[1]["curve"][0]["train_loss"] > last["train_loss"]  # one iteration from zero is far from the end
+    assert "early_stop" not in whole
+    # the iteration cap of every phase (7 here) falls inside segments and at their cuts: still the same head
+    capped = {}
+    for every in (3, 10**6):
+        capped[every] = zero_linear_head(x.shape[1], 2)
+        fit(capped[every], x[:300], soft[:300], make(), lbfgs(C=1e4, tol=1e-9, max_iter=7, curve_every=every),
+            seed=0, device=CPU)
+    assert torch.equal(capped[3].weight, capped[10**6].weight)
+
+
+def switching_loss(logits, targets, step_frac=0.0):
+    """Cross-entropy towards the targets in the first half of the schedule and towards the other class in the
+    second half: continuation fits the targets (phase 0), then the flipped targets (phase 5)."""
+    if step_frac >= 0.5:
+        targets = targets.flip(-1)
+    return -(targets * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
+
+
+@pytest.mark.parametrize("policy", ["gt_val", "weak_val"])
+def test_lbfgs_early_stopping_keeps_the_iterate_the_validation_labels_pick(policy):
+    """Hand-checkable: with points only at phase ends there are exactly two, the head that fits the labels
+    (phase 0) and the one that fits their opposite (phase 5). Validation rows labelled as the data (gt_val here)
+    pick the first, rows labelled with the opposite classes (weak_val here: a weak model that is always wrong)
+    the second; labels on which both score 1/2 keep the earliest."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.uniform(1, 2, 40), rng.uniform(-2, -1, 40)])[:, None].astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    val_x = np.array([[1.5], [-1.5], [1.2]], dtype=np.float32)
+    truth = np.array([1, 0, 1])
+    cfg = lbfgs(early_stop=policy, curve_every=10**6)
+    val = truth if policy == "gt_val" else 1 - truth
+    head = zero_linear_head(1, 2)
+    out = fit(head, x, np.eye(2, dtype=np.float32)[y], switching_loss, cfg, seed=0, device=CPU,
+              eval_inputs=val_x, eval_labels=truth, val_inputs=val_x, val_targets=np.eye(2)[val])
+    first, second = out["curve"]
+    assert (first["step_frac"], second["step_frac"]) == (0.0, 0.5)
+    assert (first["test_acc"], second["test_acc"]) == (1.0, 0.0)  # fits the labels, then their opposite
+    pick = first if policy == "gt_val" else second
+    assert [p["val_acc"] for p in out["curve"]] == ([1.0, 0.0] if policy == "gt_val" else [0.0, 1.0])
+    assert out["early_stop"] == {"policy": policy, "selected_step": pick["step"],
+                                 "selected_step_frac": pick["step_frac"], "val_acc": 1.0, "n_val": 3}
+    assert out["steps"] == second["step"] and out["converged"]  # the solve still ran to its end
+    # the head is the selected iterate: it predicts what that point scored
+    predicted = predict_proba(head, val_x, device=CPU).argmax(1)
+    np.testing.assert_array_equal(predicted, truth if policy == "gt_val" else 1 - truth)
+    assert out["epoch_test_acc"] == [pick["test_acc"]]
+    # a tie (one of two validation rows right at both points) keeps the earliest
+    tie = fit(zero_linear_head(1, 2), x, np.eye(2, dtype=np.float32)[y], switching_loss, cfg, seed=0, device=CPU,
+              val_inputs=val_x[:2], val_targets=np.array([1, 1]))
+    assert [p["val_acc"] for p in tie["curve"]] == [0.5, 0.5] and tie["early_stop"]["selected_step"] == first["step"]
+
+
+def test_lbfgs_early_stopping_needs_its_validation_slice():
+    x, soft, _ = noisy_soft_labels(40)
+    with pytest.raises(InputError, match=r"^weak: early_stop='weak_val' needs val_inputs and val_targets$"):
+        fit(zero_linear_head(x.shape[1], 2), x, soft, xent_loss(), lbfgs(early_stop="weak_val"), seed=0,
+            device=CPU, where="weak")
+
+
+def test_e2e_lbfgs_curves_early_stopping_and_report(tmp_path, csv, capsys):
+    """A real run with L-BFGS heads: every train stage records a curve, the transfer early-stops on its weak
+    labels at the point with the best validation accuracy, and ``report`` plots the curves."""
+    cfg = lbfgs_config(tmp_path, csv, weak_C=0.05, seeds="[0]")
+    argv = ["run", "--config", str(cfg), "--set", 'strong.early_stop="weak_val"', "--set", "strong.curve_every=2",
+            "--json"]
+    assert main(argv) == 0
+    res = json.loads(capsys.readouterr().out)
+    stages = {s["kind"]: s for s in res["stages"]}
+    for kind in ("train_weak", "train_ceiling", "train_transfer"):
+        m = stages[kind]["metrics"]
+        assert m["solver"] == "lbfgs" and m["curve"] and m["curve"][-1]["step"] == m["steps"], kind
+        assert {"step", "step_frac", "train_loss", "agreement", "test_acc"} <= set(m["curve"][0])
+    transfer = stages["train_transfer"]["metrics"]
+    vals = [p["val_acc"] for p in transfer["curve"]]
+    best = transfer["curve"][int(np.argmax(vals))]  # the earliest best
+    assert transfer["early_stop"]["selected_step"] == best["step"] and transfer["early_stop"]["val_acc"] == max(vals)
+    assert transfer["test_acc"] == best["test_acc"]  # the stored predictions are the selected iterate's
+    assert res["experiments"][0]["early_stop"]["transfer"] == "weak_val"
+    assert main(["report", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "curves.png").stat().st_size > 1000

@@ -86,7 +86,8 @@ class GloveBow:
         10, 32, 0, 0) give ~0.78 test accuracy on ``tweets-sentiment`` trained on train1.
     :param weak_labels: ``"soft"`` (the weak model's probabilities, the reference) or ``"hard"`` (their argmax).
     :param early_stop/val_frac/curve_every: checkpoint selection (``"none"``, ``"weak_val"``, ``"gt_val"``) on a
-        held-out ``val_frac`` of the training rows, and the training-curve interval in steps (0: every epoch).
+        held-out ``val_frac`` of the training rows, and the training-curve interval in optimiser steps (AdamW steps,
+        0: every epoch; L-BFGS iterations, 0: every 10). Either solver; they do not select one.
     """
 
     name = "glove-bow"

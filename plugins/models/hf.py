@@ -911,8 +911,8 @@ class HFModel:
         AdamW parameter (lr, epochs, batch_size, weight_decay, warmup_frac, early stopping); fine-tuning always
         uses AdamW.
     :param early_stop/val_frac/curve_every: checkpoint selection (``"none"``, ``"weak_val"``, ``"gt_val"``) on a
-        held-out ``val_frac`` of the training rows, and the training-curve interval in optimiser steps (0: every
-        epoch; e.g. 50 for fine-tuning).
+        held-out ``val_frac`` of the training rows, and the training-curve interval in optimiser steps (AdamW: 0 is
+        every epoch, e.g. 50 for fine-tuning; L-BFGS probe: iterations, 0 is every 10).
     :param weak_labels: ``"soft"`` (train on the weak model's probabilities, the reference) or ``"hard"`` (on
         their argmax).
     :param embed_batch_size: texts per forward pass without gradients (embedding features; predicting with a

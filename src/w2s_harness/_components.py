@@ -82,7 +82,7 @@ LBFGS_MAX_ITER = 500
 LBFGS_TOL = 1e-4
 #: The parameters only mini-batch AdamW training reads: naming one selects ``solver = "adamw"`` when the solver is
 #: left to its default (``solver=None``), and is an error with ``solver = "lbfgs"``.
-ADAMW_PARAMS = ("lr", "epochs", "batch_size", "weight_decay", "warmup_frac", "early_stop", "val_frac", "curve_every")
+ADAMW_PARAMS = ("lr", "epochs", "batch_size", "weight_decay", "warmup_frac")
 #: Checkpoint selection of :class:`TrainConfig`: none (train to the end, the reference), on a held-out slice of the
 #: stage's training rows scored against its own (weak) labels, or against ground truth (an oracle for a transfer).
 EARLY_STOP = ("none", "weak_val", "gt_val")
@@ -118,7 +118,8 @@ class TrainConfig:
     #: checkpoint selection (:data:`EARLY_STOP`) on a held-out ``val_frac`` of the training rows, seeded per seed
     early_stop: str = "none"
     val_frac: float = EARLY_STOP_VAL_FRAC
-    #: training-curve points: every ``curve_every`` optimiser steps, or 0 for the end of every epoch
+    #: training-curve points: every ``curve_every`` optimiser steps (AdamW steps, L-BFGS iterations); 0: at the end
+    #: of every epoch (AdamW), every ``_probe.CURVE_EVERY`` iterations (L-BFGS)
     curve_every: int = 0
 
 
@@ -145,8 +146,8 @@ def check_train_config(
     ``owner`` (e.g. ``"model 'glove-bow'"``) and the parameter.
 
     ``solver=None`` is the linear probes' default: ``"lbfgs"``, unless the model's user set a parameter only AdamW
-    reads (:data:`ADAMW_PARAMS`; the model passes the names it was given as ``adamw_given``, and early stopping
-    or curve points count too), which keeps such a configuration on ``"adamw"``. An explicit ``solver = "lbfgs"``
+    reads (:data:`ADAMW_PARAMS`; the model passes the names it was given as ``adamw_given``), which keeps such a
+    configuration on ``"adamw"``. Early stopping and curve points apply to either solver. An explicit ``solver = "lbfgs"``
     with one of them is an error. ``C``, ``max_iter`` and ``tol`` apply to ``"lbfgs"`` only: ``None`` takes the
     default (``default_C``, :data:`LBFGS_MAX_ITER`, :data:`LBFGS_TOL`), and giving one with ``"adamw"`` is an
     error (it would change nothing but the stage ids)."""
@@ -169,9 +170,7 @@ def check_train_config(
     lr = num("lr", lr, 0.0)
     if lr <= 0:
         raise ConfigError(f"{owner}: lr must be > 0, got {lr!r}")
-    adamw_given = [k for k in ADAMW_PARAMS if k in adamw_given
-                   or (k == "early_stop" and early_stop != "none") or (k == "val_frac" and val_frac is not None)
-                   or (k == "curve_every" and curve_every)]
+    adamw_given = [k for k in ADAMW_PARAMS if k in adamw_given]
     if solver is None:
         solver = "adamw" if adamw_given else "lbfgs"
     if solver not in SOLVERS:
@@ -192,8 +191,6 @@ def check_train_config(
         raise ConfigError(f"{owner}: early_stop must be one of {', '.join(EARLY_STOP)}, got {early_stop!r}")
     if val_frac is not None and early_stop == "none":
         raise ConfigError(f'{owner}: val_frac only applies with early_stop = "weak_val" or "gt_val"')
-    if early_stop != "none" and solver != "adamw":
-        raise ConfigError(f'{owner}: early_stop = {early_stop!r} needs solver = "adamw" (it selects an epoch or step)')
     if val_frac is not None and (isinstance(val_frac, bool) or not isinstance(val_frac, (int, float))
                                  or not 0 < val_frac < 1):
         raise ConfigError(f"{owner}: val_frac must be a number in (0, 1), got {val_frac!r}")

@@ -149,8 +149,9 @@ def _transfer_curves(results: Results):
 
 def curves_figure(results: Results, out_dir: Path) -> Path | None:
     """``curves.png``: every row's transfer test accuracy, agreement with its training labels and train loss
-    against the optimiser step (mean over seeds, thin lines per seed, a marker at an early-stopped step);
-    ``None`` when no transfer recorded a curve."""
+    against the optimiser step (AdamW steps or L-BFGS iterations; mean over seeds at the steps every seed
+    recorded, thin lines per seed, a marker at an early-stopped step); ``None`` when no transfer recorded a
+    curve."""
     plt = pyplot()
     import numpy as np
 
@@ -158,19 +159,25 @@ def curves_figure(results: Results, out_dir: Path) -> Path | None:
     if not rows:
         return None
     panels = (("test_acc", "test accuracy"), ("agreement", "agreement with training labels"),
-              ("train_loss", "train loss (since last point)"))
+              ("train_loss", "train loss"))
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     for i, (name, curves, chosen) in enumerate(rows):
         color = f"C{i % 10}"
-        length = min(len(c) for c in curves)
+        if all("epoch" in c[0] for c in curves):  # AdamW: the n-th point of every seed is the same epoch/step
+            length = min(len(c) for c in curves)
+            aligned = [c[:length] for c in curves]
+        else:  # L-BFGS seeds stop after different iteration counts: the steps every seed recorded
+            steps = sorted(set.intersection(*({p["step"] for p in c} for c in curves)))
+            aligned = [[p for p in c if p["step"] in steps] for c in curves]
         for ax, (key, label) in zip(axes, panels):
             for c in curves:
                 ax.plot([p["step"] for p in c], [_value(p.get(key)) for p in c], color=color, alpha=0.2, lw=0.8)
-            steps = [p["step"] for p in curves[0][:length]]
-            mean = np.nanmean([[_value(p.get(key)) for p in c[:length]] for c in curves], axis=0)
-            ax.plot(steps, mean, color=color, lw=1.8, label=name, marker="o" if length < 30 else None, ms=3)
-            ax.set_xlabel("optimiser step")
+            ax.set_xlabel("optimiser step (AdamW) or iteration (L-BFGS)")
             ax.set_ylabel(label)
+            if aligned[0]:
+                mean = np.nanmean([[_value(p.get(key)) for p in c] for c in aligned], axis=0)
+                ax.plot([p["step"] for p in aligned[0]], mean, color=color, lw=1.8, label=name,
+                        marker="o" if len(aligned[0]) < 30 else None, ms=3)
         for c, step in zip(curves, chosen):
             hit = [p for p in c if step is not None and p["step"] == step]
             if hit:

@@ -49,6 +49,10 @@ PHASES = 10
 HISTORY = 20
 #: Line-search evaluations per iteration at most.
 MAX_LINE_SEARCH = 25
+#: ``LBFGS``'s ``tolerance_change`` (lack-of-progress rules on the step and the objective).
+TOLERANCE_CHANGE = 1e-12
+#: L-BFGS iterations between curve points when ``curve_every`` is 0 (points also end every continuation phase).
+CURVE_EVERY = 10
 #: A feature whose training standard deviation is below this is left unscaled (``StandardScaler``'s rule).
 MIN_SCALE = 10 * np.finfo(np.float64).eps
 
@@ -88,25 +92,49 @@ def fit_lbfgs(
     progress: Callable[[int], None] | None = None,
     where: str = "",
     section: str | None = None,
+    val_inputs: np.ndarray | None = None,
+    val_targets: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Train the linear head ``module`` in place by full-batch L-BFGS (the ``solver = "lbfgs"`` branch of
     :func:`w2s_harness._training.fit`, same arguments and the same history keys).
 
-    Deterministic without a seed (``seed`` is accepted for the common signature). ``progress`` is advanced by
-    ``cfg.epochs * N`` once at the end (the caller's bar is sized for AdamW epochs).
+    Deterministic (the solve does not use ``seed``; it only picks the rows a curve point's agreement is measured
+    on, as in :func:`~w2s_harness._training.fit`). ``progress`` is advanced by ``cfg.epochs * N`` once at the end
+    (the caller's bar is sized for AdamW epochs).
 
-    :returns: ``{"epoch_test_acc": [test accuracy] (one entry, when eval data is given), "final_train_loss":
+    **Curve.** A point is recorded every ``cfg.curve_every`` L-BFGS iterations (0: every :data:`CURVE_EVERY`),
+    counted over the whole solve (all continuation phases), and at the end of every phase that moved the head:
+    ``{"step": iterations so far, "step_frac": the phase's schedule position, "train_loss": the mean loss (without
+    the penalty) at the iterate, "agreement", "test_acc" (with eval data), "val_acc" (with early stopping)}``,
+    the same keys as an AdamW point except ``epoch``. Recording splits each phase's ``LBFGS.step`` into segments
+    that carry the optimiser's state over and re-check its stopping rules at the cut (:meth:`_Solve.run`), so the
+    solution is bit-for-bit the one of an uninterrupted solve whatever the interval (tested).
+
+    **Early stopping** (``cfg.early_stop`` ``"weak_val"`` / ``"gt_val"``, with ``val_inputs`` / ``val_targets``
+    as for :func:`~w2s_harness._training.fit`): every point is scored on the validation slice and the head ends
+    at the iterate of the best point (the earliest on ties).
+
+    :returns: ``{"epoch_test_acc": [test accuracy of the returned head] (with eval data), "final_train_loss":
         the mean loss (without the penalty) at the solution, "steps": L-BFGS iterations in all, "solver":
-        "lbfgs", "converged": whether the final gradient met ``tol``, "grad_max": its largest entry}``.
+        "lbfgs", "converged": whether the final gradient met ``tol``, "grad_max": its largest entry, "curve":
+        [point, ...]}`` and, with early stopping, ``"early_stop": {"policy", "selected_step",
+        "selected_step_frac", "val_acc", "n_val"}`` (``converged`` and ``grad_max`` describe the end of the
+        solve, not the selected iterate).
     :raises TrainingError: the head is not a linear layer, the inputs are texts, or the loss is not finite (one
         line each, naming the stage and the fix).
     """
     import torch
 
-    from ._training import _check_inputs, _is_features, accuracy, cpu_head_mode, predict_proba
+    from ._training import _check_inputs, _is_features, cpu_head_mode
 
     what = where or "training"
     sec = section or ("weak" if "weak" in where.lower() else "strong")
+    if getattr(module, "choice_head", False):  # one scorer shared by a choice task's candidates (_choice)
+        from ._choice import fit_lbfgs_choice
+
+        return fit_lbfgs_choice(module, inputs, targets, loss, cfg, seed=seed, device=device, eval_inputs=eval_inputs,
+                                eval_labels=eval_labels, progress=progress, where=where, section=section,
+                                val_inputs=val_inputs, val_targets=val_targets)
     if not _is_features(inputs):
         raise TrainingError(
             f'{what}: solver = "lbfgs" trains a linear head on cached features, but this model fine-tunes on '
@@ -130,6 +158,10 @@ def fit_lbfgs(
         raise InputError(f"{where or 'fit'}: features have {int(inputs.shape[1])} columns, the head takes {d}")
     if k < 2:
         raise TrainingError(f"{what}: the head has {k} output; a classifier needs k >= 2")
+    policy = getattr(cfg, "early_stop", "none")
+    if policy != "none" and (val_inputs is None or val_targets is None):
+        raise InputError(f"{where or 'fit'}: early_stop={policy!r} needs val_inputs and val_targets")
+    every = int(getattr(cfg, "curve_every", 0) or 0) or CURVE_EVERY
 
     with cpu_head_mode(True):
         x = (inputs.detach().to("cpu", torch.float64) if isinstance(inputs, torch.Tensor)
@@ -140,12 +172,44 @@ def fit_lbfgs(
         if has_bias:
             xs = torch.cat([xs, torch.ones(n, 1, dtype=torch.float64)], dim=1)
         y = torch.as_tensor(targets, dtype=torch.float64 if targets.ndim == 2 else torch.long)
-        solution = _Solve(xs, y, k, d, has_bias, loss, cfg, what, sec).run()
-        weight, bias = _fold(solution.theta, k, d, has_bias, mean, scale)
-        with torch.no_grad():
-            module.weight.copy_(weight.to(module.weight.dtype))
-            if has_bias:
-                module.bias.copy_(bias.to(module.bias.dtype))
+
+        def load(theta) -> None:
+            weight, bias = _fold(theta, k, d, has_bias, mean, scale)
+            with torch.no_grad():
+                module.weight.copy_(weight.to(module.weight.dtype))
+                if has_bias:
+                    module.bias.copy_(bias.to(module.bias.dtype))
+
+        solution, curve = solve_with_curve(_Solve(xs, y, k, d, has_bias, loss, cfg, what, sec), load, module,
+                                           inputs, targets, seed=seed, device=device, policy=policy, every=every,
+                                           eval_inputs=eval_inputs, eval_labels=eval_labels,
+                                           val_inputs=val_inputs, val_targets=val_targets)
+    return lbfgs_history(module, solution, curve, policy=policy, n=n, cfg=cfg, device=device,
+                         eval_inputs=eval_inputs, eval_labels=eval_labels, progress=progress)
+
+
+def solve_with_curve(solve: _Solve, load, module, inputs, targets, *, seed: int, device: Any, policy: str,
+                     every: int, eval_inputs, eval_labels, val_inputs, val_targets) -> tuple[_Solve, _Curve]:
+    """Run ``solve`` recording a curve point every ``every`` iterations, and leave the head (through ``load``) at
+    the solution, or at the best point by validation accuracy under early stopping. Call inside
+    :func:`~w2s_harness._training.cpu_head_mode`; shared by the class and the choice heads."""
+    from ._training import _take, class_ids, curve_rows
+
+    agree_pos = curve_rows(int(np.asarray(targets).shape[0]), seed)
+    curve = _Curve(load, module, device, _take(inputs, agree_pos), class_ids(targets)[agree_pos], eval_inputs,
+                   eval_labels, val_inputs, class_ids(val_targets) if policy != "none" else None)
+    solution = solve.run(every, curve.point)
+    if not curve.points:  # the zero head met the tolerance: one point for it
+        curve.point(solution, 1.0)
+    load(curve.best[1] if policy != "none" else solution.theta)
+    return solution, curve
+
+
+def lbfgs_history(module, solution: _Solve, curve: _Curve, *, policy: str, n: int, cfg: TrainConfig, device: Any,
+                  eval_inputs, eval_labels, progress) -> dict[str, Any]:
+    """The history of an L-BFGS fit (keys as documented in :func:`fit_lbfgs`); puts the head in eval mode."""
+    from ._training import accuracy, predict_proba
+
     module.eval()
     if progress is not None:
         progress(max(1, cfg.epochs) * n)
@@ -154,9 +218,53 @@ def fit_lbfgs(
         history["epoch_test_acc"].append(accuracy(predict_proba(module, eval_inputs, device=device), eval_labels))
     history.update(
         final_train_loss=solution.loss_value, steps=solution.iterations, solver="lbfgs",
-        converged=solution.converged, grad_max=solution.grad_max,
+        converged=solution.converged, grad_max=solution.grad_max, curve=curve.points,
     )
+    if policy != "none":
+        chosen = curve.best[0]
+        history["early_stop"] = {"policy": policy, "selected_step": chosen["step"],
+                                 "selected_step_frac": chosen["step_frac"], "val_acc": chosen["val_acc"],
+                                 "n_val": len(curve.val_classes)}
     return history
+
+
+class _Curve:
+    """The curve points of one L-BFGS fit and the best of them by validation accuracy (early stopping).
+
+    :meth:`point` loads the current iterate into the head and scores it as a point of an AdamW head's curve is
+    scored (the same rows and helpers, inside the caller's :func:`~w2s_harness._training.cpu_head_mode`)."""
+
+    def __init__(self, load, module, device, agree_inputs, agree_classes, eval_inputs, eval_labels, val_inputs,
+                 val_classes):
+        self.load, self.module, self.device = load, module, device
+        self.agree_inputs, self.agree_classes = agree_inputs, agree_classes
+        self.eval_inputs, self.eval_labels = eval_inputs, eval_labels
+        self.val_inputs, self.val_classes = val_inputs, val_classes
+        self.points: list[dict[str, Any]] = []
+        self.best: list = []  # [point, theta copy] of the best validation accuracy so far
+
+    def point(self, solve: _Solve, step_frac: float, train_loss: float | None = None) -> None:
+        import torch
+
+        from ._training import accuracy, predict_proba
+
+        if train_loss is None:
+            with torch.no_grad():
+                train_loss = float(solve.objective(step_frac)[1])
+        theta = solve.theta.detach()
+        self.load(theta)
+        pt: dict[str, Any] = {"step": solve.iterations, "step_frac": step_frac, "train_loss": train_loss}
+        if self.eval_inputs is not None:
+            probs = predict_proba(self.module, self.eval_inputs, device=self.device, _nested=True)
+            pt["test_acc"] = accuracy(probs, self.eval_labels)
+        agree = predict_proba(self.module, self.agree_inputs, device=self.device, _nested=True).argmax(axis=1)
+        pt["agreement"] = float(np.mean(agree == self.agree_classes))
+        if self.val_classes is not None:
+            val_probs = predict_proba(self.module, self.val_inputs, device=self.device, _nested=True)
+            pt["val_acc"] = float(np.mean(val_probs.argmax(axis=1) == self.val_classes))
+            if not self.best or pt["val_acc"] > self.best[0]["val_acc"]:
+                self.best = [pt, theta.clone()]
+        self.points.append(pt)
 
 
 def _fold(theta, k: int, d: int, has_bias: bool, mean, scale):
@@ -186,6 +294,7 @@ class _Solve:
         self.call = loss
         self.stateful = bool(getattr(loss, "stateful", False)) and callable(getattr(loss, "reset", None))
         self.iterations = 0
+        self.phase_start = 0  # iterations before the current continuation phase
         self.loss_value = float("nan")
         self.grad_max = float("nan")
         self.converged = False
@@ -220,7 +329,7 @@ class _Solve:
             opt.zero_grad()
             total, value = self.objective(step_frac)
             if not torch.isfinite(total):
-                done = self.iterations + int(opt.state[self.theta].get("n_iter", 0))
+                done = self.phase_start + int(opt.state[self.theta].get("n_iter", 0))
                 raise TrainingError(
                     f"{self.what}: loss is {float(value.detach())} in the L-BFGS solve at step_frac {step_frac:g} "
                     f"(iteration {done + 1}); lower C (e.g. --set {self.section}.C={self.cfg.C / 10:g})"
@@ -230,18 +339,55 @@ class _Solve:
 
         return closure
 
-    def run(self) -> _Solve:
+    def run(self, every: int = 0, on_point: Callable[..., None] | None = None) -> _Solve:
+        """Solve every continuation phase; with ``on_point``, call ``on_point(self, step_frac, train_loss)`` every
+        ``every`` iterations (counted over the whole solve) and at the end of each phase that moved the head.
+
+        A phase's ``LBFGS.step`` is then run in segments of at most ``every`` iterations. The optimiser's state
+        (direction, step, curvature pairs, iteration count) carries over, and a new ``step`` call re-evaluates
+        the objective at the same point (the same value and gradient the line search ended with), so a segment
+        continues exactly where the previous one stopped. What a cut must reproduce is the end-of-iteration
+        stopping rules ``LBFGS.step`` checks after its iteration cap: the evaluation budget (each segment gets
+        what is left of the phase's), the lack-of-progress rules (checked here on the optimiser's state and the
+        objective at the cut) and the gradient tolerance (the next segment's first check returns at once)."""
         import torch
 
         cfg = self.cfg
+        max_eval = cfg.max_iter * MAX_LINE_SEARCH
         for phase in range(PHASES + 1):
+            step_frac = phase / PHASES
             opt = torch.optim.LBFGS(
-                [self.theta], lr=1.0, max_iter=cfg.max_iter, max_eval=cfg.max_iter * MAX_LINE_SEARCH,
-                tolerance_grad=cfg.tol, tolerance_change=1e-12, history_size=HISTORY,
+                [self.theta], lr=1.0, max_iter=cfg.max_iter, max_eval=max_eval,
+                tolerance_grad=cfg.tol, tolerance_change=TOLERANCE_CHANGE, history_size=HISTORY,
                 line_search_fn="strong_wolfe",
             )
-            opt.step(self._closure(opt, phase / PHASES))
-            self.iterations += int(opt.state[self.theta].get("n_iter", 0))
+            closure = self._closure(opt, step_frac)
+            self.phase_start = self.iterations
+            group, state = opt.param_groups[0], opt.state[self.theta]
+            done = calls = 0  # iterations and step() calls of this phase
+            while True:
+                seg = cfg.max_iter - done
+                if on_point is not None:
+                    seg = min(seg, every - self.iterations % every)
+                group["max_iter"] = seg
+                group["max_eval"] = max_eval - state.get("func_evals", 0) + calls
+                opt.step(closure)
+                calls += 1
+                ran = int(state["n_iter"]) - done
+                done += ran
+                self.iterations += ran
+                if ran == 0:  # the gradient met the tolerance at the segment's first check
+                    break
+                if ran < seg or done >= cfg.max_iter:  # LBFGS.step stopped by a rule of its own, or the cap
+                    self._emit(on_point, step_frac)
+                    break
+                with torch.no_grad():
+                    total, value = self.objective(step_frac)
+                self._emit(on_point, step_frac, float(value))
+                spent = 1 + int(state["func_evals"]) - calls  # evaluations an uninterrupted step() would count
+                if (spent >= max_eval or float(state["d"].mul(state["t"]).abs().max()) <= TOLERANCE_CHANGE
+                        or abs(float(total) - state["prev_loss"]) < TOLERANCE_CHANGE):
+                    break
         self.theta.grad = None
         total, value = self.objective(1.0)
         total.backward()
@@ -250,6 +396,10 @@ class _Solve:
         self.loss_value = float(value.detach())
         self.theta = self.theta.detach()
         return self
+
+    def _emit(self, on_point, step_frac: float, train_loss: float | None = None) -> None:
+        if on_point is not None:
+            on_point(self, step_frac, train_loss)
 
 
 __all__ = ["fit_lbfgs", "hard_targets", "standardiser"]

@@ -54,21 +54,25 @@ def lr_multiplier(step: int, total: int, warmup_steps: int) -> float:
 
 @contextmanager
 def cpu_head_mode(enabled: bool = True) -> Iterator[None]:
-    """One intra-op thread with denormals flushed (for tiny heads on CPU); restores both after (flushing back to
-    off, torch's default: it has no getter)."""
+    """One intra-op thread with denormals flushed (for tiny heads on CPU); restores both to what they were before
+    (torch has no getter for flushing: :func:`~w2s_harness._torch_settings.flush_denormal_enabled` probes it), so
+    a nested use, e.g. an evaluation inside a training loop, leaves the loop's flushing on."""
     if not enabled:
         yield
         return
     import torch
 
+    from ._torch_settings import flush_denormal_enabled
+
     prev = torch.get_num_threads()
+    prev_flush = flush_denormal_enabled()
     torch.set_flush_denormal(True)
     torch.set_num_threads(1)
     try:
         yield
     finally:
         torch.set_num_threads(prev)
-        torch.set_flush_denormal(False)
+        torch.set_flush_denormal(prev_flush)
 
 
 def _is_features(inputs: Any) -> bool:
@@ -87,11 +91,13 @@ def _as_device(device: Any):
 
 def _check_inputs(inputs: Any, what: str) -> int:
     if _is_features(inputs):
-        if inputs.ndim != 2:
-            raise InputError(f"{what}: features must be (N, d), got shape {tuple(inputs.shape)}")
+        if inputs.ndim not in (2, 3):  # (N, n, d): the n candidates of a choice task (_choice)
+            raise InputError(f"{what}: features must be (N, d) (or (N, n, d) for a choice task), got shape "
+                             f"{tuple(inputs.shape)}")
         return int(inputs.shape[0])
-    if isinstance(inputs, (list, tuple)) and all(isinstance(t, str) for t in inputs):
-        return len(inputs)
+    if isinstance(inputs, (list, tuple)) and all(
+            isinstance(t, str) or (isinstance(t, tuple) and all(isinstance(c, str) for c in t)) for t in inputs):
+        return len(inputs)  # strings, or a choice task's tuples of candidate texts
     raise InputError(
         f"{what}: inputs must be an (N, d) float32 array or a list of strings, got {type(inputs).__name__}"
     )
@@ -150,7 +156,8 @@ def fit(
         from ._probe import fit_lbfgs
 
         return fit_lbfgs(module, inputs, targets, loss, cfg, seed=seed, device=device, eval_inputs=eval_inputs,
-                         eval_labels=eval_labels, progress=progress, where=where, section=section)
+                         eval_labels=eval_labels, progress=progress, where=where, section=section,
+                         val_inputs=val_inputs, val_targets=val_targets)
     import torch
 
     device = _as_device(device)
@@ -269,7 +276,7 @@ def fit(
             epoch_losses.append(float((step_losses * batch_sizes).sum() / batch_sizes.sum()))
             last = epoch == cfg.epochs - 1
             if eval_inputs is not None and (cfg.eval_every_epoch or last):
-                probs = predict_proba(module, eval_inputs, device=device)
+                probs = predict_proba(module, eval_inputs, device=device, _nested=True)
                 epoch_acc.append(accuracy(probs, eval_labels))
                 module.train()
             if curve_every == 0 and (cfg.eval_every_epoch or last):
