@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-import zlib
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from test_pipeline import write_config
+from toy_hash import ToyHash
 
 from w2s_harness import ConfigError, RunConfig, check_train_config, hookimpl, zero_linear_head
 from w2s_harness._analysis import agreement, agreement_split, auroc, binary_auroc, kl_rows, lookup, misfit
@@ -284,6 +283,39 @@ def test_curve_agreement_uses_the_training_targets():
     assert out["curve"][-1]["agreement"] >= 0.85 and out["curve"][-1]["test_acc"] <= 0.15
 
 
+def test_denormal_flushing_stays_on_through_the_per_epoch_evaluations_and_is_restored():
+    """The per-epoch evaluation inside the CPU head loop used to switch flushing off for the epochs after it (a
+    nested cpu_head_mode restored "off"): every batch of every epoch now trains with it on, and the caller's
+    setting is what it was before, on or off."""
+    from w2s_harness._torch_settings import flush_denormal_enabled
+    from w2s_harness._training import cpu_head_mode
+
+    x, y, t = separable()
+    seen = []
+
+    def recording_xent(logits, targets, step_frac=0.0):
+        seen.append(flush_denormal_enabled())
+        return xent(logits, targets)
+
+    for before in (False, True):
+        torch.set_flush_denormal(before)
+        try:
+            seen.clear()
+            fit(zero_linear_head(4, 2), x[:160], t[:160], recording_xent, TrainConfig(lr=0.05, epochs=3), seed=0,
+                device="cpu", eval_inputs=x[160:], eval_labels=y[160:])
+            assert len(seen) == 15 and all(seen), seen  # 3 epochs x 5 batches, each evaluated in between
+            assert flush_denormal_enabled() is before
+            predict_proba(zero_linear_head(4, 2), x, device="cpu")  # an evaluation on its own
+            assert flush_denormal_enabled() is before
+            with cpu_head_mode(True):
+                with cpu_head_mode(True):
+                    pass
+                assert flush_denormal_enabled()
+            assert flush_denormal_enabled() is before
+        finally:
+            torch.set_flush_denormal(False)
+
+
 # ------------------------------------------------------------------------------- early stopping
 
 
@@ -366,30 +398,15 @@ def test_validation_split_is_seeded_disjoint_and_reproducible():
 # ------------------------------------------------------------------------------- tiny real runs
 
 
-class ToyStop:
-    """Hashed bag of words + a linear head whose training config takes the early-stopping and curve options."""
+class ToyStop(ToyHash):
+    """``toy-hash`` registered with the early-stopping and curve options as its own parameters."""
+
+    name = "toy-stop"
 
     def __init__(self, dim: int = 64, epochs: int = 6, lr: float = 0.05, early_stop: str = "none",
                  val_frac: float | None = None, curve_every: int = 0):
-        self.name, self.dim = "toy-stop", dim
-        self.train_config = check_train_config("model 'toy-stop'", lr=lr, epochs=epochs, batch_size=16,
-                                               early_stop=early_stop, val_frac=val_frac, curve_every=curve_every)
-
-    def feature_key(self):
-        return f"toy-stop|{self.dim}"
-
-    def identity(self):
-        return {"name": self.name, "dim": self.dim, "train": asdict(self.train_config)}
-
-    def features(self, texts, progress=None, device=None):
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for i, text in enumerate(texts):
-            for w in text.split():
-                out[i, zlib.crc32(w.encode()) % self.dim] += 1.0
-        return {self.feature_key(): out}
-
-    def head(self, n_classes, in_features, device):
-        return zero_linear_head(in_features, n_classes, device)
+        super().__init__(dim, epochs, lr, early_stop=early_stop, val_frac=val_frac, curve_every=curve_every,
+                         batch_size=16)
 
 
 class ToyPlugin:

@@ -23,7 +23,7 @@ from w2s_harness._datasets import BaseDataset, fingerprint_examples
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_SRC = REPO / "examples" / "w2s-harness-example-plugin" / "src"
-HEAVY = ("torch", "transformers", "triton")
+HEAVY = ("torch", "transformers", "triton", "chess")
 
 
 # ----------------------------------------------------------------------------- an in-process plugin

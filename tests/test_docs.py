@@ -257,6 +257,15 @@ def _write_local_data(config: dict, cwd: Path) -> None:
         columns = re.findall(r"\{(\w+)", template) if template else ["text"]
     label = ds.get("label_column", "label")
     rows = [{**{c: f"{c} of example {i}" for c in columns}, label: ("yes", "no")[i % 2]} for i in range(200)]
+    prompt = ds.get("prompt_column", "prompt")
+    if ds.get("chosen_column"):  # a preference file (docs/choice.md)
+        rows = [{prompt: f"prompt {i}", ds["chosen_column"]: f"good reply {i}",
+                 ds["rejected_column"]: f"bad reply {i}"} for i in range(200)]
+    elif ds.get("candidates_column"):  # a multiple-choice file
+        rows = [{prompt: f"question {i}", ds["candidates_column"]: [f"option {j} of {i}" for j in range(3)],
+                 ds["answer_column"]: i % 3} for i in range(200)]
+    if ds.get("difficulty_column"):  # an easy-to-hard example: difficulties 0..199
+        rows = [{**r, ds["difficulty_column"]: i} for i, r in enumerate(rows)]
     path = cwd / ds["path"]
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()

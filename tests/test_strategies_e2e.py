@@ -1,55 +1,18 @@
 """End-to-end runs of every built-in strategy through the CLI (``main([..., '--json'])``) on a tiny CSV.
 
-Models: ``toy-hash``, a hashed bag-of-words linear probe defined here (``dim`` buckets: few buckets collide and
+Models: ``toy-hash`` (``tests/toy_hash.py``), a hashed bag-of-words linear probe (``dim`` buckets: few buckets collide and
 make a weak model, many make a strong one), so these runs take seconds and need no downloaded weights.
 """
 
 from __future__ import annotations
 
 import json
-import zlib
-from dataclasses import asdict
 
 import numpy as np
 import pytest
+from toy_hash import PLUGINS
 
-from w2s_harness import check_train_config, zero_linear_head
 from w2s_harness._cli import main
-from w2s_harness.hookspecs import hookimpl
-
-
-class ToyHash:
-    """Counts of words hashed into ``dim`` buckets + a zero-initialised linear head."""
-
-
-    def __init__(self, dim: int = 64, epochs: int = 5, lr: float = 0.05):
-        self.name, self.dim = "toy-hash", dim
-        self.train_config = check_train_config("toy-hash", lr=lr, epochs=epochs, batch_size=32)
-
-    def feature_key(self):
-        return f"toy-hash|{self.dim}"
-
-    def identity(self):
-        return {"name": self.name, "dim": self.dim, "train": asdict(self.train_config)}
-
-    def features(self, texts, progress=None, device=None):
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for i, t in enumerate(texts):
-            for w in t.split():
-                out[i, zlib.crc32(w.encode()) % self.dim] += 1.0
-        return {self.feature_key(): out}
-
-    def head(self, n_classes, in_features, device):
-        return zero_linear_head(in_features, n_classes, device)
-
-
-class ToyPlugin:
-    @hookimpl
-    def w2s_register_models(self, registry):
-        registry.add("toy-hash", ToyHash, description="hashed bag of words (tests)")
-
-
-PLUGINS = [ToyPlugin()]
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,13 @@ from __future__ import annotations
 import io
 import json
 import math
-import zlib
-from dataclasses import asdict
 
 import numpy as np
 import pytest
 from rich.console import Console
+from toy_hash import ToyHash
 
-from w2s_harness import Results, RunConfig, Summary, check_train_config, hookimpl, zero_linear_head
+from w2s_harness import Results, RunConfig, Summary, hookimpl
 from w2s_harness._assemble import assemble
 from w2s_harness._cli import main
 from w2s_harness._plan import Comparison, Experiment, Plan, Stage, StageKind, StageRef
@@ -296,30 +295,6 @@ def test_summary_defaults_for_direct_construction():
 
 
 # ------------------------------------------------------------------------------------- tiny real runs
-
-
-class ToyHash:
-    """Counts of words hashed into ``dim`` buckets + a linear head: few buckets make a weak model."""
-
-    def __init__(self, dim: int = 64, epochs: int = 5, lr: float = 0.05):
-        self.name, self.dim = "toy-hash", dim
-        self.train_config = check_train_config("toy-hash", lr=lr, epochs=epochs, batch_size=32)
-
-    def feature_key(self):
-        return f"toy-hash|{self.dim}"
-
-    def identity(self):
-        return {"name": self.name, "dim": self.dim, "train": asdict(self.train_config)}
-
-    def features(self, texts, progress=None, device=None):
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for i, t in enumerate(texts):
-            for w in t.split():
-                out[i, zlib.crc32(w.encode()) % self.dim] += 1.0
-        return {self.feature_key(): out}
-
-    def head(self, n_classes, in_features, device):
-        return zero_linear_head(in_features, n_classes, device)
 
 
 class DivergingLoss:

@@ -8,6 +8,10 @@ Example config::
     text_columns = ["question", "answer"]     # joined with a newline ...
     template = "Q: {question}\\nA: {answer}"  # ... or formatted with this template
     label_column = "label"                   # strings or ints; class ids follow the sorted label values
+
+A choice (preference) file instead: ``chosen_column = "chosen"`` + ``rejected_column = "rejected"`` (and
+``prompt_column``, default ``"prompt"``), or ``candidates_column`` (a list per row) + ``answer_column`` (the index
+of the correct candidate); see :class:`LocalChoiceDataset` and docs/choice.md.
 """
 
 from __future__ import annotations
@@ -20,7 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from w2s_harness import BaseDataset, ConfigError, DataError, TextData, fingerprint_examples
+from w2s_harness import (
+    BaseDataset,
+    Choice,
+    ChoiceDataset,
+    ConfigError,
+    DataError,
+    TextData,
+    fingerprint_examples,
+)
 
 #: file suffix -> (HF ``datasets`` packaged builder, extra builder kwargs)
 FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -130,6 +142,7 @@ class LocalDataset(BaseDataset):
     :param template: optional ``str.format`` template over the columns (``"{question}\\n{answer}"``);
         replaces the newline join of ``text_columns``.
     :param encoding: text encoding of CSV/TSV files (default utf-8).
+    :param difficulty_column: optional numeric column: each row's difficulty, for easy-to-hard splits.
     """
 
     name = "local"
@@ -141,6 +154,7 @@ class LocalDataset(BaseDataset):
         label_column: str = "label",
         template: str | None = None,
         encoding: str | None = None,
+        difficulty_column: str | None = None,
         n_train: int | None = None,
         n_test: int | None = None,
         test_seed: int = 0,
@@ -173,18 +187,38 @@ class LocalDataset(BaseDataset):
             template_fields(template)  # validate early
         self.label_column = label_column
         self.encoding = encoding
+        if difficulty_column is not None and (not isinstance(difficulty_column, str) or not difficulty_column):
+            raise ConfigError(f"dataset 'local': difficulty_column must be a column name, got {difficulty_column!r}")
+        self.difficulty_column = difficulty_column
 
     def params(self) -> dict[str, Any]:
-        return {
+        out = {
             "path": self.path,
             "text_columns": self.text_columns,
             "label_column": self.label_column,
             "template": self.template,
             "encoding": self.encoding,
         }
+        if self.difficulty_column is not None:
+            out["difficulty_column"] = self.difficulty_column
+        return out
+
+    def _table(self) -> dict[str, list]:
+        if getattr(self, "_cols", None) is None:
+            self._cols = read_table(self.path, encoding=self.encoding)
+        return self._cols
+
+    def _row_difficulty(self, rows: np.ndarray) -> list | None:
+        if self.difficulty_column is None:
+            return None
+        cols = self._table()
+        if self.difficulty_column not in cols:
+            raise DataError(f"dataset 'local' ({self.path}): no column {self.difficulty_column!r} "
+                            f"(difficulty_column); available columns: {', '.join(cols)}")
+        return [cols[self.difficulty_column][i] for i in rows]
 
     def _load(self) -> TextData:
-        cols = read_table(self.path, encoding=self.encoding)
+        cols = self._table()
         source = f"dataset 'local' ({self.path})"
         needed = [self.label_column] + (
             template_fields(self.template) if self.template is not None else self.text_columns
@@ -226,3 +260,134 @@ def format_texts(cols: dict[str, list], text_columns: list[str], template: str |
         except (IndexError, KeyError, AttributeError, ValueError) as exc:
             raise ConfigError(f"template {template!r} failed on row {i}: {exc}") from None
     return out
+
+
+# ------------------------------------------------------------------------------------------ choice files
+
+
+class LocalChoiceDataset(ChoiceDataset):
+    """A choice (preference) file on disk: a prompt and candidates per row, one of them correct.
+
+    Either ``chosen_column`` + ``rejected_column`` (two candidates, the chosen one correct: a preference pair) or
+    ``candidates_column`` (a list per row) + ``answer_column`` (the 0-based index of the correct one). Rows with
+    identical candidates are skipped.
+
+    :param prompt_column: column of the shared prompt (``""``: no prompt, the candidates alone are scored).
+    :param pair_template: how prompt and candidate become the scored text (default ``"{prompt}\\n{candidate}"``).
+    :param difficulty_column: optional numeric column carried as each example's difficulty.
+    """
+
+    name = "local"
+
+    def __init__(self, path: str, prompt_column: str = "prompt", chosen_column: str | None = None,
+                 rejected_column: str | None = None, candidates_column: str | None = None,
+                 answer_column: str | None = None, difficulty_column: str | None = None,
+                 encoding: str | None = None, pair_template: str | None = None, shuffle_seed: int = 0,
+                 n_train: int | None = None, n_test: int | None = None, test_seed: int = 0):
+        super().__init__(pair_template=pair_template, shuffle_seed=shuffle_seed, n_train=n_train, n_test=n_test,
+                         test_seed=test_seed)
+        if not isinstance(path, (str, os.PathLike)) or not str(path):
+            raise ConfigError(f"dataset 'local': path must be a file path, got {path!r}")
+        for key, value in (("prompt_column", prompt_column), ("chosen_column", chosen_column),
+                           ("rejected_column", rejected_column), ("candidates_column", candidates_column),
+                           ("answer_column", answer_column), ("difficulty_column", difficulty_column)):
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"dataset 'local': {key} must be a column name, got {value!r}")
+        pairwise = chosen_column is not None or rejected_column is not None
+        listed = candidates_column is not None or answer_column is not None
+        if pairwise and listed:
+            raise ConfigError("dataset 'local': give chosen_column + rejected_column or candidates_column + "
+                              "answer_column, not both")
+        if pairwise and (chosen_column is None or rejected_column is None):
+            raise ConfigError("dataset 'local': a preference file needs both chosen_column and rejected_column")
+        if listed and (candidates_column is None or answer_column is None):
+            raise ConfigError("dataset 'local': a choice file needs both candidates_column and answer_column")
+        self.path = str(path)
+        self.prompt_column = prompt_column
+        self.chosen_column, self.rejected_column = chosen_column, rejected_column
+        self.candidates_column, self.answer_column = candidates_column, answer_column
+        self.difficulty_column = difficulty_column
+        self.encoding = encoding
+
+    def choice_params(self) -> dict[str, Any]:
+        return {"path": self.path, "prompt_column": self.prompt_column, "chosen_column": self.chosen_column,
+                "rejected_column": self.rejected_column, "candidates_column": self.candidates_column,
+                "answer_column": self.answer_column, "difficulty_column": self.difficulty_column,
+                "encoding": self.encoding}
+
+    def _all_choices(self) -> list[Choice | None]:
+        cols = read_table(self.path, encoding=self.encoding)
+        source = f"dataset 'local' ({self.path})"
+        needed = [c for c in (self.prompt_column or None, self.chosen_column, self.rejected_column,
+                              self.candidates_column, self.answer_column, self.difficulty_column) if c]
+        for c in needed:
+            if c not in cols:
+                raise DataError(f"{source}: no column {c!r}; available columns: {', '.join(cols) or '(none)'}")
+        n = len(next(iter(cols.values()), []))
+        if n == 0:
+            raise DataError(f"{source} has no rows")
+        prompts = [_cell(v) for v in cols[self.prompt_column]] if self.prompt_column else [""] * n
+        diff = cols.get(self.difficulty_column) if self.difficulty_column else None
+        out: list[Choice | None] = []
+        for i in range(n):
+            if self.chosen_column is not None:
+                a, b = cols[self.chosen_column][i], cols[self.rejected_column][i]
+                if a is None or b is None:
+                    out.append(None)
+                    continue
+                cands, correct = (_cell(a), _cell(b)), 0
+            else:
+                listed, answer = cols[self.candidates_column][i], cols[self.answer_column][i]
+                if not isinstance(listed, (list, tuple)):
+                    raise DataError(f"{source}: row {i}: {self.candidates_column!r} must be a list of candidates, "
+                                    f"got {type(listed).__name__}")
+                if isinstance(answer, bool) or not isinstance(answer, (int, np.integer, float)) or (
+                        not float(answer).is_integer()):
+                    raise DataError(f"{source}: row {i}: {self.answer_column!r} must be the 0-based index of the "
+                                    f"correct candidate, got {answer!r}")
+                cands, correct = tuple(_cell(c) for c in listed), int(answer)
+                if not 0 <= correct < len(cands):
+                    raise DataError(f"{source}: row {i}: {self.answer_column!r} = {correct} is not an index into "
+                                    f"its {len(cands)} candidates")
+            d = None if diff is None or diff[i] is None else float(diff[i])
+            out.append(Choice(prompts[i], cands, correct, d))
+        return out
+
+
+def local_dataset(
+    path: str,
+    text_columns: list[str] | str | None = None,
+    label_column: str = "label",
+    template: str | None = None,
+    encoding: str | None = None,
+    prompt_column: str = "prompt",
+    chosen_column: str | None = None,
+    rejected_column: str | None = None,
+    candidates_column: str | None = None,
+    answer_column: str | None = None,
+    difficulty_column: str | None = None,
+    pair_template: str | None = None,
+    shuffle_seed: int = 0,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    test_seed: int = 0,
+):
+    """The ``local`` factory: a :class:`LocalChoiceDataset` when a choice column is named (``chosen_column`` /
+    ``rejected_column`` or ``candidates_column`` / ``answer_column``), else a :class:`LocalDataset`."""
+    given = {"chosen_column": chosen_column, "rejected_column": rejected_column,
+             "candidates_column": candidates_column, "answer_column": answer_column}
+    common = {"n_train": n_train, "n_test": n_test, "test_seed": test_seed}
+    if any(v is not None for v in given.values()):
+        if text_columns is not None or template is not None or label_column != "label":
+            raise ConfigError("dataset 'local': text_columns, template and label_column are for labelled texts; a "
+                              "choice file uses prompt_column and chosen/rejected_column or candidates/answer_column")
+        return LocalChoiceDataset(path, prompt_column=prompt_column, difficulty_column=difficulty_column,
+                                  encoding=encoding, pair_template=pair_template, shuffle_seed=shuffle_seed,
+                                  **given, **common)
+    extra = [k for k, v in (("prompt_column", prompt_column != "prompt"),
+                            ("pair_template", pair_template), ("shuffle_seed", shuffle_seed != 0)) if v]
+    if extra:
+        raise ConfigError(f"dataset 'local': {', '.join(extra)} only apply to a choice file; name its columns with "
+                          f"chosen_column + rejected_column or candidates_column + answer_column")
+    return LocalDataset(path, text_columns=text_columns, label_column=label_column, template=template,
+                        encoding=encoding, difficulty_column=difficulty_column, **common)

@@ -29,14 +29,8 @@ import numpy as np
 
 from w2s_harness import BaseDataset, ConfigError, DataError, TextData, fingerprint_examples
 
-from .hfsource import (
-    PARQUET_BRANCH,
-    load_data_files,
-    load_directory,
-    load_hub,
-    load_tokenizer,
-    normalise_data_files,
-)
+from .hfsource import PARQUET_BRANCH, load_tokenizer
+from .hubtables import HubTables
 
 OPENAI = "openai/weak-to-strong"
 ELEUTHER = "EleutherAI/w2s"
@@ -412,7 +406,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe("anthropic_hh", "Anthropic/hh-rlhf", ("train",), "test", ("chosen", "rejected"), _render_anthropic,
            pick=_pick_anthropic, class_names=("rejected", "chosen"), source=OPENAI,
            summary="HH-RLHF single-text form: the chosen (1) or the rejected (0) dialogue; the reference's own "
-                   "ceiling here is at chance (~0.49): a pairwise (choice) form is planned"),
+                   "ceiling here is at chance (~0.49): use anthropic_hh_pairwise"),
     # ---- EleutherAI/w2s
     Recipe("anli-r2", "facebook/anli", ("train_r2",), "test_r2", ("premise", "hypothesis"), _render_anli,
            label=_label_anli, label_columns=("label",), balance=True,
@@ -523,24 +517,10 @@ class RecipeDataset(BaseDataset):
             n_test = r.default_n_test
         super().__init__(n_train=n_train, n_test=n_test, test_seed=test_seed)
         owner = self.name
-
-        def text(key, value):
-            if value is not None and (not isinstance(value, (str, os.PathLike)) or not str(value)):
-                raise ConfigError(f"dataset {owner!r}: {key} must be a string, got {value!r}")
-            return None if value is None else str(value)
-
-        self.data_files = normalise_data_files(data_files, owner, r.splits, r.train_splits[0])
-        if self.data_files is not None:
-            missing = [s for s in r.train_splits if s not in self.data_files]
-            if missing:
-                raise ConfigError(f"dataset {owner!r}: data_files needs the training split(s) "
-                                  f"{', '.join(repr(s) for s in missing)}; {self._local_hint()}")
-        self.path = text("path", path)
-        if self.path is not None and self.data_files is not None:
-            raise ConfigError(f"dataset {owner!r}: give data_files or path, not both")
-        self.hub_id = text("hub_id", hub_id) or r.hub_id
-        self.revision = text("revision", revision) if revision is not None else r.revision
-        self.cache_dir = text("cache_dir", cache_dir)
+        self.source = HubTables(owner, hub=r.hub_id, config=r.config, splits=r.splits,
+                                train_splits=list(r.train_splits), columns=list(r.raw_columns),
+                                data_files=data_files, path=path, hub_id=hub_id, revision=revision,
+                                default_revision=r.revision, cache_dir=cache_dir)
         if isinstance(format_seed, bool) or not isinstance(format_seed, (int, np.integer)) or format_seed < 0:
             raise ConfigError(f"dataset {owner!r}: format_seed must be an integer >= 0, got {format_seed!r}")
         self.format_seed = int(format_seed)
@@ -552,95 +532,33 @@ class RecipeDataset(BaseDataset):
                                     or max_ctx < 1):
             raise ConfigError(f"dataset {owner!r}: max_ctx must be an integer >= 1 or omitted, got {max_ctx!r}")
         self.max_ctx = None if max_ctx is None else int(max_ctx)
-        self.tokenizer = text("tokenizer", tokenizer)
+        if tokenizer is not None and (not isinstance(tokenizer, (str, os.PathLike)) or not str(tokenizer)):
+            raise ConfigError(f"dataset {owner!r}: tokenizer must be a string, got {tokenizer!r}")
+        self.tokenizer = None if tokenizer is None else str(tokenizer)
         if self.tokenizer is not None and self.max_ctx is None:
             raise ConfigError(f"dataset {owner!r}: tokenizer is only used with max_ctx; set max_ctx too")
-        self._tables: dict[str, Any] | None = None
-        self._order: list[str] = []
-        self._offsets = np.zeros(1, dtype=np.int64)
         self._replays: dict[str, tuple[random.Random, list]] = {}
         self._texts: dict[int, str] = {}
         self._tok = None
 
     def params(self) -> dict[str, Any]:
-        source: dict[str, Any]
-        if self.data_files is not None:
-            source = {"data_files": self.data_files}
-        elif self.path is not None:
-            source = {"path": self.path}
-        else:
-            source = {"hub_id": self.hub_id, "config": self.recipe.config, "revision": self.revision}
+        source = self.source.params()
         return {**source, "format_seed": self.format_seed, "balance": self.balance, "max_ctx": self.max_ctx,
                 "tokenizer": self.tokenizer}
 
-    # ------------------------------------------------------------------------------------ source
-
-    def _local_hint(self) -> str:
-        r = self.recipe
-        files = ", ".join(f'{s} = "{s}.parquet"' for s in r.splits)
-        return (f"to use local files, set data_files = {{{files}}} (the raw {r.hub_id} schema, columns "
-                f"{', '.join(r.raw_columns)}; .parquet, .jsonl or .csv) or path = a local copy of the "
-                f"{r.hub_id} repository")
-
-    def _open(self) -> None:
-        if self._tables is not None:
-            return
-        r = self.recipe
-        if self.data_files is not None:
-            tables = load_data_files(self.data_files, self.name, self.cache_dir)
-        elif self.path is not None:
-            tables = load_directory(self.path, r.splits, r.config, self.name, self.cache_dir)
-        else:
-            tables = load_hub(self.hub_id, r.config, self.revision, r.splits, self.name, self.cache_dir,
-                              self._local_hint())
-        for split in r.train_splits:
-            if split not in tables:
-                raise DataError(f"dataset {self.name!r}: no {split!r} split found; {self._local_hint()}")
-        needed = r.raw_columns
-        for split, table in tables.items():
-            missing = [c for c in needed if c not in table.column_names]
-            if missing:
-                raise DataError(
-                    f"dataset {self.name!r}: split {split!r} has no column {missing[0]!r} (it has "
-                    f"{', '.join(table.column_names)}); it needs the raw {r.hub_id} schema: {', '.join(needed)}")
-        self._order = [s for s in r.splits if s in tables]
-        self._offsets = np.cumsum([0] + [len(tables[s]) for s in self._order]).astype(np.int64)
-        self._tables = tables
-
     def _num_rows(self) -> int:
-        self._open()
-        return int(self._offsets[-1])
+        return self.source.num_rows()
 
     def _test_candidates(self) -> np.ndarray | None:
-        self._open()
-        test = self.recipe.test_split
-        if test is None or test not in self._order:
-            return None
-        k = self._order.index(test)
-        return np.arange(self._offsets[k], self._offsets[k + 1])
-
-    def _groups(self, rows: np.ndarray):
-        """``(split, positions in rows, local row ids)`` per split that ``rows`` touch."""
-        rows = np.asarray(rows, dtype=np.int64)
-        which = np.searchsorted(self._offsets, rows, side="right") - 1
-        for k, split in enumerate(self._order):
-            pos = np.flatnonzero(which == k)
-            if len(pos):
-                yield split, pos, rows[pos] - self._offsets[k]
-
-    def _raw(self, split: str, local: np.ndarray, columns: list[str]) -> list[Row]:
-        table = self._tables[split].select_columns(columns).select(local.tolist())
-        batch = table[:]
-        return [{c: batch[c][i] for c in columns} for i in range(len(local))]
+        return self.source.split_rows(self.recipe.test_split)
 
     def _outcomes(self, rows: np.ndarray) -> list:
         """``(label, extra)`` or None per row (see :class:`Recipe`)."""
-        self._open()
         r = self.recipe
         out: list = [None] * len(rows)
-        for split, pos, local in self._groups(rows):
+        for split, pos, local in self.source.groups(rows):
             if r.pick is None:
-                values = [r.label(row) for row in self._raw(split, local, list(r.label_columns))]
+                values = [r.label(row) for row in self.source.read(split, local, list(r.label_columns))]
                 got = [None if v is None else (int(v), None) for v in values]
             else:
                 done = self._replay(split, int(local.max()) + 1)
@@ -655,7 +573,7 @@ class RecipeDataset(BaseDataset):
         if split not in self._replays:
             self._replays[split] = (random.Random(self.format_seed), [])
         rng, done = self._replays[split]
-        table = self._tables[split].select_columns(list(r.pick_columns)) if r.pick_columns else None
+        table = self.source.open()[split].select_columns(list(r.pick_columns)) if r.pick_columns else None
         while len(done) < upto:
             a = len(done)
             b = min(upto, a + REPLAY_BLOCK)
@@ -671,8 +589,8 @@ class RecipeDataset(BaseDataset):
         texts: list[str | None] = [self._texts.get(int(row)) for row in rows]
         todo = np.array([i for i, t in enumerate(texts) if t is None], dtype=np.int64)
         if len(todo):
-            for split, pos, local in self._groups(np.asarray(rows)[todo]):
-                for p, row in zip(pos, self._raw(split, local, list(r.columns))):
+            for split, pos, local in self.source.groups(np.asarray(rows)[todo]):
+                for p, row in zip(pos, self.source.read(split, local, list(r.columns))):
                     i = todo[p]
                     label, extra = outcomes[i]
                     texts[i] = r.render(row, label, extra)

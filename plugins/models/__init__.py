@@ -1,5 +1,6 @@
-"""Built-in models: ``glove-bow`` (weak, offline), the ``hf:`` prefix (any transformers encoder or causal LM) and
-the ``preset:`` prefix (named hub models with default parameters, see :mod:`.presets`)."""
+"""Built-in models: ``glove-bow`` (weak, offline), the ``hf:`` prefix (any transformers encoder or causal LM), the
+``preset:`` prefix (named hub models with default parameters, see :mod:`.presets`) and the vision backbones
+``torchvision:`` / ``timm:`` (see :mod:`.vision`)."""
 
 from w2s_harness import hookimpl
 
@@ -9,6 +10,7 @@ def w2s_register_models(registry):
     from .glove import GloveBow
     from .hf import hf_model
     from .presets import BUILTIN, preset_model
+    from .vision import timm_model, torchvision_model
 
     registry.add(
         "glove-bow",
@@ -20,6 +22,19 @@ def w2s_register_models(registry):
         hf_model,
         description="hf:<checkpoint dir, .gguf file or hub id>: transformers encoder or causal LM + linear head; "
         "layers=N truncates, linear_probe=false fine-tunes (lora=true: LoRA adapters)",
+    )
+    registry.add(
+        "torchvision:",
+        torchvision_model,
+        description="torchvision:<arch>: a frozen torchvision image backbone (alexnet, resnet50, vit_b_16, ...) + "
+        "linear head on its pre-logits features; pretrained weights from the torch hub cache or weights = <file>, "
+        "never downloaded (w2s-harness[vision])",
+    )
+    registry.add(
+        "timm:",
+        timm_model,
+        description="timm:<name>: a frozen timm image backbone (vit_base_patch8_224.dino, ...) + linear head; "
+        "weights from the Hugging Face cache or weights = <file>, never downloaded (w2s-harness[vision])",
     )
     registry.add(
         "preset:",

@@ -30,6 +30,9 @@ _LAZY = {
     "Splits": "_components",
     "BaseDataset": "_datasets",
     "fingerprint_examples": "_datasets",
+    "Choice": "_choice",
+    "ChoiceData": "_choice",
+    "ChoiceDataset": "_choice",
     "FeatureModel": "_components",
     "FineTuneModel": "_components",
     "TrainConfig": "_components",
@@ -92,6 +95,9 @@ __all__ = [
     "SCHEMA_VERSION",
     "BaseDataset",
     "BaseLoss",
+    "Choice",
+    "ChoiceData",
+    "ChoiceDataset",
     "ComparisonResult",
     "Component",
     "ComponentKind",
@@ -201,6 +207,7 @@ def create_strategy(name: str, **params: Any):
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time __getattr__ loads these
+    from ._choice import Choice, ChoiceData, ChoiceDataset
     from ._cli import main
     from ._components import (
         Dataset,

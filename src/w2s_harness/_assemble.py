@@ -22,14 +22,19 @@ def assemble_all(config, parts: list, records: dict[str, StageRecord], status: s
     plan)]``. With several datasets every row and comparison name starts with ``"<dataset>:"`` so names stay
     unique in results.json; the config recorded is the whole run's. ``arrays`` (stage id -> arrays of the
     finished stages) adds every row's :class:`Analysis`."""
+    from ._difficulty import labels as dataset_labels
+    from ._difficulty import split_of
+
     many = len(parts) > 1
-    names = [sub.dataset.name for sub, _ in parts]
-    # two datasets of one kind (two `local` files) are told apart by their position in the config
-    labels = [n if names.count(n) == 1 else f"{n}#{i + 1}" for i, n in enumerate(names)]
+    # two datasets of one kind (two `local` files) are told apart by their position in the config, and an
+    # easy-to-hard split by a "[easy-to-hard]" suffix (see _difficulty)
+    labels = dataset_labels([sub.dataset for sub, _ in parts])
     merged: Results | None = None
     for (sub, plan), label in zip(parts, labels):
         res = assemble(sub, plan, records, status, env, timings, prefix=f"{label}:" if many else "",
                        dataset=label, arrays=arrays)
+        for e in res.experiments:
+            e.split = split_of(sub.dataset)
         if merged is None:
             merged = res
         else:

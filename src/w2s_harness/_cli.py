@@ -44,7 +44,12 @@ def _add_config_options(p: argparse.ArgumentParser, pm=None) -> None:
             kind = SECTION_KIND[section]
             p.add_argument(f"--{section}", metavar="NAME", help=f"{kind} name (sets [{section}] name)")
     for f in dataclasses.fields(RunSection):
+        if "flag" not in f.metadata:  # a table (run.resources): config file or --set only
+            continue
         flags = [f"--{f.metadata['flag']}"] + (["-o"] if f.name == "output_dir" else [])
+        if f.type in ("bool", bool):  # a switch; absent leaves the config's value
+            p.add_argument(*flags, dest=f"run__{f.name}", action="store_const", const=True, help=f.metadata["help"])
+            continue
         p.add_argument(*flags, dest=f"run__{f.name}", metavar=f.metadata["metavar"], help=f.metadata["help"])
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any parameter; VALUE is parsed as TOML (repeatable)")
@@ -96,6 +101,7 @@ def _resolve_config(args, pm):
     """The run config from parsed ``run`` / ``validate`` arguments; plugins' options go to ``config.extra`` and
     ``w2s_configure`` runs (for both commands)."""
     from ._config import RunSection, resolve
+    from ._difficulty import KEYS as DIFFICULTY_KEYS
 
     def accepts(name: str, key: str) -> bool:
         """Whether the loss (or dataset, for a list of datasets) ``name`` takes parameter ``key``."""
@@ -105,6 +111,8 @@ def _resolve_config(args, pm):
             except W2SError:
                 continue
             params = entry.parameters()
+            if kind == "dataset" and key in DIFFICULTY_KEYS:  # easy-to-hard settings apply to any dataset
+                return True
             return params is None or key in params
         return False
 
@@ -155,10 +163,16 @@ def cmd_validate(args, pm) -> int:
     subs = config.per_dataset()
     plans = [make_plan(sub, pm, content=not args.offline) for sub in subs]
     console = _console(stderr=False)
-    rows = [f"{sub.dataset.name}:{e.name}" if len(subs) > 1 else e.name
-            for sub, plan in zip(subs, plans) for e in next(iter(plan.experiments.values()))]
+    from rich.markup import escape
+
+    from ._difficulty import EASY_TO_HARD, labels
+
+    names = labels([sub.dataset for sub in subs])
+    rows = [f"{name}:{e.name}" if len(subs) > 1 else e.name
+            for name, plan in zip(names, plans) for e in next(iter(plan.experiments.values()))]
+    parts = "dataset splits" if any(n.endswith(f"[{EASY_TO_HARD}]") for n in names) else "datasets"
     console.print(f"config OK: {sum(len(p.stages) for p in plans)} stages over {len(config.run.seeds)} seeds"
-                  f"{f' and {len(subs)} datasets' if len(subs) > 1 else ''}; experiments: {', '.join(rows)}"
+                  f"{f' and {len(subs)} {parts}' if len(subs) > 1 else ''}; experiments: {escape(', '.join(rows))}"
                   f"{' (offline: data and checkpoints not read)' if args.offline else ''}")
     return 0
 
@@ -238,7 +252,9 @@ def cmd_run(args, pm) -> int:
     try:
         with graceful_signals(flag, on_first), progress:
             results = run(config, pm, resume=args.resume, progress=inner, on_stage=on_stage, stop=flag,
-                          warn=lambda m: console.print(f"warning: {escape(m)}", soft_wrap=True))
+                          warn=lambda m: console.print(f"warning: {escape(m)}", soft_wrap=True),
+                          on_failure=lambda st, m: console.print(
+                              f"[red]failed:[/] stage {escape(repr(st.name))} ({st.id}): {escape(m)}", soft_wrap=True))
     except (StopRequested, KeyboardInterrupt) as exc:
         signum = getattr(exc, "signum", 0) or flag.signum or signal.SIGINT
         console.print(f"stopped ({signal.Signals(signum).name}): finished stages are kept in "

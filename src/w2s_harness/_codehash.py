@@ -32,7 +32,7 @@ from typing import Any
 #: selection, loss base and input checks). Relative to the ``w2s_harness`` package.
 ENGINE_MODULES = (
     "_ops", "_training", "_probe", "_features", "_components", "_datasets", "_plan", "_loss_base", "_loss_checks",
-    "_torch_settings",
+    "_torch_settings", "_choice", "_difficulty",
 )
 #: Packages hashed whole as part of the engine (every module under them).
 ENGINE_PACKAGES = ("w2s_harness.kernels",)

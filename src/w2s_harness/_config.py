@@ -77,6 +77,16 @@ class RunSection:
     feature_chunk: int = _opt(2048, flag="feature-chunk", metavar="N",
                               help="texts per saved chunk of an encoder pass: a stopped or killed pass resumes from "
                                    "its last chunk (run.feature_chunk)")
+    executor: str = _opt("local", flag="executor", metavar="local|ray",
+                         help="where stages run: this machine (local) or a Ray cluster (ray) (run.executor)")
+    ray_address: str = _opt("auto", flag="ray-address", metavar="ADDRESS",
+                            help="with --executor ray: auto (the cluster `ray start` started), ray://host:port, "
+                                 "host:port, or local (a Ray instance on this machine) (run.ray_address)")
+    fail_fast: bool = _opt(False, flag="fail-fast", metavar="", help="stop starting stages once one failed "
+                           "(default: the others run, the run ends partial with the failures listed) (run.fail_fast)")
+    #: Ray resources per stage class, overriding what the executor derives from the model: ``{"head" | "finetune"
+    #: | "op": {"num_cpus": float, "num_gpus": float, "memory": bytes or "16GiB"}}``. A TOML table, no flag.
+    resources: dict = field(default_factory=dict)
 
     @staticmethod
     def parse_flag(name: str, text: str) -> Any:
@@ -87,6 +97,8 @@ class RunSection:
             except ValueError:
                 raise ConfigError(f"--seeds expects integers separated by commas, got {text!r}") from None
         kind = {f.name: f.type for f in dataclasses.fields(RunSection)}[name]
+        if kind in ("bool", bool):
+            return bool(text)
         if kind in ("int", int):
             try:
                 return int(text)
@@ -112,6 +124,57 @@ class RunSection:
             raise ConfigError(f"run.feature_chunk must be a positive integer (texts per chunk), got {self.feature_chunk!r}")
         if not isinstance(self.output_dir, str) or not self.output_dir:
             raise ConfigError(f"run.output_dir must be a string (a directory path), got {self.output_dir!r}")
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"run.executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if not isinstance(self.ray_address, str) or not self.ray_address:
+            raise ConfigError(f"run.ray_address must be auto, local, ray://host:port or host:port, "
+                              f"got {self.ray_address!r}")
+        if not isinstance(self.fail_fast, bool):
+            raise ConfigError(f"run.fail_fast must be true or false, got {self.fail_fast!r}")
+        check_resources(self.resources)
+
+
+#: The executors ``run.executor`` names.
+EXECUTORS = ("local", "ray")
+#: The stage classes ``run.resources`` configures: linear heads on cached features, fine-tuning, and the cheap
+#: ops (label, combine, filter).
+RESOURCE_CLASSES = ("head", "finetune", "op")
+RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory")
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def memory_bytes(value: Any, where: str = "memory") -> int:
+    """``value`` in bytes: an integer, or a string with a unit (``"16GiB"``, ``"512MB"``)."""
+    import re
+
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", value) if isinstance(value, str) else None
+    if m is None or m.group(2).lower() not in _UNITS or float(m.group(1)) <= 0:
+        raise ConfigError(f"{where} must be a positive number of bytes or a size like \"16GiB\", got {value!r}")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def check_resources(resources: Any) -> None:
+    """A one-line error unless ``resources`` is ``{class: {num_cpus / num_gpus >= 0, memory: a size}}``."""
+    if not isinstance(resources, dict):
+        raise ConfigError(f"run.resources must be a table of {', '.join(RESOURCE_CLASSES)}, got {resources!r}")
+    for cls, spec in resources.items():
+        if cls not in RESOURCE_CLASSES:
+            raise ConfigError(f"unknown run.resources.{cls}.{did_you_mean(cls, RESOURCE_CLASSES)} "
+                              f"Valid: {', '.join(RESOURCE_CLASSES)}")
+        if not isinstance(spec, dict):
+            raise ConfigError(f"run.resources.{cls} must be a table with {', '.join(RESOURCE_KEYS)}")
+        for key, value in spec.items():
+            where = f"run.resources.{cls}.{key}"
+            if key not in RESOURCE_KEYS:
+                raise ConfigError(f"unknown {where}.{did_you_mean(key, RESOURCE_KEYS)} "
+                                  f"Valid: {', '.join(RESOURCE_KEYS)}")
+            if key == "memory":
+                memory_bytes(value, where)
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"{where} must be a number >= 0, got {value!r}")
 
 
 @dataclass
@@ -140,10 +203,14 @@ class RunConfig:
         return self.losses if section == "loss" else getattr(self, section)
 
     def per_dataset(self) -> list[RunConfig]:
-        """One single-dataset config per dataset of the run (``[self]`` for a one-dataset run)."""
-        if len(self.datasets) <= 1:
+        """One single-dataset config per dataset of the run (``[self]`` for a one-dataset run). A dataset with
+        easy-to-hard thresholds gives two: its usual split, then its easy-to-hard split (:mod:`._difficulty`)."""
+        from ._difficulty import parts
+
+        comps = [p for d in (self.datasets or [self.dataset]) for p in parts(d)]
+        if len(comps) <= 1:
             return [self]
-        return [dataclasses.replace(copy.deepcopy(self), dataset=d, datasets=[]) for d in self.datasets]
+        return [dataclasses.replace(copy.deepcopy(self), dataset=d, datasets=[]) for d in comps]
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {s: self.component(s).as_dict() for s in COMPONENT_SECTIONS if s != "loss"}

@@ -134,6 +134,36 @@ class BaseDataset:
         """JSON-able parameters of the subclass that determine the content (override and extend)."""
         return {}
 
+    def _row_difficulty(self, rows: np.ndarray) -> Sequence | None:
+        """The difficulty of ``rows`` (sorted row ids), in that order (numbers; NaN where unknown), or ``None`` when
+        the dataset has none (the default). Feeds :meth:`difficulty`, which easy-to-hard splits read; a dataset
+        with a difficulty names its source with a ``difficulty_column`` parameter (``local`` files, choice
+        datasets, ``lichess_puzzles``)."""
+        return None
+
+    def difficulty(self) -> np.ndarray:
+        """The difficulty of every row of :meth:`load` (float64), for an easy-to-hard split; a one-line
+        :class:`~w2s_harness.DataError` when the dataset has none, or a row's is missing or not a number."""
+        rows = self._sampled()[0]
+        values = self._row_difficulty(rows)
+        if values is None:
+            raise DataError(f"dataset {self.name!r} has no difficulty values; set its difficulty_column (a numeric "
+                            f"column) for an easy-to-hard split")
+        values = list(values)
+        if len(values) != len(rows):
+            raise DataError(f"dataset {self.name!r}: _row_difficulty returned {len(values)} values for {len(rows)} "
+                            f"rows")
+        bad = [v for v in values if v is not None and (
+            isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)))]
+        if bad:
+            raise DataError(f"dataset {self.name!r}: the difficulty must be a number, found {bad[0]!r}"
+                            + (f" ({len(bad)} such rows)" if len(bad) > 1 else ""))
+        out = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+        if np.isnan(out).any():
+            raise DataError(f"dataset {self.name!r}: {int(np.isnan(out).sum())} of the {len(out)} rows used have no "
+                            f"difficulty (an empty cell); fill or drop them, or check difficulty_column")
+        return out
+
     # ---------------------------------------------------------------------------------- protocol
 
     def load(self) -> TextData:

@@ -138,6 +138,8 @@ def run_stages(
     claim: Callable[[Stage], str] | None = None,
     release: Callable[[Stage], None] | None = None,
     check_stop: Callable[[], None] | None = None,
+    on_failure: Callable[[Stage, BaseException], None] | None = None,
+    fail_fast: bool = False,
 ) -> None:
     """Run ``pending`` (topologically ordered) and call ``on_result`` in this process as each one finishes.
 
@@ -148,7 +150,12 @@ def run_stages(
     :param release: called when a claimed stage fails (``on_result`` releases a finished one).
     :param check_stop: raises :class:`~w2s_harness._interrupts.StopRequested` when the run should stop; checked
         before each stage starts. Stages already running finish and are reported first.
-    :raises: the first stage error (or the stop), after every stage already running has finished and been
+    :param on_failure: called with a stage whose op raised. With it, a failed stage does not stop the run: the
+        stages that depend on it are skipped and every other stage runs (unless ``fail_fast``); without it, the
+        first stage error is raised as it always was.
+    :param fail_fast: with ``on_failure``, start no new stage once one failed.
+    :raises: a run-level error (a worker died, ``on_result`` failed: the disk is full...), the stop, or without
+        ``on_failure`` the first stage error; always after every stage already running has finished and been
         reported (their results are kept).
     """
     from ._interrupts import StopRequested
@@ -164,6 +171,7 @@ def run_stages(
     running: dict[cf.Future, Stage] = {}
     error: BaseException | None = None
     stop: StopRequested | None = None
+    broken: set[str] = set()  # failed stages, and the stages skipped because one of their inputs is in here
 
     def halted() -> bool:
         nonlocal stop
@@ -172,7 +180,17 @@ def run_stages(
                 check_stop()
             except StopRequested as exc:
                 stop = exc
-        return stop is not None or error is not None
+        return stop is not None or error is not None or (fail_fast and bool(broken))
+
+    def failed(stage: Stage, exc: BaseException) -> None:
+        """A stage's own op raised: report it and go on (``on_failure``), or make it the run's error."""
+        nonlocal error
+        release(stage)
+        if on_failure is None:
+            error = error or exc
+            return
+        broken.add(stage.id)
+        on_failure(stage, exc)
 
     try:
         if pooled_ids:
@@ -183,6 +201,11 @@ def run_stages(
             for stage in list(todo):
                 if halted():
                     break
+                if any(d in broken for d in stage.deps):  # an input failed: it cannot run in this run
+                    todo.remove(stage)
+                    broken.add(stage.id)
+                    progressed = True
+                    continue
                 if not all(is_done(d) for d in stage.deps):
                     continue
                 pooled = stage.id in pooled_ids
@@ -205,8 +228,13 @@ def run_stages(
                         error = error or _worker_died(list(running.values()) or [stage])
                     continue
                 try:
-                    on_result(stage, execute(ctx, stage, upstream(stage)))
-                except Exception as exc:  # noqa: BLE001 - finish what runs, then raise it
+                    result = execute(ctx, stage, upstream(stage))
+                except Exception as exc:  # noqa: BLE001 - reported; the other stages go on
+                    failed(stage, exc)
+                    continue
+                try:
+                    on_result(stage, result)
+                except Exception as exc:  # noqa: BLE001 - storing failed (disk full): the run's error
                     release(stage)
                     error = exc
             if not running:
@@ -219,10 +247,16 @@ def run_stages(
             for future in done:
                 stage = running.pop(future)
                 try:
-                    on_result(stage, future.result())
+                    result = future.result()
                 except BrokenProcessPool:  # every running stage reports it; which worker died is unknown
                     release(stage)
                     error = error or _worker_died([stage, *running.values()])
+                    continue
+                except Exception as exc:  # noqa: BLE001 - the stage's own error, raised in the worker
+                    failed(stage, exc)
+                    continue
+                try:
+                    on_result(stage, result)
                 except Exception as exc:  # noqa: BLE001 - the first error is raised below
                     release(stage)
                     error = error or exc
@@ -238,7 +272,7 @@ def run_stages(
         raise error
     if stop is not None:
         raise stop
-    if todo:  # pragma: no cover - the plan is a DAG in topological order
+    if todo and not (fail_fast and broken):  # pragma: no cover - the plan is a DAG in topological order
         raise RuntimeError(f"stages never became ready: {[s.name for s in todo]}")
 
 

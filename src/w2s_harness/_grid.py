@@ -67,6 +67,7 @@ def summary(results: Results) -> list[GridSummary]:
 
 def render_summary(results: Results, console) -> None:
     """Print the grid summary table (nothing when the results have no grid rows)."""
+    from rich.markup import escape
     from rich.table import Table
 
     items = summary(results)
@@ -77,7 +78,7 @@ def render_summary(results: Results, console) -> None:
     for col in ("dataset", "loss", "median PGR", "pairs used / pairs"):
         table.add_column(col, justify="right" if col != "dataset" and col != "loss" else "left")
     for s in items:
-        table.add_row(s.dataset, s.loss, "n/a" if s.median_pgr is None else f"{s.median_pgr:.3f}",
+        table.add_row(escape(s.dataset), escape(s.loss), "n/a" if s.median_pgr is None else f"{s.median_pgr:.3f}",
                       f"{s.pairs_used} / {s.pairs}")
     console.print(table)
 

@@ -42,7 +42,9 @@ class RunContext:
     def dataset(self):
         if self._dataset is None:
             c = self.config.dataset
-            self._dataset = self.pm.create("dataset", c.name, **c.params)
+            from ._difficulty import create
+
+            self._dataset = create(self.pm, c)
         return self._dataset
 
     @property
@@ -89,7 +91,7 @@ class RunContext:
             self._features = FeatureCache(self.output_dir / "features", chunk_rows=self.config.run.feature_chunk)
         return self._features
 
-    def _feature_data(self, model):
+    def _feature_data(self, model, data=None):
         """The data, its fingerprint salted with the code fingerprint of the model's class: the feature cache is
         keyed by (feature key, fingerprint), and a model whose ``features`` code changed must not be served the
         features its old code computed (its stages rerun because their ids hash that code, see ``_codehash``)."""
@@ -103,18 +105,24 @@ class RunContext:
         if cls not in self._feature_salts:
             code = CodeHasher().component(cls)
             self._feature_salts[cls] = hashlib.sha256(json.dumps(code, sort_keys=True).encode()).hexdigest()[:16]
-        return dataclasses.replace(self.data, fingerprint=f"{self.data.fingerprint}|code={self._feature_salts[cls]}")
+        data = self.data if data is None else data
+        return dataclasses.replace(data, fingerprint=f"{data.fingerprint}|code={self._feature_salts[cls]}")
 
     def inputs(self, spec_model, rows):
-        """Model inputs for ``rows``: cached features (a :class:`FeatureModel`) or the texts (fine-tuning)."""
+        """Model inputs for ``rows``: cached features (a :class:`FeatureModel`) or the texts (fine-tuning). A choice
+        task (:mod:`._choice`): ``(R, n, d)`` features of its (prompt, candidate) texts, or ``R`` tuples of them."""
+        from ._choice import is_choice
+
+        choice = is_choice(self.data)
         if is_feature_model(spec_model):
+            data, index = self.data.pair_table() if choice else (self.data, None)
             advance = None
             if self.progress is not None:
-                advance = self.progress(f"embedding with {spec_model.name}", len(self.data))
-            feats = self.features.get(spec_model, self._feature_data(spec_model), progress=advance,
+                advance = self.progress(f"embedding with {spec_model.name}", len(data))
+            feats = self.features.get(spec_model, self._feature_data(spec_model, data), progress=advance,
                                       device=self.device, check_stop=self.check_stop)
-            return feats[rows]
-        texts = self.data.texts
+            return feats[rows] if index is None else feats[index[rows]]
+        texts = self.data.pairs if choice else self.data.texts
         return [texts[i] for i in rows]
 
 
@@ -147,6 +155,7 @@ def op_train(ctx: RunContext, stage: Stage, upstream: list[tuple[StageRecord, di
     import numpy as np
 
     from . import _training as training
+    from ._choice import choice_module, is_choice
 
     spec = stage.spec
     data, splits = ctx.data, ctx.splits(stage.seed)
@@ -169,9 +178,12 @@ def op_train(ctx: RunContext, stage: Stage, upstream: list[tuple[StageRecord, di
     pos_all = {int(r): i for i, r in enumerate(every)}
     take = (lambda rr: x_all[[pos_all[int(r)] for r in rr]]) if not isinstance(x_all, list) else (
         lambda rr: [x_all[pos_all[int(r)]] for r in rr])
-    in_features = None if isinstance(x_all, list) else int(x_all.shape[1])
-    module = (spec_model.head(k, in_features, ctx.device) if in_features is not None
-              else spec_model.classifier(k, ctx.device))
+    in_features = None if isinstance(x_all, list) else int(x_all.shape[-1])
+    if is_choice(data):  # one scalar head shared by the n candidates (_choice)
+        module = choice_module(spec_model, k, in_features, ctx.device)
+    else:
+        module = (spec_model.head(k, in_features, ctx.device) if in_features is not None
+                  else spec_model.classifier(k, ctx.device))
     cfg = spec_model.train_config
     policy = getattr(cfg, "early_stop", "none")
     val = {}

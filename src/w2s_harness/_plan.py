@@ -551,6 +551,12 @@ def validate_components(config, pm) -> None:
     for section in COMPONENT_SECTIONS:
         comps = config.losses if section == "loss" else [config.component(section)]
         for comp in comps:
+            if section == "dataset":  # its easy-to-hard keys are the run's, not the factory's
+                from ._difficulty import DifficultySplit, dataset_params
+
+                DifficultySplit.from_params(comp.name, comp.params)
+                pm.registry(SECTION_KIND[section]).check_params(comp.name, dataset_params(comp))
+                continue
             pm.registry(SECTION_KIND[section]).check_params(comp.name, comp.params)
 
 
@@ -567,10 +573,18 @@ def make_plan(config, pm, *, content: bool = True) -> Plan:
 
     validate_components(config, pm)
     strategy = pm.create("strategy", config.strategy.name, **config.strategy.params)
-    dataset = pm.create("dataset", config.dataset.name, **config.dataset.params)
+    from . import _difficulty as difficulty
+
+    dataset = difficulty.create(pm, config.dataset)
     identities = Identities(pm, content=content)
-    context = {"dataset": identities.dataset(config.dataset.name, config.dataset.params, dataset),
-               "engine": identities.engine()}
+    params = difficulty.dataset_params(config.dataset)
+    context = {"dataset": identities.dataset(config.dataset.name, params, dataset), "engine": identities.engine()}
+    if isinstance(dataset, difficulty.EasyToHard):
+        # in the ids even offline (no instance identity there), so the two splits never share a stage
+        context["split"] = {"kind": difficulty.EASY_TO_HARD, **dataset.split.as_dict()}
+        if content:
+            for seed in config.run.seeds:  # an empty part is a one-line error now, not after the weak model trained
+                dataset.splits(seed)
 
     def check_loss(name: str, params: dict) -> None:
         pm.create("loss", name, **params)

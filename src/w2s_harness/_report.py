@@ -126,6 +126,7 @@ def oracle_note(e: ExperimentResult) -> str | None:
 def render_analysis(results: Results, console, metrics: Sequence[str]) -> None:
     """The analysis columns of ``metrics`` (:data:`METRICS` groups), one row per experiment (means over the seeds
     used; ``-`` where a row has no analysis), and the seeds PGR(AUROC) leaves out."""
+    from rich.markup import escape  # names are text: "local[easy-to-hard]" must show, not be read as markup
     from rich.table import Table
 
     metrics = parse_metrics(metrics)
@@ -136,7 +137,7 @@ def render_analysis(results: Results, console, metrics: Sequence[str]) -> None:
             table.add_column(header, justify="right", no_wrap=True)
     lines = []
     for e in results.experiments:
-        table.add_row(e.name, *_analysis_cells(e, metrics))
+        table.add_row(escape(e.name), *_analysis_cells(e, metrics))
         if "auroc" in metrics and e.analysis is not None:
             lines.append(notes(e.name, e.analysis.pgr_auroc, what="PGR(AUROC)"))
     console.print(table)
@@ -149,6 +150,7 @@ def render(results: Results, console, metrics: Sequence[str] = ()) -> None:
     """Print the PGR table (one row per experiment, plus one per rung of a ladder) and comparisons; ``metrics``
     (:data:`METRICS` groups) adds the analysis columns in a table of their own, one row per experiment
     (:func:`render_analysis`)."""
+    from rich.markup import escape  # names are text: "local[easy-to-hard]" must show, not be read as markup
     from rich.table import Table
 
     metrics = parse_metrics(metrics)
@@ -162,7 +164,8 @@ def render(results: Results, console, metrics: Sequence[str] = ()) -> None:
         table.add_column(col, justify="left" if col in columns[:5] else "right")
     lines = []
     for e in results.experiments:
-        table.add_row(e.dataset, e.strategy, e.loss, e.weak, e.strong, _fmt_acc(e.weak_acc),
+        table.add_row(escape(e.dataset), escape(e.strategy), escape(e.loss), escape(e.weak), escape(e.strong),
+                      _fmt_acc(e.weak_acc),
                       _fmt_acc(e.transfer_acc), _fmt_acc(e.ceiling_acc), fmt_ci(e.pgr), fmt_median(e.pgr),
                       fmt_seeds(e.pgr))
         means = (f"mean weak acc {e.weak_acc.mean:.3f}, mean ceiling acc {e.ceiling_acc.mean:.3f}"
@@ -185,7 +188,7 @@ def render(results: Results, console, metrics: Sequence[str] = ()) -> None:
             ct.add_column(col)
         lines = []
         for c in comps:
-            ct.add_row(f"{c.a} - {c.b}", fmt_ci(c, signed=True), fmt_median(c, signed=True), f"{c.wins} / {c.seeds}",
+            ct.add_row(escape(f"{c.a} - {c.b}"), fmt_ci(c, signed=True), fmt_median(c, signed=True), f"{c.wins} / {c.seeds}",
                        fmt_seeds(c))
             lines.append(notes(f"{c.a} - {c.b}", c, what="difference"))
         console.print(ct)

@@ -159,6 +159,9 @@ class ExperimentResult:
         their records, e.g. the training curves).
     :ivar early_stop: ``{role: policy}`` for the roles whose stages selected a checkpoint (``"weak_val"``,
         ``"gt_val"``); a transfer with ``"gt_val"`` used ground truth (an oracle).
+    :ivar split: ``"random"`` (the usual seeded train1/train2/test split) or ``"easy-to-hard"`` (weak supervision
+        from the easy rows, test on the hard rows of a ``difficulty_column``; its ``dataset`` ends in
+        ``[easy-to-hard]``).
     """
 
     name: str
@@ -178,6 +181,7 @@ class ExperimentResult:
     analysis: Analysis | None = None
     stage_ids: dict[str, list[str | None]] = field(default_factory=dict)
     early_stop: dict[str, str] = field(default_factory=dict)
+    split: str = "random"
 
     @property
     def oracle(self) -> bool:
@@ -211,6 +215,7 @@ class ExperimentResult:
             analysis=Analysis.from_dict(d.get("analysis")),
             stage_ids={k: list(v) for k, v in (d.get("stage_ids") or {}).items()},
             early_stop=dict(d.get("early_stop") or {}),
+            split=d.get("split", "random"),
         )
 
 
@@ -307,6 +312,8 @@ class Results:
     :ivar config: the fully resolved config (``RunConfig.to_dict()``, plugin options under ``extra``).
     :ivar environment: package versions, device, git commit.
     :ivar stages: one record per planned stage, finished or not.
+    :ivar failures: the stages whose op raised, each ``{"id", "name", "seed", "error"}`` (``error``: the
+        exception's type and last line); the stages that depend on them did not run. Empty when none failed.
     """
 
     status: str
@@ -318,6 +325,7 @@ class Results:
     timings: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     schema_version: int = SCHEMA_VERSION
+    failures: list[dict[str, Any]] = field(default_factory=list)
 
     def experiment(self, name: str) -> ExperimentResult:
         for e in self.experiments:
@@ -333,6 +341,8 @@ class Results:
              "stages": [s.to_dict() for s in self.stages], "timings": self.timings}
         if self.error is not None:
             d["error"] = self.error
+        if self.failures:
+            d["failures"] = [dict(f) for f in self.failures]
         return d
 
     @classmethod
@@ -352,7 +362,7 @@ class Results:
             status=d.get("status", "?"), config=d.get("config", {}), environment=d.get("environment", {}),
             experiments=experiments, comparisons=comparisons,
             stages=[StageRecord.from_dict(s) for s in d.get("stages", [])], timings=d.get("timings", {}),
-            error=d.get("error"), schema_version=version,
+            error=d.get("error"), schema_version=version, failures=[dict(f) for f in d.get("failures") or []],
         )
 
     def to_json(self) -> str:

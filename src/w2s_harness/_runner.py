@@ -14,7 +14,7 @@ from typing import Any
 
 from . import __version__
 from ._assemble import assemble_all
-from ._errors import ResourceError
+from ._errors import ResourceError, W2SError
 from ._executor import BUSY, CLAIMED, DONE, resolve_workers, run_stages
 from ._interrupts import StopFlag, StopRequested
 from ._ops import RunContext
@@ -60,8 +60,28 @@ def disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
+class StagesFailed(W2SError):
+    """Several stages failed (each is listed in ``results.json`` ``failures``); the others finished and are kept."""
+
+
+def last_line(exc: BaseException) -> str:
+    """``"<type>: <last non-empty line of the message>"``: what a failure report shows of an error (a remote
+    error's message ends with the original error; its traceback comes before)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return f"{type(exc).__name__}: {lines[-1] if lines else ''}".rstrip(": ")
+
+
+def stages_failed(failures: list[dict], skipped: int) -> StagesFailed:
+    names = "; ".join(f"{f['name']!r} ({f['id']}): {f['error']}" for f in failures[:3])
+    more = f"; and {len(failures) - 3} more" if len(failures) > 3 else ""
+    after = f", {skipped} other stages did not run" if skipped else ""
+    return StagesFailed(f"{len(failures)} stages failed ({names}{more}){after}; finished stages are kept "
+                        f"(results.json lists the failures): fix the cause and run the same command to compute only "
+                        f"what is missing")
+
+
 def run(config, pm, *, resume: bool = True, progress=None, on_stage=None, stop: StopFlag | None = None,
-        warn=None) -> Results:
+        warn=None, on_failure=None) -> Results:
     """Execute ``config``; always writes ``results.json`` (complete, partial or failed) before returning/raising.
 
     :param progress: ``progress(description, total) -> advance(n)`` for long inner loops (embedding).
@@ -70,6 +90,10 @@ def run(config, pm, *, resume: bool = True, progress=None, on_stage=None, stop: 
         (a stage, or a chunk of an encoder pass), writes a partial ``results.json`` and raises
         :class:`StopRequested`.
     :param warn: ``warn(message)`` for one-line notices (a corrupt stored stage being recomputed); default stderr.
+    :param on_failure: ``on_failure(stage, message)`` as soon as a stage fails (``message``: the error's type and
+        last line); default a ``failed:`` line on stderr. The other stages go on unless ``run.fail_fast``; the run
+        then ends ``partial`` with the failures in ``results.json`` and raises the error (one failure) or
+        :class:`StagesFailed` (several).
     """
     t0 = time.perf_counter()
     output_dir = Path(config.run.output_dir)
@@ -81,6 +105,10 @@ def run(config, pm, *, resume: bool = True, progress=None, on_stage=None, stop: 
                            check_stop=stop.check if stop is not None else None, _dataset=plan.dataset)
                 for sub, plan in parts]
     warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr))
+    on_failure = on_failure or (lambda stage, message: print(f"failed: stage {stage.name!r} ({stage.id}): {message}",
+                                                             file=sys.stderr))
+    failures: list[dict] = []
+    errors: list[BaseException] = []
     records: dict[str, StageRecord] = {}
     arrays: dict[str, dict] = {}
     held: dict[str, Any] = {}  # stage id -> the FileLock this run holds while computing it
@@ -126,6 +154,17 @@ def run(config, pm, *, resume: bool = True, progress=None, on_stage=None, stop: 
         if lock is not None:
             lock.release()
 
+    def failed(stage, exc: BaseException) -> None:
+        message = last_line(exc)
+        failures.append({"id": stage.id, "name": stage.name, "seed": stage.seed, "error": message})
+        errors.append(exc)
+        on_failure(stage, message)
+
+    def on_stored(stage, record: StageRecord) -> None:
+        """A stage another process (a Ray task) computed or found and stored: its arrays come from the store."""
+        _, arr = store.load(stage.id)
+        finish(stage, record, arr)
+
     def on_result(stage, result) -> None:
         record, arr = result
         try:
@@ -142,12 +181,25 @@ def run(config, pm, *, resume: bool = True, progress=None, on_stage=None, stop: 
     with torch_settings(config.run.threads):
         pm.hook.w2s_run_start(config=config)
         try:
-            for (_, plan), ctx in zip(parts, contexts):  # one dataset after the other, into one store
-                pending = [st for st in plan.stages if not (resume and store.has(st.id) and load_stored(st))]
-                run_stages(ctx, pending, upstream=lambda st: [(records[d], arrays[d]) for d in st.deps],
-                           is_done=records.__contains__, on_result=on_result,
-                           workers=resolve_workers(config.run.workers), claim=claim, release=release,
-                           check_stop=ctx.check_stop)
+            jobs = [(ctx, [st for st in plan.stages if not (resume and store.has(st.id) and load_stored(st))])
+                    for (_, plan), ctx in zip(parts, contexts)]
+            if config.run.executor == "ray":
+                from ._ray_executor import run_stages_ray  # Ray is imported only here
+
+                run_stages_ray(config, pm, jobs, store, on_stored=on_stored, on_failure=failed, resume=resume,
+                               check_stop=stop.check if stop is not None else None, warn=warn)
+            else:
+                for ctx, pending in jobs:  # one dataset after the other, into one store
+                    run_stages(ctx, pending, upstream=lambda st: [(records[d], arrays[d]) for d in st.deps],
+                               is_done=records.__contains__, on_result=on_result,
+                               workers=resolve_workers(config.run.workers), claim=claim, release=release,
+                               check_stop=ctx.check_stop, on_failure=failed, fail_fast=config.run.fail_fast)
+                    if failures and config.run.fail_fast:
+                        break
+            if failures:
+                skipped = sum(len(pending) for _, pending in jobs) - sum(
+                    st.id in records for _, pending in jobs for st in pending) - len(failures)
+                raise errors[0] if len(errors) == 1 else stages_failed(failures, skipped)
         except BaseException as exc:  # noqa: BLE001 - keep what finished: results.json is written either way
             stopped = isinstance(exc, (StopRequested, KeyboardInterrupt))
             status, error = ("partial" if records or stopped else "failed"), exc
@@ -166,6 +218,7 @@ def run(config, pm, *, resume: bool = True, progress=None, on_stage=None, stop: 
     used = [c._device for c in contexts if c._device is not None]
     device_name = str(used[0]) if used else config.run.device
     results = assemble_all(config, parts, records, status, environment(device_name), timings, arrays=arrays)
+    results.failures = failures
     if error is not None:
         results.error = describe_stop(error) if isinstance(error, (StopRequested, KeyboardInterrupt)) \
             else f"{type(error).__name__}: {error}"
