@@ -71,6 +71,9 @@ def product_loss(logits, targets, *, alpha: float = 1.0, beta: float = 1.0, back
     return _impl(use_triton(logits, backend)).product_loss(logits, targets, alpha=alpha, beta=beta)
 
 
-def logconf_loss(logits, targets, *, coef: float, balance: bool = True, backend: str = "auto"):
-    """Confidence loss: CE against ``(1 - coef) * y + coef * hardened(softmax(z))`` (hardening detached)."""
-    return _impl(use_triton(logits, backend)).logconf_loss(logits, targets, coef=coef, balance=balance)
+def logconf_loss(logits, targets, *, coef: float, balance: bool = True, pool=None, backend: str = "auto"):
+    """Confidence loss: CE against ``(1 - coef) * y + coef * hardened(softmax(z))`` (hardening detached).
+
+    ``pool``: (M, k) logits of a rolling buffer the balancing thresholds are taken over (``balance=True``);
+    on the Triton path every threshold is a device select, so the step has no host sync."""
+    return _impl(use_triton(logits, backend)).logconf_loss(logits, targets, coef=coef, balance=balance, pool=pool)

@@ -251,11 +251,17 @@ def logconf_targets(
 
 
 def logconf_loss(
-    logits: torch.Tensor, targets: torch.Tensor, *, coef: float, balance: bool = True
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    coef: float,
+    balance: bool = True,
+    pool: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Reference ``logconf`` (auxiliary confidence loss): ``soft_xent(z, (1 - coef) * y + coef * h)``.
 
     ``coef`` is the already-scheduled coefficient (see :func:`logconf_coef`). k = 2 with ``balance=True``
-    reproduces ``openai/weak-to-strong`` ``logconf_loss_fn`` exactly.
+    reproduces ``openai/weak-to-strong`` ``logconf_loss_fn`` exactly. ``pool``: the rolling buffer's logits
+    the balancing thresholds are computed on (see :func:`hardened_targets`).
     """
-    return soft_xent(logits, logconf_targets(logits, targets, coef=coef, balance=balance))
+    return soft_xent(logits, logconf_targets(logits, targets, coef=coef, balance=balance, pool=pool))

@@ -63,7 +63,7 @@ HARD_ARGMAX = 3
 
 #: Logits dtypes the fused kernels take; also the gradient's dtype and the linear head's hidden / weight dtype.
 #: The compute dtype ``ACC`` follows: float64 for float64 logits, float32 for the others. ``soft_ce_forward``
-#: rejects any other dtype, and ``tests/kernels/_compile_sm90.py`` compiles every launch for each of them.
+#: rejects any other dtype, and ``tests/kernels/_compile_kernels.py`` compiles every launch for each of them.
 LOGITS_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 #: Target dtypes the fused kernels take (converted to ``ACC`` when loaded).
 TARGET_DTYPES = LOGITS_DTYPES
@@ -77,7 +77,8 @@ HARD_BY_MODE = {
 
 #: Largest ``k`` handled with the whole row in registers (single read); larger ``k`` is tiled.
 MAX_SINGLE_TILE_K = 8192
-#: Tile width over ``k`` for the tiled kernel (16 warps: 16 fp32 elements per thread and tensor).
+#: Tile width over ``k`` for the tiled kernel (16 warps: 16 fp32 elements per thread and tensor; float64
+#: takes a quarter of it on 8 warps, see ``tiled_config``).
 TILED_BLOCK_K = 8192
 #: Target number of elements in one program's (BLOCK_N, BLOCK_K) tile for small ``k``.
 TILE_ELEMS = 2048
@@ -347,6 +348,19 @@ def _small_config(n: int, k: int) -> tuple[int, int, int]:
     return block_n, block_k, num_warps
 
 
+def tiled_config(acc_dtype: torch.dtype, block_k: int | None = None) -> tuple[int, int]:
+    """(BLOCK_K, num_warps) for the tiled kernel: float32, 8,192 columns on 16 warps (16 elements per thread
+    and tensor, 97-116 registers on sm_90, under the 128 a 512-thread program may have); float64, 2,048
+    columns on 8 warps (8 per thread, up to 255 registers): at 16 warps the product mode needed more than 128
+    and spilled (the compile check fails on spills). ``block_k`` (tests) forces the tile width."""
+    f64 = acc_dtype == torch.float64
+    if block_k is not None:
+        bk = triton.next_power_of_2(block_k)
+    else:
+        bk = TILED_BLOCK_K // 4 if f64 and TILED_BLOCK_K > 4 else TILED_BLOCK_K  # (tests shrink the tile)
+    return bk, max(1, min(8 if f64 else 16, bk // (32 * (8 if f64 else 16))))
+
+
 def soft_ce_forward(
     logits: torch.Tensor,
     targets: torch.Tensor,
@@ -428,11 +442,11 @@ def soft_ce_forward(
                 K=k, BLOCK_N=block_n, BLOCK_K=bk, num_warps=num_warps, **common,
             )
         else:
-            bk = triton.next_power_of_2(block_k) if block_k is not None else TILED_BLOCK_K
+            bk, warps = tiled_config(acc_dtype, block_k)
             _tiled_kernel[(n,)](
                 logits, targets, g, loss, hid, thr,
                 *scalars,
-                K=k, BLOCK_K=bk, num_warps=max(1, min(16, bk // 512)),
+                K=k, BLOCK_K=bk, num_warps=warps,
                 TSUM_ONE=bool(targets_normalized) and mode != MODE_PRODUCT, **common,
             )
     return loss, grad

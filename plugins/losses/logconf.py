@@ -32,8 +32,8 @@ class LogConfLoss(BaseLoss):
     instead of the single batch; the class proportions still come from the batch's weak labels (as
     EleutherAI/w2s ``log_confidence_loss(buffer=...)``). Create one loss per training run, or call
     :meth:`reset` between runs. The buffer is not checkpointed, so a resumed run starts with an empty one.
-    The buffer variant builds its target with the PyTorch reference and then runs the (fusable)
-    soft cross-entropy through the backend.
+    The buffer variant goes through the same backend as the batch variant (on the Triton path every
+    threshold is a device select: no host sync).
 
     Sources: openai/weak-to-strong ``weak_to_strong/loss.py::logconf_loss_fn`` (k = 2, ``warmup="openai"``,
     ``buffer_size=0``); the paper's "auxiliary confidence loss"; EleutherAI/w2s ``w2s/loss.py`` (linear
@@ -94,11 +94,8 @@ class LogConfLoss(BaseLoss):
             return dispatch.logconf_loss(
                 logits, targets, coef=coef, balance=self.params["balance"], backend=self.backend
             )
-        from w2s_harness.kernels import reference
-
         pool = self._push(logits)
-        target = reference.logconf_targets(logits, targets, coef=coef, balance=True, pool=pool)
-        return dispatch.soft_xent(logits, target, backend=self.backend)
+        return dispatch.logconf_loss(logits, targets, coef=coef, balance=True, pool=pool, backend=self.backend)
 
     def _push(self, logits):
         import torch
