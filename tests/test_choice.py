@@ -26,8 +26,9 @@ from w2s_harness import (
     check_train_config,
     create_loss,
 )
-from w2s_harness._choice import choice_module, fit_lbfgs_choice, shuffle_order
+from w2s_harness._choice import choice_module, shuffle_order
 from w2s_harness._cli import main
+from w2s_harness._probe import fit_lbfgs
 from w2s_harness._training import fit, predict_proba
 
 # ------------------------------------------------------------------------------------ Bradley-Terry
@@ -105,7 +106,7 @@ def test_lbfgs_two_candidates_matches_sklearn_without_intercept():
     y = ((x[:, 1] - x[:, 0]) @ rng.normal(size=d) + rng.normal(size=n) > 0).astype(np.int64)
     cfg = check_train_config("test", lr=1e-3, epochs=1, batch_size=32, solver="lbfgs", C=C, tol=1e-6)
     head = choice_module(ToyHash(), 2, d, "cpu")
-    hist = fit_lbfgs_choice(head, x, np.eye(2, dtype=np.float32)[y], create_loss("xent"), cfg, seed=0, device="cpu")
+    hist = fit_lbfgs(head, x, np.eye(2, dtype=np.float32)[y], create_loss("xent"), cfg, seed=0, device="cpu")
     assert hist["converged"] and hist["solver"] == "lbfgs"
     # the same model: logistic regression (no intercept) on the standardised differences x_1 - x_0
     x64 = x.astype(np.float64)
@@ -124,7 +125,7 @@ def test_lbfgs_four_candidates_is_stationary_for_its_objective():
     y = (x @ rng.normal(size=d) + rng.gumbel(size=(n, k))).argmax(axis=1)
     cfg = check_train_config("test", lr=1e-3, epochs=1, batch_size=32, solver="lbfgs", C=C, tol=1e-6)
     head = choice_module(ToyHash(), k, d, "cpu")
-    fit_lbfgs_choice(head, x, np.eye(k, dtype=np.float32)[y], create_loss("xent"), cfg, seed=0, device="cpu")
+    fit_lbfgs(head, x, np.eye(k, dtype=np.float32)[y], create_loss("xent"), cfg, seed=0, device="cpu")
     # C * sum_i CE_i + ||v||^2 / 2 on standardised features, v = w * scale: its gradient vanishes at the solution
     x64 = torch.as_tensor(x, dtype=torch.float64)
     scale = x64.reshape(-1, d).std(dim=0, unbiased=False)
@@ -415,8 +416,8 @@ def test_lbfgs_choice_curve_and_early_stopping():
     targets = np.eye(k, dtype=np.float32)[y]
     cfg = check_train_config("test", lr=1e-3, epochs=1, batch_size=32, solver="lbfgs", C=1.0, curve_every=2)
     plain = choice_module(ToyHash(), k, d, "cpu")
-    hist = fit_lbfgs_choice(plain, x[:200], targets[:200], create_loss("xent"), cfg, seed=0, device="cpu",
-                            eval_inputs=x[200:], eval_labels=y[200:])
+    hist = fit_lbfgs(plain, x[:200], targets[:200], create_loss("xent"), cfg, seed=0, device="cpu",
+                     eval_inputs=x[200:], eval_labels=y[200:])
     steps = [p["step"] for p in hist["curve"]]
     assert len(steps) >= 2 and steps == sorted(steps) and steps[-1] == hist["steps"]
     assert hist["curve"][-1]["test_acc"] == hist["epoch_test_acc"][-1]
@@ -424,8 +425,8 @@ def test_lbfgs_choice_curve_and_early_stopping():
     es = check_train_config("test", lr=1e-3, epochs=1, batch_size=32, solver="lbfgs", C=1.0, curve_every=2,
                             early_stop="weak_val")
     head = choice_module(ToyHash(), k, d, "cpu")
-    out = fit_lbfgs_choice(head, x[:150], targets[:150], create_loss("xent"), es, seed=0, device="cpu",
-                           val_inputs=x[150:200], val_targets=targets[150:200])
+    out = fit_lbfgs(head, x[:150], targets[:150], create_loss("xent"), es, seed=0, device="cpu",
+                    val_inputs=x[150:200], val_targets=targets[150:200])
     best = max(p["val_acc"] for p in out["curve"])
     assert out["early_stop"]["val_acc"] == best
     assert float(np.mean(predict_proba(head, x[150:200], device="cpu").argmax(axis=1) == y[150:200])) == best

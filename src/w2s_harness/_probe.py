@@ -36,6 +36,7 @@ either solver runs; ground-truth targets are one-hot already and do not change.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -127,14 +128,19 @@ def fit_lbfgs(
 
     from ._training import _check_inputs, _is_features, cpu_head_mode
 
-    what = where or "training"
-    sec = section or ("weak" if "weak" in where.lower() else "strong")
+    if eval_inputs is not None and eval_labels is None:
+        raise InputError(f"{where or 'fit'}: eval_inputs given without eval_labels")
+    policy = getattr(cfg, "early_stop", "none")
+    if policy != "none" and (val_inputs is None or val_targets is None):
+        raise InputError(f"{where or 'fit'}: early_stop={policy!r} needs val_inputs and val_targets")
+    fit = LbfgsFit(loss, cfg, seed, device, eval_inputs, eval_labels, val_inputs, val_targets, progress,
+                   where or "fit", where or "training", section or ("weak" if "weak" in where.lower() else "strong"),
+                   policy, int(getattr(cfg, "curve_every", 0) or 0) or CURVE_EVERY)
+    what, sec = fit.what, fit.section
     if getattr(module, "choice_head", False):  # one scorer shared by a choice task's candidates (_choice)
         from ._choice import fit_lbfgs_choice
 
-        return fit_lbfgs_choice(module, inputs, targets, loss, cfg, seed=seed, device=device, eval_inputs=eval_inputs,
-                                eval_labels=eval_labels, progress=progress, where=where, section=section,
-                                val_inputs=val_inputs, val_targets=val_targets)
+        return fit_lbfgs_choice(module, inputs, targets, fit)
     if not _is_features(inputs):
         raise TrainingError(
             f'{what}: solver = "lbfgs" trains a linear head on cached features, but this model fine-tunes on '
@@ -146,8 +152,6 @@ def fit_lbfgs(
     targets = np.asarray(targets)
     if targets.shape[0] != n:
         raise InputError(f"{where or 'fit'}: {n} inputs but {targets.shape[0]} targets")
-    if eval_inputs is not None and eval_labels is None:
-        raise InputError(f"{where or 'fit'}: eval_inputs given without eval_labels")
     if not isinstance(module, torch.nn.Linear):
         raise TrainingError(
             f'{what}: solver = "lbfgs" needs a linear head (torch.nn.Linear), this model\'s head is '
@@ -158,10 +162,6 @@ def fit_lbfgs(
         raise InputError(f"{where or 'fit'}: features have {int(inputs.shape[1])} columns, the head takes {d}")
     if k < 2:
         raise TrainingError(f"{what}: the head has {k} output; a classifier needs k >= 2")
-    policy = getattr(cfg, "early_stop", "none")
-    if policy != "none" and (val_inputs is None or val_targets is None):
-        raise InputError(f"{where or 'fit'}: early_stop={policy!r} needs val_inputs and val_targets")
-    every = int(getattr(cfg, "curve_every", 0) or 0) or CURVE_EVERY
 
     with cpu_head_mode(True):
         x = (inputs.detach().to("cpu", torch.float64) if isinstance(inputs, torch.Tensor)
@@ -181,48 +181,68 @@ def fit_lbfgs(
                     module.bias.copy_(bias.to(module.bias.dtype))
 
         solution, curve = solve_with_curve(_Solve(xs, y, k, d, has_bias, loss, cfg, what, sec), load, module,
-                                           inputs, targets, seed=seed, device=device, policy=policy, every=every,
-                                           eval_inputs=eval_inputs, eval_labels=eval_labels,
-                                           val_inputs=val_inputs, val_targets=val_targets)
-    return lbfgs_history(module, solution, curve, policy=policy, n=n, cfg=cfg, device=device,
-                         eval_inputs=eval_inputs, eval_labels=eval_labels, progress=progress)
+                                           inputs, targets, fit)
+    return lbfgs_history(module, solution, curve, n, fit)
 
 
-def solve_with_curve(solve: _Solve, load, module, inputs, targets, *, seed: int, device: Any, policy: str,
-                     every: int, eval_inputs, eval_labels, val_inputs, val_targets) -> tuple[_Solve, _Curve]:
-    """Run ``solve`` recording a curve point every ``every`` iterations, and leave the head (through ``load``) at
-    the solution, or at the best point by validation accuracy under early stopping. Call inside
-    :func:`~w2s_harness._training.cpu_head_mode`; shared by the class and the choice heads."""
+@dataclass(frozen=True)
+class LbfgsFit:
+    """One L-BFGS fit's settings, checked once by :func:`fit_lbfgs` and shared by the class and the choice heads
+    (the arguments of :func:`fit_lbfgs`, plus what it derives: the names for messages, the early-stopping policy
+    and the curve interval in iterations)."""
+
+    loss: Callable[..., Any]
+    cfg: TrainConfig
+    seed: int
+    device: Any
+    eval_inputs: Any
+    eval_labels: Any
+    val_inputs: Any
+    val_targets: Any
+    progress: Callable[[int], None] | None
+    where: str  # the caller, for input errors
+    what: str  # the stage, for training errors
+    section: str  # the config section a fix goes in
+    policy: str
+    every: int
+
+
+def solve_with_curve(solve: _Solve, load, module, inputs, targets, fit: LbfgsFit) -> tuple[_Solve, _Curve]:
+    """Run ``solve`` recording a curve point every ``fit.every`` iterations, and leave the head (through ``load``)
+    at the solution, or at the best point by validation accuracy under early stopping. Call inside
+    :func:`~w2s_harness._training.cpu_head_mode`."""
     from ._training import _take, class_ids, curve_rows
 
-    agree_pos = curve_rows(int(np.asarray(targets).shape[0]), seed)
-    curve = _Curve(load, module, device, _take(inputs, agree_pos), class_ids(targets)[agree_pos], eval_inputs,
-                   eval_labels, val_inputs, class_ids(val_targets) if policy != "none" else None)
-    solution = solve.run(every, curve.point)
+    agree_pos = curve_rows(int(np.asarray(targets).shape[0]), fit.seed)
+    curve = _Curve(load, module, fit.device, _take(inputs, agree_pos), class_ids(targets)[agree_pos],
+                   fit.eval_inputs, fit.eval_labels, fit.val_inputs,
+                   class_ids(fit.val_targets) if fit.policy != "none" else None)
+    solution = solve.run(fit.every, curve.point)
     if not curve.points:  # the zero head met the tolerance: one point for it
         curve.point(solution, 1.0)
-    load(curve.best[1] if policy != "none" else solution.theta)
+    load(curve.best[1] if fit.policy != "none" else solution.theta)
     return solution, curve
 
 
-def lbfgs_history(module, solution: _Solve, curve: _Curve, *, policy: str, n: int, cfg: TrainConfig, device: Any,
-                  eval_inputs, eval_labels, progress) -> dict[str, Any]:
-    """The history of an L-BFGS fit (keys as documented in :func:`fit_lbfgs`); puts the head in eval mode."""
+def lbfgs_history(module, solution: _Solve, curve: _Curve, n: int, fit: LbfgsFit) -> dict[str, Any]:
+    """The history of an L-BFGS fit of ``n`` examples (keys as documented in :func:`fit_lbfgs`); puts the head in
+    eval mode."""
     from ._training import accuracy, predict_proba
 
     module.eval()
-    if progress is not None:
-        progress(max(1, cfg.epochs) * n)
+    if fit.progress is not None:
+        fit.progress(max(1, fit.cfg.epochs) * n)
     history: dict[str, Any] = {"epoch_test_acc": []}
-    if eval_inputs is not None:
-        history["epoch_test_acc"].append(accuracy(predict_proba(module, eval_inputs, device=device), eval_labels))
+    if fit.eval_inputs is not None:
+        probs = predict_proba(module, fit.eval_inputs, device=fit.device)
+        history["epoch_test_acc"].append(accuracy(probs, fit.eval_labels))
     history.update(
         final_train_loss=solution.loss_value, steps=solution.iterations, solver="lbfgs",
         converged=solution.converged, grad_max=solution.grad_max, curve=curve.points,
     )
-    if policy != "none":
+    if fit.policy != "none":
         chosen = curve.best[0]
-        history["early_stop"] = {"policy": policy, "selected_step": chosen["step"],
+        history["early_stop"] = {"policy": fit.policy, "selected_step": chosen["step"],
                                  "selected_step_frac": chosen["step_frac"], "val_acc": chosen["val_acc"],
                                  "n_val": len(curve.val_classes)}
     return history
