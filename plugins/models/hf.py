@@ -64,7 +64,14 @@ from typing import Any
 
 import numpy as np
 
-from w2s_harness import ConfigError, check_train_config, hub_endpoint, hub_reachable, zero_linear_head
+from w2s_harness import (
+    ConfigError,
+    head_train_config,
+    hub_endpoint,
+    hub_reachable,
+    takes_head_parameters,
+    zero_linear_head,
+)
 
 
 @dataclass(frozen=True)
@@ -937,6 +944,7 @@ class HFModel:
 
     linear_probe: bool = True
 
+    @takes_head_parameters
     def __init__(
         self,
         target: str,
@@ -944,19 +952,6 @@ class HFModel:
         pooling: str | None = None,
         max_length: int = 64,
         linear_probe: bool = True,
-        lr: float | None = None,
-        epochs: int | None = None,
-        batch_size: int | None = None,
-        weight_decay: float | None = None,
-        warmup_frac: float | None = None,
-        solver: str | None = None,
-        C: float | None = None,
-        max_iter: int | None = None,
-        tol: float | None = None,
-        weak_labels: str = "soft",
-        early_stop: str = "none",
-        val_frac: float | None = None,
-        curve_every: int = 0,
         embed_batch_size: int = 128,
         dtype: str = "float32",
         gguf_file: str | None = None,
@@ -971,6 +966,7 @@ class HFModel:
         lora_alpha: float | None = None,
         lora_dropout: float | None = None,
         lora_target_modules: list[str] | str | None = None,
+        **head: Any,
     ):
         self.target = target
         self.name = f"hf:{target}"
@@ -1036,6 +1032,7 @@ class HFModel:
                 raise ConfigError(f"{owner}: {', '.join(bad)} given but lora is false; set lora = true")
         elif importlib.util.find_spec("peft") is None:
             raise ConfigError(f"{owner}: lora = true needs the peft package: {PEFT_INSTALL}")
+        solver = head.get("solver")
         if not linear_probe and solver not in (None, "adamw"):
             raise ConfigError(
                 f"{owner}: solver = {solver!r} applies to linear probes only (fine-tuning trains with AdamW); "
@@ -1063,25 +1060,9 @@ class HFModel:
         self.lora_alpha = float(lora_alpha) if lora_alpha is not None else LORA_ALPHA
         self.lora_dropout = float(lora_dropout) if lora_dropout is not None else LORA_DROPOUT
         self.lora_target_modules = lora_target_modules
-        self.train_config = check_train_config(
-            owner,
-            lr=lr if lr is not None else (PROBE_LR if linear_probe else FINETUNE_LR),
-            epochs=epochs if epochs is not None else (10 if linear_probe else 2),
-            batch_size=32 if batch_size is None else batch_size,
-            weight_decay=0.0 if weight_decay is None else weight_decay,
-            warmup_frac=0.0 if warmup_frac is None else warmup_frac,
-            adamw_given=[k for k, v in (("lr", lr), ("epochs", epochs), ("batch_size", batch_size),
-                                        ("weight_decay", weight_decay), ("warmup_frac", warmup_frac))
-                         if v is not None],
-            solver=solver if solver is not None or linear_probe else "adamw",
-            default_C=PROBE_C,
-            C=C,
-            max_iter=max_iter,
-            tol=tol,
-            weak_labels=weak_labels,
-            early_stop=early_stop,
-            val_frac=val_frac,
-            curve_every=curve_every,
+        self.train_config = head_train_config(
+            owner, head, lr=PROBE_LR if linear_probe else FINETUNE_LR, epochs=10 if linear_probe else 2,
+            batch_size=32, solver=None if linear_probe else "adamw", default_C=PROBE_C,
         )
         self._ckpt: Checkpoint | None = None
         self._config: dict[str, Any] | None = None

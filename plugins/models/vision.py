@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from w2s_harness import ConfigError, DataError, check_train_config, zero_linear_head
+from w2s_harness import ConfigError, DataError, head_train_config, takes_head_parameters, zero_linear_head
 
 #: The reference's vision probe (Adam, lr 1e-3, batch 100, cosine over iterations, 10 epochs, no weight decay).
 PROBE_LR = 1e-3
@@ -119,15 +119,12 @@ class VisionBackbone:
         ``curve_every`` as for every model.
     """
 
+    @takes_head_parameters
     def __init__(self, source: str, target: str, *, weights: str = "DEFAULT", image_size: int = IMAGE_SIZE,
                  resize: int | None = None, interpolation: str = "bilinear", mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, model_args: dict | None = None, init_seed: int = 0,
-                 embed_batch_size: int = 64, pretrained_head: bool = False, lr: float | None = None,
-                 epochs: int | None = None, batch_size: int | None = None, weight_decay: float | None = None,
-                 warmup_frac: float | None = None,
-                 solver: str = "adamw", C: float | None = None, max_iter: int | None = None,
-                 tol: float | None = None, weak_labels: str = "soft", early_stop: str = "none",
-                 val_frac: float | None = None, curve_every: int = 0):
+                 embed_batch_size: int = 64, pretrained_head: bool = False, solver: str = "adamw",
+                 **head: Any):
         self.source, self.target = source, target
         self.name = f"{source}:{target}"
         owner = f"model {self.name!r}"
@@ -166,15 +163,9 @@ class VisionBackbone:
         self.init_seed = init_seed
         self.embed_batch_size = embed_batch_size
         self.pretrained_head = pretrained_head
-        adamw = {"lr": lr, "epochs": epochs, "batch_size": batch_size, "weight_decay": weight_decay,
-                 "warmup_frac": warmup_frac}
-        self.train_config = check_train_config(
-            owner, lr=PROBE_LR if lr is None else lr, epochs=PROBE_EPOCHS if epochs is None else epochs,
-            batch_size=PROBE_BATCH if batch_size is None else batch_size,
-            weight_decay=0.0 if weight_decay is None else weight_decay,
-            warmup_frac=0.0 if warmup_frac is None else warmup_frac,
-            adamw_given=[k for k, v in adamw.items() if v is not None], solver=solver, C=C, max_iter=max_iter,
-            tol=tol, weak_labels=weak_labels, early_stop=early_stop, val_frac=val_frac, curve_every=curve_every)
+        # the reference's vision probe (Adam = AdamW without weight decay) unless the user picks L-BFGS
+        self.train_config = head_train_config(owner, {**head, "solver": solver}, lr=PROBE_LR, epochs=PROBE_EPOCHS,
+                                              batch_size=PROBE_BATCH)
         _require("torchvision", self.name)
         if source == "timm":
             _require("timm", self.name)

@@ -37,6 +37,9 @@ _LAZY = {
     "FineTuneModel": "_components",
     "TrainConfig": "_components",
     "check_train_config": "_components",
+    "HEAD_PARAMETERS": "_components",
+    "head_train_config": "_components",
+    "takes_head_parameters": "_components",
     "zero_linear_head": "_training",
     "Loss": "_components",
     "BaseLoss": "_loss_base",
@@ -91,6 +94,7 @@ _LAZY = {
 _ALIASES = {"RegistryEntry": "Entry", "check_loss_inputs": "prepare", "load_config": "resolve"}
 
 __all__ = [
+    "HEAD_PARAMETERS",
     "KINDS",
     "SCHEMA_VERSION",
     "BaseDataset",
@@ -149,6 +153,7 @@ __all__ = [
     "create_plugin_manager",
     "create_strategy",
     "fingerprint_examples",
+    "head_train_config",
     "hookimpl",
     "hookspec",
     "hub_endpoint",
@@ -158,6 +163,7 @@ __all__ = [
     "make_plan",
     "plugin_manager",
     "run",
+    "takes_head_parameters",
     "zero_linear_head",
 ]
 
@@ -210,6 +216,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
     from ._choice import Choice, ChoiceData, ChoiceDataset
     from ._cli import main
     from ._components import (
+        HEAD_PARAMETERS,
         Dataset,
         FeatureModel,
         FineTuneModel,
@@ -219,6 +226,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
         TextData,
         TrainConfig,
         check_train_config,
+        head_train_config,
+        takes_head_parameters,
     )
     from ._config import Component, RunConfig, RunSection
     from ._config import resolve as load_config

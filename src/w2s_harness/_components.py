@@ -211,6 +211,59 @@ def check_train_config(
     )
 
 
+#: The head-training parameters every built-in model takes (through ``**head``, see :func:`takes_head_parameters`)
+#: and the defaults its signature shows: ``None`` for those whose default is the model's own (its ``lr``, ...) or
+#: is decided from what was given (the probe ``solver``, see :func:`check_train_config`).
+HEAD_PARAMETERS: dict[str, Any] = {
+    "lr": None, "epochs": None, "batch_size": None, "weight_decay": None, "warmup_frac": None,
+    "solver": None, "C": None, "max_iter": None, "tol": None,
+    "weak_labels": "soft", "early_stop": "none", "val_frac": None, "curve_every": 0,
+}
+
+
+def takes_head_parameters(init: Callable[..., None]) -> Callable[..., None]:
+    """Decorate a model's ``__init__(self, ..., **head)``: its signature then lists the :data:`HEAD_PARAMETERS` it
+    does not name itself as keyword-only parameters, so the registry checks, suggests and resolves them (stage
+    ids hash the resolved values) exactly as if they were spelled out, and every model need not repeat them.
+    Build the training config from ``head`` with :func:`head_train_config`."""
+    import inspect
+
+    sig = inspect.signature(init)
+    own = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    names = {p.name for p in own}
+    extra = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v)
+             for k, v in HEAD_PARAMETERS.items() if k not in names]
+    init.__signature__ = sig.replace(parameters=[*own, *extra])  # type: ignore[attr-defined]
+    return init
+
+
+def head_train_config(owner: str, head: dict[str, Any], *, lr: float, epochs: int, batch_size: int,
+                      weight_decay: float = 0.0, warmup_frac: float = 0.0, solver: str | None = None,
+                      default_C: float = LBFGS_C) -> TrainConfig:
+    """:func:`check_train_config` for a model's ``**head`` parameters (:data:`HEAD_PARAMETERS`): a value given
+    there wins over the model's defaults passed here, and the AdamW parameters given are reported as
+    ``adamw_given`` (so a linear probe whose user set one trains with AdamW). An unknown key is a one-line
+    :class:`ConfigError` with a suggestion."""
+    from ._errors import did_you_mean
+
+    for key in head:
+        if key not in HEAD_PARAMETERS:
+            raise ConfigError(f"{owner} has no parameter {key!r}.{did_you_mean(key, HEAD_PARAMETERS)} "
+                              f"Head parameters: {', '.join(HEAD_PARAMETERS)}")
+    given = {k: v for k, v in head.items() if v is not None}
+    model_defaults = {"lr": lr, "epochs": epochs, "batch_size": batch_size, "weight_decay": weight_decay,
+                      "warmup_frac": warmup_frac}
+    return check_train_config(
+        owner,
+        **{k: given.get(k, v) for k, v in model_defaults.items()},
+        adamw_given=[k for k in ADAMW_PARAMS if k in given],
+        solver=given.get("solver", solver),
+        default_C=default_C,
+        **{k: head.get(k, HEAD_PARAMETERS[k]) for k in ("C", "max_iter", "tol", "weak_labels", "early_stop",
+                                                        "val_frac", "curve_every")},
+    )
+
+
 @runtime_checkable
 class FeatureModel(Protocol):
     """A model whose backbone stays frozen (a linear probe): texts become features once, heads train on them.
