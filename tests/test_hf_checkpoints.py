@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 from w2s_harness.plugins.models import hf
-from w2s_harness.plugins.models.hf import dir_fingerprint, hf_model, resolve_checkpoint, user_cache_dir
+from w2s_harness.plugins.models.hf import dir_fingerprint, hf_model, resolve_checkpoint
 
-from w2s_harness import ConfigError, _hub
+from w2s_harness import ConfigError, _filehash, _hub, user_cache_dir
 
 MIB = 1 << 20
 HOUR_AGO_NS = time.time_ns() - 3600 * 10**9
@@ -31,22 +31,22 @@ def isolated(monkeypatch, tmp_path):
     """A private hash cache directory, an empty in-process memo and no memoised hub probes."""
     cache = tmp_path / "w2s-cache"
     monkeypatch.setenv("W2S_HARNESS_CACHE_DIR", str(cache))
-    monkeypatch.setattr(hf, "_SHA256_MEMO", {})
+    monkeypatch.setattr(_filehash, "_SHA256_MEMO", {})
     monkeypatch.setattr(_hub, "_REACHABLE", {})
     return cache
 
 
 @pytest.fixture
 def count_hashing(monkeypatch):
-    """The files :func:`hf._sha256_file` reads (each a full read of the file)."""
+    """The files :func:`w2s_harness.file_sha256` reads for the cache (each a full read of the file)."""
     calls: list[str] = []
-    real = hf._sha256_file
+    real = _filehash.file_sha256
 
     def counting(path):
         calls.append(os.path.basename(path))
         return real(path)
 
-    monkeypatch.setattr(hf, "_sha256_file", counting)
+    monkeypatch.setattr(_filehash, "file_sha256", counting)
     return calls
 
 
@@ -133,7 +133,7 @@ def test_second_computation_is_served_from_the_cache(ckpt_dir, isolated, count_h
     assert len(data["files"]) == 4
 
     # a new process (no memo) reads the cache file and hashes nothing
-    hf._SHA256_MEMO.clear()
+    _filehash._SHA256_MEMO.clear()
     assert dir_fingerprint(ckpt_dir) == fp and count_hashing == []
 
     # The contract, as make's and rsync's: a file with the same size and mtime is taken as unchanged. Proof that
@@ -142,7 +142,7 @@ def test_second_computation_is_served_from_the_cache(ckpt_dir, isolated, count_h
     flip_middle_byte(big)
     set_mtime(big, HOUR_AGO_NS)
     assert dir_fingerprint(ckpt_dir) == fp and count_hashing == []
-    hf._SHA256_MEMO.clear()
+    _filehash._SHA256_MEMO.clear()
     assert dir_fingerprint(ckpt_dir) == fp and count_hashing == []
     # any other mtime (what a real write gives) re-reads that one file
     set_mtime(big, HOUR_AGO_NS + 10**9)
@@ -169,7 +169,7 @@ def test_racy_files_are_hashed_but_not_cached(ckpt_dir, isolated, count_hashing)
 )
 def test_corrupt_cache_file_is_ignored_and_rewritten(ckpt_dir, isolated, garbage, count_hashing):
     expected = dir_fingerprint(ckpt_dir)
-    hf._SHA256_MEMO.clear()
+    _filehash._SHA256_MEMO.clear()
     (isolated / "file-hashes.json").write_bytes(garbage)
     count_hashing.clear()
     assert dir_fingerprint(ckpt_dir) == expected

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +69,32 @@ def test_image_folder_rows_are_torchvisions_imagefolder(tmp_path):
     assert create_dataset("image-folder", path=str(moved), n_test=4).load().fingerprint == data.fingerprint
     (moved / "red" / "img1.png").write_bytes((root / "blue" / "img1.png").read_bytes())
     assert create_dataset("image-folder", path=str(moved), n_test=4).load().fingerprint != data.fingerprint
+
+
+def test_image_hashes_are_read_once_and_served_from_the_hash_cache(tmp_path, monkeypatch):
+    """Image digests go through the shared file-hash cache: a second load (even in a fresh process, memo emptied)
+    reads no image again, with the same fingerprint; a changed image is read again."""
+    from w2s_harness import _filehash
+
+    monkeypatch.setenv("W2S_HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(_filehash, "_SHA256_MEMO", {})
+    root = make_folder(tmp_path / "imgs")
+    hour_ago = time.time_ns() - 3600 * 10**9
+    for p in root.rglob("*.png"):  # older than the racy window, so their digests are cached
+        os.utime(p, ns=(hour_ago, hour_ago))
+    reads: list[str] = []
+    real = _filehash.file_sha256
+    monkeypatch.setattr(_filehash, "file_sha256", lambda p: reads.append(Path(p).name) or real(p))
+    first = create_dataset("image-folder", path=str(root), n_test=4).load()
+    assert len(reads) == 12 and first.fingerprint
+    _filehash._SHA256_MEMO.clear()  # as a new process: only the cache file remains
+    again = create_dataset("image-folder", path=str(root), n_test=4).load()
+    assert len(reads) == 12 and again.fingerprint == first.fingerprint
+    changed = root / "red" / "img1.png"
+    changed.write_bytes((root / "blue" / "img1.png").read_bytes())
+    os.utime(changed, ns=(hour_ago + 10**9, hour_ago + 10**9))
+    edited = create_dataset("image-folder", path=str(root), n_test=4).load()
+    assert reads[12:] == ["img1.png"] and edited.fingerprint != first.fingerprint
 
 
 def test_image_folder_with_a_designated_test_folder(tmp_path):

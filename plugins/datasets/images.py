@@ -31,31 +31,21 @@ from typing import Any
 
 import numpy as np
 
-from w2s_harness import BaseDataset, ConfigError, DataError, TextData, fingerprint_examples
+from w2s_harness import (
+    BaseDataset,
+    ConfigError,
+    DataError,
+    TextData,
+    file_sha256s,
+    fingerprint_examples,
+    user_cache_dir,
+)
 
 from .hfsource import load_data_files, load_directory, load_hub, normalise_data_files
 from .local import labels_to_ids
 
 #: The file extensions torchvision's ImageFolder accepts (``torchvision.datasets.folder.IMG_EXTENSIONS``).
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-_BLOCK = 1 << 20
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_BLOCK):
-            h.update(block)
-    return h.hexdigest()
-
-
-def user_cache_dir() -> Path:
-    """``$W2S_HARNESS_CACHE_DIR``, else ``$XDG_CACHE_HOME/w2s-harness``, else ``~/.cache/w2s-harness``."""
-    explicit = os.environ.get("W2S_HARNESS_CACHE_DIR")
-    if explicit:
-        return Path(os.path.expanduser(explicit))
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(os.path.expanduser(xdg)) if xdg else Path.home() / ".cache") / "w2s-harness"
 
 
 def scan_folder(root: Path, owner: str) -> tuple[list[str], list[tuple[str, int]]]:
@@ -139,7 +129,7 @@ class ImageFolder(BaseDataset):
         texts = [samples[i][0] for i in rows]
         labels = np.array([samples[i][1] for i in rows], dtype=np.int64)
         try:
-            digests = [file_sha256(p) for p in texts]
+            digests = file_sha256s(texts)
         except OSError as exc:
             raise DataError(f"dataset {self.name!r}: cannot read {exc.filename!r}: {exc.strerror}") from None
         return TextData(texts, labels, list(classes), fingerprint_examples(digests, labels, classes))
@@ -306,7 +296,7 @@ class HFImages(BaseDataset):
             if not path or not os.path.isfile(path):
                 raise DataError(f"dataset {self.name!r}: row {row} has no image bytes and its path {path!r} is not a "
                                 f"file on this machine")
-            return os.path.abspath(path), file_sha256(path)
+            return os.path.abspath(path), file_sha256s([path])[0]
         suffix = Path(path).suffix.lower() if path and Path(path).suffix.lower() in IMG_EXTENSIONS else ""
         out = _write_image(image_dir, data, suffix)
         return out, Path(out).name.split(".")[0]

@@ -35,7 +35,14 @@ from typing import Any
 
 import numpy as np
 
-from w2s_harness import ConfigError, DataError, head_train_config, takes_head_parameters, zero_linear_head
+from w2s_harness import (
+    ConfigError,
+    DataError,
+    file_sha256s,
+    head_train_config,
+    takes_head_parameters,
+    zero_linear_head,
+)
 
 #: The reference's vision probe (Adam, lr 1e-3, batch 100, cosine over iterations, 10 epochs, no weight decay).
 PROBE_LR = 1e-3
@@ -49,17 +56,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 INSTALL = "pip install 'w2s-harness[vision]'"
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
-
-
-def file_sha256(path: str) -> str:
-    """sha256 hex of a file's content (each model instance hashes its weights file once)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(8 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _require(module: str, owner: str) -> None:
@@ -294,7 +290,7 @@ class VisionBackbone:
                     lib += f",timm=={timm.__version__}"
                 self._weights_id = f"random:init_seed={self.init_seed}:{lib}"
             else:
-                self._weights_id = "sha256:" + file_sha256(path)
+                self._weights_id = "sha256:" + file_sha256s([path])[0]
         return self._weights_id
 
     # ------------------------------------------------------------------------------------- protocol

@@ -84,6 +84,9 @@ _LAZY = {
     "ResourceError": "_errors",
     # the Hugging Face hub
     "hub_endpoint": "_hub",
+    "file_sha256": "_filehash",
+    "file_sha256s": "_filehash",
+    "user_cache_dir": "_filehash",
     "hub_reachable": "_hub",
     # entry points
     "PluginManager": "_pluginmanager",
@@ -152,6 +155,8 @@ __all__ = [
     "create_model",
     "create_plugin_manager",
     "create_strategy",
+    "file_sha256",
+    "file_sha256s",
     "fingerprint_examples",
     "head_train_config",
     "hookimpl",
@@ -164,6 +169,7 @@ __all__ = [
     "plugin_manager",
     "run",
     "takes_head_parameters",
+    "user_cache_dir",
     "zero_linear_head",
 ]
 
@@ -242,6 +248,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
         UnknownComponentError,
         W2SError,
     )
+    from ._filehash import file_sha256, file_sha256s, user_cache_dir
     from ._hub import hub_endpoint, hub_reachable
     from ._kinds import KINDS, ComponentKind
     from ._loss_base import BaseLoss

@@ -14,7 +14,6 @@ Concurrent runs on one output directory coordinate through one lock file per sta
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import W2SError
+from ._filehash import file_sha256  # uncached: a manifest check must read the bytes
 from ._results import StageRecord
 
 #: Stage ids are 16 lowercase hex digits (a truncated sha256); nothing else becomes a path.
@@ -42,14 +42,6 @@ def check_stage_id(stage_id: str) -> str:
     if not isinstance(stage_id, str) or not STAGE_ID.fullmatch(stage_id):
         raise W2SError(f"invalid stage id {stage_id!r}: stage ids are 16 lowercase hex digits")
     return stage_id
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def atomic_write_text(path: Path, text: str) -> None:
