@@ -294,6 +294,18 @@ def load_hub(hub_id: str, config: str | None, revision: str | None, splits: list
                  lambda: _read_hub(hub_id, config, revision, splits, owner, cache_dir, hint))
 
 
+def load_source(owner: str, *, data_files: dict[str, list[str]] | None, path: str | None, hub_id: str | None,
+                config: str | None, revision: str | None, splits: list[str], cache_dir: str | None,
+                hint: str) -> dict[str, Any]:
+    """The tables of whichever source is given, in this order: local ``data_files``, a local copy of the repository
+    (``path``), else ``hub_id`` through the cache / the hub (``hint``: how to use local files instead)."""
+    if data_files is not None:
+        return load_data_files(data_files, owner, cache_dir)
+    if path is not None:
+        return load_directory(path, splits, config, owner, cache_dir)
+    return load_hub(hub_id, config, revision, splits, owner, cache_dir, hint)
+
+
 # ------------------------------------------------------------------------------------------------ tokenizer
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from w2s_harness import ConfigError, DataError
 
-from .hfsource import load_data_files, load_directory, load_hub, normalise_data_files
+from .hfsource import load_source, normalise_data_files
 
 Row = dict[str, Any]
 
@@ -82,13 +82,9 @@ class HubTables:
         """Load the tables once; a one-line DataError for a missing training split or column."""
         if self.tables is not None:
             return self.tables
-        if self.data_files is not None:
-            tables = load_data_files(self.data_files, self.owner, self.cache_dir)
-        elif self.path is not None:
-            tables = load_directory(self.path, self.splits, self.config, self.owner, self.cache_dir)
-        else:
-            tables = load_hub(self.hub_id, self.config, self.revision, self.splits, self.owner, self.cache_dir,
-                              self.local_hint())
+        tables = load_source(self.owner, data_files=self.data_files, path=self.path, hub_id=self.hub_id,
+                             config=self.config, revision=self.revision, splits=self.splits,
+                             cache_dir=self.cache_dir, hint=self.local_hint())
         for split in self.train_splits:
             if split not in tables:
                 raise DataError(f"dataset {self.owner!r}: no {split!r} split found; {self.local_hint()}")

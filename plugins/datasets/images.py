@@ -41,7 +41,7 @@ from w2s_harness import (
     user_cache_dir,
 )
 
-from .hfsource import load_data_files, load_directory, load_hub, normalise_data_files
+from .hfsource import load_source, normalise_data_files
 from .local import labels_to_ids
 
 #: The file extensions torchvision's ImageFolder accepts (``torchvision.datasets.folder.IMG_EXTENSIONS``).
@@ -212,13 +212,9 @@ class HFImages(BaseDataset):
             import datasets
 
             hint = "or pass data_files = <local parquet files> / path = <a local copy>"
-            if self.hub_id is not None:
-                loaded = load_hub(self.hub_id, self.config, self.revision, self.splits_used, self.name,
-                                  self.cache_dir, hint)
-            elif self.path is not None:
-                loaded = load_directory(self.path, self.splits_used, self.config, self.name, self.cache_dir)
-            else:
-                loaded = load_data_files(self.data_files, self.name, self.cache_dir)
+            loaded = load_source(self.name, data_files=self.data_files, path=self.path, hub_id=self.hub_id,
+                                 config=self.config, revision=self.revision, splits=self.splits_used,
+                                 cache_dir=self.cache_dir, hint=hint)
             tables = []
             for split in self.splits_used:
                 if split not in loaded:

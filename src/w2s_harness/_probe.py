@@ -126,7 +126,7 @@ def fit_lbfgs(
     """
     import torch
 
-    from ._training import _check_inputs, _is_features, cpu_head_mode
+    from ._training import _check_inputs, _is_features, _section, cpu_head_mode
 
     if eval_inputs is not None and eval_labels is None:
         raise InputError(f"{where or 'fit'}: eval_inputs given without eval_labels")
@@ -134,7 +134,7 @@ def fit_lbfgs(
     if policy != "none" and (val_inputs is None or val_targets is None):
         raise InputError(f"{where or 'fit'}: early_stop={policy!r} needs val_inputs and val_targets")
     fit = LbfgsFit(loss, cfg, seed, device, eval_inputs, eval_labels, val_inputs, val_targets, progress,
-                   where or "fit", where or "training", section or ("weak" if "weak" in where.lower() else "strong"),
+                   where or "fit", where or "training", section or _section(where),
                    policy, int(getattr(cfg, "curve_every", 0) or 0) or CURVE_EVERY)
     what, sec = fit.what, fit.section
     if getattr(module, "choice_head", False):  # one scorer shared by a choice task's candidates (_choice)
