@@ -47,3 +47,10 @@ def did_you_mean(name: str, choices) -> str:
 
 class InputError(W2SError, ValueError):
     """A tensor or array argument has the wrong shape, dtype or values (e.g. targets not summing to 1)."""
+
+
+def last_line(exc: BaseException) -> str:
+    """``"<type>: <last non-empty line of the message>"``: what a failure report shows of an error (a remote
+    error's message ends with the original error; its traceback comes before)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return f"{type(exc).__name__}: {lines[-1] if lines else ''}".rstrip(": ")

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ._config import memory_bytes
-from ._errors import ConfigError, ResourceError
+from ._errors import ConfigError, ResourceError, last_line
 from ._plan import Stage
 from ._results import StageRecord
 from ._store import CorruptStage, StageStore
@@ -368,7 +368,7 @@ def _drive(ray, config, pm, jobs, store, *, on_stored, on_failure, resume, check
                     if any(d in broken for d in stage.deps) or _input_lost(ray, stage, refs):
                         broken.add(stage.id)
                         continue
-                    out = _failure(RemoteStageError(_last_line(exc)))
+                    out = _failure(RemoteStageError(last_line(exc)))
                 if out.warning:
                     warn(out.warning)
                 if out.state == "done":
@@ -407,11 +407,6 @@ def _input_lost(ray, stage: Stage, refs: dict) -> bool:
             except Exception:  # noqa: BLE001 - any error getting it means the input is missing
                 return True
     return False
-
-
-def _last_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return f"{type(exc).__name__}: {lines[-1] if lines else ''}"
 
 
 __all__ = ["DEFAULT_RESOURCES", "INSTALL", "connect", "run_stages_ray", "stage_resources"]

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import __version__
 from ._assemble import assemble_all
-from ._errors import ResourceError, W2SError
+from ._errors import ResourceError, W2SError, last_line
 from ._executor import BUSY, CLAIMED, DONE, resolve_workers, run_stages
 from ._interrupts import StopFlag, StopRequested
 from ._ops import RunContext
@@ -62,13 +62,6 @@ def disk_full(exc: BaseException) -> bool:
 
 class StagesFailed(W2SError):
     """Several stages failed (each is listed in ``results.json`` ``failures``); the others finished and are kept."""
-
-
-def last_line(exc: BaseException) -> str:
-    """``"<type>: <last non-empty line of the message>"``: what a failure report shows of an error (a remote
-    error's message ends with the original error; its traceback comes before)."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return f"{type(exc).__name__}: {lines[-1] if lines else ''}".rstrip(": ")
 
 
 def stages_failed(failures: list[dict], skipped: int) -> StagesFailed:
