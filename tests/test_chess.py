@@ -1,4 +1,4 @@
-"""``lichess_puzzles`` (plugins/datasets/chess_puzzles.py) on real puzzle rows written here, in the Lichess puzzle
+"""``lichess_puzzles`` (plugins/builtin/datasets/chess_puzzles.py) on real puzzle rows written here, in the Lichess puzzle
 database schema and in EleutherAI/lichess-puzzles' (ctx, target). Legality is checked independently with
 python-chess: the prompt's FEN is recomputed from the row, every candidate must parse as a legal move there."""
 

@@ -308,8 +308,8 @@ def test_plugins_and_kernels_ship_inside_the_package():
     assert _origin("w2s_harness.plugins.strategies") == plugins / "strategies" / "__init__.py"
     assert _origin("w2s_harness.kernels.dispatch") == kernels / "dispatch.py"
     if core == (REPO / "src" / "w2s_harness").resolve():  # pip install -e .
-        assert plugins == (REPO / "plugins").resolve()
-        assert kernels == (REPO / "kernels").resolve()
+        assert plugins == (REPO / "plugins" / "builtin").resolve()
+        assert kernels == (REPO / "kernels" / "fused").resolve()
     else:  # pip install .
         assert (plugins, kernels) == (core / "plugins", core / "kernels")
 

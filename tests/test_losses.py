@@ -3,7 +3,7 @@
 The ``oa_*`` functions restate openai/weak-to-strong ``weak_to_strong/loss.py`` operation for operation
 (with an optional compute dtype so the comparison can also run in float64). ``ee_*`` restate EleutherAI/w2s
 ``w2s/loss.py``. ``np_*`` are plain numpy loops for the k-class hardening documented in
-``kernels/reference.py``. Nothing here calls ``w2s_harness.kernels.reference`` to produce an expected value.
+``kernels/fused/reference.py``. Nothing here calls ``w2s_harness.kernels.reference`` to produce an expected value.
 """
 
 from __future__ import annotations

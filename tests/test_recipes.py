@@ -1,4 +1,4 @@
-"""Named dataset recipes (plugins/datasets/recipes.py): exact texts and labels from tiny local files in each hub
+"""Named dataset recipes (plugins/builtin/datasets/recipes.py): exact texts and labels from tiny local files in each hub
 dataset's raw schema, the offline one-line error, balancing, max_ctx, and work that scales with the rows used.
 
 Nothing here touches the network: every test runs with HF_DATASETS_OFFLINE=1 and HF_HUB_OFFLINE=1 and reads

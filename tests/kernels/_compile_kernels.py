@@ -27,7 +27,7 @@ Nothing is listed by hand; the variants come from the code that launches the ker
    (or, when the cubin came from Triton's cache, ptxas is re-run on the cached PTX through the backend's
    own ``make_cubin``, so the options are the runtime's) and parsed for registers, stack frame and spill
    stores / loads. **Any spill fails the check.**
-4. Coverage is checked against the tables of ``kernels/triton_softce.py``: every ``*_kernel`` in the
+4. Coverage is checked against the tables of ``kernels/fused/triton_softce.py``: every ``*_kernel`` in the
    ``triton_*`` modules, every (MODE, HARD) pair of ``HARD_BY_MODE`` (``HARD_THRESHOLD`` in the single-tile
    kernel only), every logits dtype for each kernel, every target dtype for both loss kernels,
    ``WRITE_GRAD`` on and off for each mode, the select kernel with and without a mask, 32- and 64-bit

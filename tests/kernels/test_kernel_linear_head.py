@@ -1,4 +1,4 @@
-"""Fused linear head + soft-label CE (``kernels/linear_head.py``) == its plain PyTorch reference:
+"""Fused linear head + soft-label CE (``kernels/fused/linear_head.py``) == its plain PyTorch reference:
 loss and gradients for hidden, weight and bias, over row chunks (the last one partial)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Fused xent / product / logconf kernels (``kernels/triton_ops.py``) == ``kernels/reference.py``.
+"""Fused xent / product / logconf kernels (``kernels/fused/triton_ops.py``) == ``kernels/fused/reference.py``.
 
 Values and gradients over k in {2, 3, 8, 1000}, fp32 / bf16 / fp16 / fp64 logits, N not a multiple of the
 row block, both kernels (single tile and tiled over k), edge cases (ties, extreme logits, one-class batches,

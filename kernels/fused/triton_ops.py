@@ -1,10 +1,10 @@
-"""Triton implementations of the loss functions in ``kernels/reference.py`` (same signatures, same semantics).
+"""Triton implementations of the loss functions in ``kernels/fused/reference.py`` (same signatures, same semantics).
 
 Every function returns the float32 mean over the batch and supports ``backward()``; the gradient wrt the
 logits is produced by the same kernel pass that computes the loss (see ``triton_softce``). Targets are
 treated as constants (no gradient to them), as in the training losses.
 
-Dispatch (``kernels/dispatch.py``) sends CUDA tensors here for ``backend="auto"``; CPU tensors work under
+Dispatch (``kernels/fused/dispatch.py``) sends CUDA tensors here for ``backend="auto"``; CPU tensors work under
 ``TRITON_INTERPRET=1`` (the interpreter), which is how CI checks these kernels against the reference.
 """
 

@@ -1,7 +1,7 @@
 """PyTorch reference implementations of the w2s-harness losses.
 
-These functions define the semantics. ``kernels/triton_ops.py`` implements the same three entry points
-with the same signatures, and its tests compare against this module. ``kernels/dispatch.py`` chooses
+These functions define the semantics. ``kernels/fused/triton_ops.py`` implements the same three entry points
+with the same signatures, and its tests compare against this module. ``kernels/fused/dispatch.py`` chooses
 between the two.
 
 Contract (all functions here):

@@ -5,7 +5,7 @@ All three losses are "cross-entropy of ``softmax(z)`` against a per-row target `
 
 * ``MODE_XENT``:    ``t = y``
 * ``MODE_PRODUCT``: ``t = normalise(softmax(z)**beta * y**alpha)``, computed in log space as in
-  ``kernels/reference.py``: ``t = softmax(beta * log_softmax(z) + xlogy(alpha, y))``, so a product that
+  ``kernels/fused/reference.py``: ``t = softmax(beta * log_softmax(z) + xlogy(alpha, y))``, so a product that
   underflows to 0 in every class (hard or soft labels) still gives the exact normalised product; a row whose
   ``t`` is still non-finite (``log_softmax(z)`` not finite on any class the label supports) falls back to
   ``t = y``
