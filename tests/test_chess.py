@@ -333,8 +333,12 @@ def test_binary_without_engine_and_lichess_schema(puzzles, tmp_path, monkeypatch
 
 def test_binary_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    with pytest.raises(ConfigError, match="is not an executable"):
-        LichessPuzzlesBinary(engine=str(tmp_path / "no-such-engine"))
+    with pytest.raises(ConfigError, match="engine must be the path of a UCI engine"):
+        LichessPuzzlesBinary(engine=3)
+    missing = LichessPuzzlesBinary(engine=str(tmp_path / "no-such-engine"), n_test=2,
+                                   data_files=write_csv(tmp_path / "pgn.csv", PGN_ROWS))  # a config validates anywhere
+    with pytest.raises(DataError, match="is not an executable"):
+        missing.load()
     with pytest.raises(ConfigError, match="engine_depth must be an integer >= 1"):
         LichessPuzzlesBinary(engine_depth=0)
     path = write_csv(tmp_path / "other.csv", [{"a": 1, "b": 2}] * 4)

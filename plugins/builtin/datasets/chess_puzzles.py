@@ -310,12 +310,8 @@ class LichessPuzzlesBinary(RecipeDataset):
         super().__init__(data_files=data_files, path=path, hub_id=hub_id, revision=revision, cache_dir=cache_dir,
                          format_seed=format_seed, balance=balance, max_ctx=max_ctx, tokenizer=tokenizer,
                          n_train=n_train, n_test=n_test, test_seed=test_seed)
-        if engine is not None:
-            if not isinstance(engine, (str, os.PathLike)) or not str(engine):
-                raise ConfigError(f"dataset {self.name!r}: engine must be the path of a UCI engine, got {engine!r}")
-            if shutil.which(str(engine)) is None:
-                raise ConfigError(f"dataset {self.name!r}: engine {str(engine)!r} is not an executable (install a "
-                                  f"UCI engine, e.g. apt-get install stockfish, and give its path)")
+        if engine is not None and (not isinstance(engine, (str, os.PathLike)) or not str(engine)):
+            raise ConfigError(f"dataset {self.name!r}: engine must be the path of a UCI engine, got {engine!r}")
         if isinstance(engine_depth, bool) or not isinstance(engine_depth, (int, np.integer)) or engine_depth < 1:
             raise ConfigError(f"dataset {self.name!r}: engine_depth must be an integer >= 1, got {engine_depth!r}")
         self.engine = None if engine is None else str(engine)
@@ -376,6 +372,9 @@ class LichessPuzzlesBinary(RecipeDataset):
             return None
         import chess.engine
 
+        if shutil.which(self.engine) is None:  # checked when the rows load: a config validates on any machine
+            raise DataError(f"dataset {self.name!r}: engine {self.engine!r} is not an executable (install a UCI "
+                            f"engine, e.g. apt-get install stockfish, and give its path)")
         try:
             return chess.engine.SimpleEngine.popen_uci(self.engine)
         except (OSError, chess.engine.EngineError) as exc:
