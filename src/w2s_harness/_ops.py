@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ._components import check_model, is_feature_model
+from ._datasets import split_rows
 from ._errors import ConfigError, DataError, ResourceError
 from ._plan import Stage, Subset, ref_key
 from ._results import StageRecord
@@ -44,7 +45,7 @@ class RunContext:
             c = self.config.dataset
             from ._difficulty import create
 
-            self._dataset = create(self.pm, c)
+            self._dataset = create(self.pm, c, seeds=self.config.run.seeds)
         return self._dataset
 
     @property
@@ -204,6 +205,7 @@ def op_train(ctx: RunContext, stage: Stage, upstream: list[tuple[StageRecord, di
         "test_acc": training.accuracy(test_probs, data.labels[splits.test]),
         "test_auroc": training.auroc(test_probs, data.labels[splits.test]),
         "n_train": len(rows),
+        "split_rows": split_rows(splits),  # the rows of the seed's train1 / train2 / test
         **history,
     }
     return metrics, {"indices": every.astype(np.int64), "probs": probs_all.astype(np.float32)}

@@ -575,7 +575,7 @@ def make_plan(config, pm, *, content: bool = True) -> Plan:
     strategy = pm.create("strategy", config.strategy.name, **config.strategy.params)
     from . import _difficulty as difficulty
 
-    dataset = difficulty.create(pm, config.dataset)
+    dataset = difficulty.create(pm, config.dataset, seeds=config.run.seeds)
     identities = Identities(pm, content=content)
     params = difficulty.dataset_params(config.dataset)
     context = {"dataset": identities.dataset(config.dataset.name, params, dataset), "engine": identities.engine()}
