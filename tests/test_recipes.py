@@ -1,5 +1,7 @@
 """Named dataset recipes (plugins/builtin/datasets/recipes.py): exact texts and labels from tiny local files in each hub
-dataset's raw schema, the offline one-line error, balancing, max_ctx, and work that scales with the rows used.
+dataset's raw schema, the offline one-line error, balancing, max_ctx, and work that scales with the rows used. These
+run the recipes in ``fixed`` mode; the reproduction modes (``openai``, ``eleuther``) are in
+tests/test_reproduction_modes.py.
 
 Nothing here touches the network: every test runs with HF_DATASETS_OFFLINE=1 and HF_HUB_OFFLINE=1 and reads
 files it writes. The expected texts are recomputed here from the documented rule (docs/datasets.md), written the
@@ -33,6 +35,9 @@ def _offline(monkeypatch, tmp_path):
 
 
 def make(name: str, **params):
+    """A recipe in ``fixed`` mode (unless ``mode`` is given): its load() holds the rows in split order, with the
+    coins of one Random(format_seed) per split (the reproduction modes: tests/test_reproduction_modes.py)."""
+    params.setdefault("mode", "fixed")
     return R.RECIPE_CLASSES[name](**params)
 
 
@@ -575,7 +580,8 @@ class CountingPlugin:
         registry.add("counting", CountingModel, description="counts embedded texts (tests)")
 
 
-def test_only_the_rows_used_are_formatted_and_embedded(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("mode", ["fixed", "openai"])
+def test_only_the_rows_used_are_formatted_and_embedded(tmp_path, monkeypatch, capsys, mode):
     train = [{"question": f"question {i}", "answer": bool(i % 2), "passage": f"passage {i}"} for i in range(1000)]
     val = [{"question": f"vq {i}", "answer": bool(i % 3), "passage": f"vp {i}"} for i in range(200)]
     write(tmp_path / "train.parquet", train)
@@ -604,6 +610,7 @@ def test_only_the_rows_used_are_formatted_and_embedded(tmp_path, monkeypatch, ca
     cfg.write_text(f"""
 [dataset]
 name = "boolq"
+mode = "{mode}"
 data_files = {{train = "train.parquet", validation = "validation.parquet"}}
 n_train = 20
 n_test = 10
@@ -634,6 +641,11 @@ output_dir = "{(tmp_path / 'out').as_posix()}"
     results = json.loads(out.out)
     assert results["status"] == "complete"
     # each dataset instance (the planner's, the run's) loads and formats the 30 rows used, and nothing else
-    assert loads and set(loads) == {30}
-    assert len(rendered) == 30 * len(loads) and len(set(rendered)) == 30
+    if mode == "fixed":
+        assert loads and set(loads) == {30}
+        assert len(rendered) == 30 * len(loads)
+    else:  # the first 20 training rows and the first 10 of the validation split, whatever the seed
+        assert len(rendered) % 30 == 0 and set(rendered) == {f"question {i}" for i in range(20)} | {
+            f"vq {i}" for i in range(10)}
+    assert len(set(rendered)) == 30
     assert sum(CountingModel.embedded) == 60  # 30 texts for each of the two feature models, nothing else

@@ -1,33 +1,53 @@
-"""Named dataset recipes: the binary tasks of openai/weak-to-strong and EleutherAI/w2s, as data.
+"""Named dataset recipes: the binary tasks of openai/weak-to-strong and EleutherAI/w2s, as a data catalogue.
 
 A :class:`Recipe` says where a dataset lives (hub id, config, revision, split names), which raw columns it reads,
-and how a raw row becomes a labelled text. One generic loader, :class:`RecipeDataset`, handles them all: each
-registered dataset (``sciq``, ``boolq``, ...) is a subclass of it bound to one recipe.
+and how a raw row becomes a labelled text (its ``render`` and ``pick``/``label`` functions). One generic loader,
+:class:`RecipeDataset`, handles them all: each registered dataset (``sciq``, ``boolq``, ...) is a subclass of it
+bound to one recipe. Each recipe has its own code fingerprint (its row and the functions it calls, see
+:meth:`Recipe.fingerprint`), so editing one recipe reruns only the stages of that dataset.
 
-**Formats.** The texts and labels follow the references exactly (docs/datasets.md lists each one). Recipes that
-pair a question with a candidate answer draw a seeded coin per row, as the references do: one
-``random.Random(format_seed)`` per split, walked in the split's row order over the *whole* split (as
-openai/weak-to-strong's ``load_dataset`` formats a split with ``Random(seed)``), so the text of a row never depends
-on which rows a run samples. Only the coin decisions of the rows before the last one used are replayed (from the
-few columns they read); only the rows used are formatted. A row the reference could not format (its answer missing
-from its choices, a missing label) is dropped and draws nothing.
+**Formats.** Per row, the texts and labels are the references' (docs/datasets.md lists each one): a recipe that
+pairs a question with a candidate answer draws a coin (and a distractor) from a ``random.Random`` walked over the
+rows in order, as the references' ``ds.map(formatter)`` does. A row the reference could not format (its answer
+missing from its choices, a missing label) is dropped and draws nothing.
 
-**Rows used.** ``n_test`` rows of the recipe's test split (default: all of them) and ``n_train`` rows of its
-training split(s) (default: all) are sampled from ``test_seed`` by :class:`w2s_harness.BaseDataset`; only those are
-loaded and formatted. ``balance`` undersamples both to 50/50; ``max_ctx`` drops rows whose text is too long.
+**Modes.** Which rows are used, in which order the coins are drawn and how the splits are cut is the ``mode``
+parameter, one per reference (default: the recipe's own reference's):
+
+* ``openai``: openai/weak-to-strong's ``load_dataset`` + ``train_simple.py``, per run seed ``s``: the first
+  ``n_train`` / ``n_test`` rows of the training / test split, coins from ``Random(s)`` walked over those rows (one
+  per split), ``shuffle(seed=s)``, halves ``train_test_split(test_size=0.5, seed=s)`` (train1 = its "train"),
+  then ``max_ctx`` drops long texts from each part;
+* ``eleuther``: EleutherAI/w2s's ``load_and_process_train_test`` as its ``run.py`` calls it, with data seed ``d``
+  (0, or each run seed with ``data_seed = "run"``): ``shuffle(seed=d)`` of each whole split, coins from
+  ``Random(d)`` in that order over every row, empty texts dropped, ``balance``, the first ``n_train + n_val`` /
+  ``n_test`` rows, the first ``n_val`` held out (:meth:`RecipeDataset.val`), halves
+  ``train_test_split(test_size=0.5, seed=42)``;
+* ``fixed``: the rows are sampled once from ``test_seed`` by :class:`w2s_harness.BaseDataset` and the coins come
+  from one ``Random(format_seed)`` per split over the whole split in row order, so the texts are the same for
+  every run seed (only the halves change).
+
+``shuffle`` and ``train_test_split`` are HF ``datasets``' permutations (:func:`shuffled`, :func:`train_test_split`,
+checked against the library by the tests). In the two reference modes the texts and splits depend on the run seed:
+the planner tells the dataset the run's seeds (:meth:`RecipeDataset.use_seeds`) and :meth:`RecipeDataset.load`
+returns the union of their examples, each ``(row, coin outcome)`` once; :meth:`RecipeDataset.splits` indexes one
+seed's parts into it. Only the rows used are formatted (``eleuther`` mode formats a whole split to drop its empty
+texts, as EleutherAI/w2s does). Counts larger than a split take all of it, with one warning line.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 
-from w2s_harness import BaseDataset, ConfigError, DataError, TextData, fingerprint_examples
+from w2s_harness import BaseDataset, ConfigError, DataError, Splits, TextData, fingerprint_examples
 
 from .hfsource import PARQUET_BRANCH, load_tokenizer
 from .hubtables import HubTables
@@ -36,6 +56,22 @@ OPENAI = "openai/weak-to-strong"
 ELEUTHER = "EleutherAI/w2s"
 #: Rows of coin decisions replayed per block (only the columns the decisions read).
 REPLAY_BLOCK = 65_536
+
+#: The reproduction modes (the ``mode`` parameter): as each reference chooses rows, coins and splits, or fixed.
+OPENAI_MODE, ELEUTHER_MODE, FIXED = "openai", "eleuther", "fixed"
+MODES = (OPENAI_MODE, ELEUTHER_MODE, FIXED)
+#: ``data_seed = "run"``: EleutherAI mode with each run's seed instead of a fixed one.
+RUN = "run"
+#: EleutherAI/w2s's validation rows (``sft_config.py`` ``n_val``).
+ELEUTHER_N_VAL = 1000
+#: EleutherAI/w2s's seed of the train1/train2 halves (``run.py``: ``train_test_split(test_size=0.5, seed=42)``).
+ELEUTHER_HALVES_SEED = 42
+#: Seed of a test pool drawn from the training splits (EleutherAI/w2s's ``hf_loader(n_test=...)``: ``seed=0``).
+POOL_SEED = 0
+#: A test pool's size when neither the recipe nor ``n_test`` gives one (``datasets``' ``test_size`` fraction).
+DEFAULT_POOL_FRAC = 0.2
+#: The parts of one seed's data in ``openai`` / ``eleuther`` mode.
+PARTS = ("train1", "train2", "test", "val")
 
 Row = dict[str, Any]
 #: ``pick(row, rng) -> (label, extra)``, or None for a row that cannot be formatted (nothing drawn then).
@@ -63,7 +99,12 @@ class Recipe:
     :param source: the reference the format comes from.
     :param summary: one line for ``w2s-harness list datasets``.
     :param balance: default of the ``balance`` parameter.
-    :param default_n_test: default ``n_test`` when the test split is drawn from the training rows.
+    :param default_n_test: default ``n_test`` when the test split is drawn from the training rows; in ``openai`` /
+        ``eleuther`` mode, the size of the test pool drawn from them (EleutherAI/w2s's fixed 3000 for sciq).
+    :param eleuther_render: the ``render`` of ``eleuther`` mode, where EleutherAI/w2s's text differs (None: the
+        same).
+    :param eleuther_splits: ``eleuther`` mode: EleutherAI/w2s's registration of this name pools these splits and
+        draws its test pool (``default_n_test`` rows) from them (``sciq``).
     """
 
     name: str
@@ -83,6 +124,19 @@ class Recipe:
     summary: str = ""
     balance: bool = False
     default_n_test: int | None = None
+    eleuther_render: Callable[[Row, int, Any], str] | None = None
+    eleuther_splits: tuple[str, ...] | None = None
+
+    def fingerprint(self, function_digest: Callable[[Callable], str]) -> str:
+        """Digest of this recipe: every field, a function as ``function_digest(fn)`` (its code and the module's
+        functions and constants it uses), so editing this recipe's row or functions changes it, and another
+        recipe's edit does not."""
+        h = hashlib.sha256()
+        for f in fields(self):
+            value = getattr(self, f.name)
+            text = f"fn:{function_digest(value)}" if callable(value) else repr(value)
+            h.update(f"{f.name}={text}\n".encode())
+        return h.hexdigest()[:16]
 
     @property
     def splits(self) -> list[str]:
@@ -104,6 +158,25 @@ class Recipe:
 
 
 # --------------------------------------------------------------------------------------------- helpers
+
+
+def shuffled(values: np.ndarray, seed: int) -> np.ndarray:
+    """``values`` in the order ``datasets.Dataset.shuffle(seed=seed)`` gives a table's rows:
+    ``np.random.default_rng(seed).permutation(len)`` (tests/test_reproduction_modes.py checks it against the
+    library)."""
+    values = np.asarray(values)
+    return values[np.random.default_rng(seed).permutation(len(values))]
+
+
+def train_test_split(values: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, test)`` as ``datasets.Dataset.train_test_split(test_size=test_size, seed=seed)`` cuts a table:
+    ``ceil(test_size * n)`` rows (a float) or ``test_size`` rows (an int) of ``default_rng(seed).permutation(n)``
+    for test, the rest for train, each in that permutation's order."""
+    values = np.asarray(values)
+    n = len(values)
+    n_test = math.ceil(test_size * n) if isinstance(test_size, float) else int(test_size)
+    perm = np.random.default_rng(seed).permutation(n)
+    return values[perm[n_test:]], values[perm[:n_test]]
 
 
 def _coin(rng: random.Random) -> int:
@@ -296,15 +369,26 @@ def _pick_openbookqa(row: Row, rng: random.Random):
     return 0, _draw_index(rng, len(texts) - 1)
 
 
-def _render_openbookqa(row: Row, label: int, extra: Any) -> str:
+def _openbookqa(row: Row, label: int, extra: Any, letter: bool) -> str:
     letters, texts = list(row["choices"]["label"]), list(row["choices"]["text"])
     correct = letters.index(row["answerKey"])
     if label:
-        answer = texts[correct]  # EleutherAI/w2s shows the letter here (a bug: see docs/datasets.md)
+        answer = row["answerKey"] if letter else texts[correct]
     else:
         answer = (texts[:correct] + texts[correct + 1:])[extra]
     listed = "\n".join(f"{a}) {t}" for a, t in zip(letters, texts))
     return f"Q: {row['question_stem']}\n\nChoices:\n{listed}\n\nAnswer: {answer}"
+
+
+def _render_openbookqa(row: Row, label: int, extra: Any) -> str:
+    """The true answer shown as its text (``fixed`` and ``openai`` modes)."""
+    return _openbookqa(row, label, extra, letter=False)
+
+
+def _render_openbookqa_letter(row: Row, label: int, extra: Any) -> str:
+    """EleutherAI/w2s's form (``eleuther`` mode): the true answer shown as its letter, a wrong one as its text, which
+    gives the label away (docs/datasets.md)."""
+    return _openbookqa(row, label, extra, letter=True)
 
 
 def _render_paws(row: Row, label: int, extra: Any) -> str:
@@ -395,7 +479,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            _render_amazon, label=_label_column, label_columns=("label",), class_names=("negative", "positive"),
            source=OPENAI, summary="Amazon reviews, '{title} {content}', negative/positive"),
     Recipe("sciq", "allenai/sciq", ("train",), "test", SCIQ_COLUMNS, _render_sciq, pick=_pick_sciq,
-           source=OPENAI, summary="SciQ, 'Q: {question} A: {answer}', correct answer or a random distractor"),
+           source=OPENAI, default_n_test=3000, eleuther_splits=("train", "validation", "test"), summary="SciQ, 'Q: {question} A: {answer}', correct answer or a random distractor"),
     Recipe("cosmos_qa", "allenai/cosmos_qa", ("train",), "validation",
            ("context", "question", "answer0", "answer1", "answer2", "answer3"), _render_cosmos, pick=_pick_cosmos,
            pick_columns=("answer0", "answer1", "answer2", "answer3", "label"), revision=PARQUET_BRANCH,
@@ -438,7 +522,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            revision=PARQUET_BRANCH, balance=True, summary="MultiRC: is the answer to the question correct"),
     Recipe("openbookqa", "allenai/openbookqa", ("train",), "test", ("question_stem", "choices", "answerKey"),
            _render_openbookqa, pick=_pick_openbookqa, pick_columns=("choices", "answerKey"), config="main",
-           balance=True, summary="OpenBookQA: question + lettered choices + the true or a wrong answer text"),
+           balance=True, eleuther_render=_render_openbookqa_letter, summary="OpenBookQA: question + lettered choices + the true or a wrong answer text"),
     Recipe("paws", "google-research-datasets/paws", ("train",), "test", ("sentence1", "sentence2"), _render_paws,
            label=_label_column, label_columns=("label",), config="labeled_final", balance=True,
            summary="PAWS: are the two sentences paraphrases"),
@@ -473,6 +557,10 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
 class RecipeDataset(BaseDataset):
     """A named recipe loaded from the hub, from local data files, or from a local copy of the hub repository.
 
+    :param mode: how the rows, coins and splits are chosen (see the module docstring): ``"openai"`` (as
+        openai/weak-to-strong, per run seed), ``"eleuther"`` (as EleutherAI/w2s) or ``"fixed"`` (rows sampled
+        from ``test_seed``, coins from ``format_seed``: the same texts for every run seed). Default: the mode of
+        the reference the recipe comes from.
     :param data_files: local files in the hub's raw schema instead of the hub: ``{split = path or [paths]}`` with
         the recipe's hub split names (e.g. ``{train = "train.parquet", validation = "validation.parquet"}`` for
         ``boolq``); a single path means the (first) training split. ``.parquet``, ``.jsonl``/``.json`` or
@@ -484,50 +572,93 @@ class RecipeDataset(BaseDataset):
         datasets that were loading scripts).
     :param cache_dir: HF ``datasets`` cache directory (default: the ``datasets`` default; local files without it
         are read into memory through a temporary cache).
-    :param format_seed: seed of the per-row coin flips (true or wrong answer) of the recipes that have them.
-    :param balance: undersample the test split and the training pool to 50/50 (default: true for the
-        EleutherAI/w2s recipes, as EleutherAI/w2s does, false for the openai/weak-to-strong ones).
+    :param format_seed: ``fixed`` mode: seed of the per-row coin flips (default 0).
+    :param data_seed: ``eleuther`` mode: the seed of the shuffle, the coins and the balancing: an integer (default
+        0, as EleutherAI/w2s's ``run.py``, which passes none), or ``"run"`` for each run's seed.
+    :param n_val: ``eleuther`` mode: rows held out of the training pool before the halves, as EleutherAI/w2s's
+        validation set (default 1000); :meth:`val` returns them.
+    :param balance: undersample to 50/50: ``fixed`` mode: the test split and the training pool (default: true for
+        the EleutherAI/w2s recipes, false for the openai/weak-to-strong ones); ``eleuther`` mode: each whole split
+        as EleutherAI/w2s does (default true); ``openai`` mode never balances.
     :param max_ctx: drop rows whose formatted text has ``max_ctx`` or more tokens of ``tokenizer`` (characters if no
-        tokenizer is given), as the reference keeps ``len(input_ids) < max_ctx``.
+        tokenizer is given), as openai/weak-to-strong keeps ``len(input_ids) < max_ctx``: from each of train1,
+        train2 and test after the halves (``openai``, ``eleuther``), or while sampling (``fixed``).
     :param tokenizer: a ``transformers`` tokenizer (local directory or hub id) that ``max_ctx`` counts tokens of.
-    :param n_train, n_test, test_seed: rows used, see :class:`w2s_harness.BaseDataset` (``n_test=None``: the whole
-        test split).
+    :param n_train, n_test: rows used: ``openai``: the first ``n_train`` / ``n_test`` rows of the training / test
+        split; ``eleuther``: the first ones after shuffling and balancing (``n_train`` besides the ``n_val``
+        rows); ``fixed``: sampled from ``test_seed``, see :class:`w2s_harness.BaseDataset`. Default: all of them;
+        more than a split has: all of them, with one warning line.
+    :param test_seed: ``fixed`` mode: seed of the row sampling (default 0).
     """
 
     recipe: Recipe
+    #: The top-level name of this module whose definition is the catalogue: each recipe's row and functions are
+    #: fingerprinted on their own (:meth:`code_entry`), so editing one recipe reruns only its stages.
+    code_catalogue = "RECIPES"
 
     def __init__(
         self,
         *,
+        mode: str | None = None,
         data_files: Any = None,
         path: str | None = None,
         hub_id: str | None = None,
         revision: str | None = None,
         cache_dir: str | None = None,
-        format_seed: int = 0,
+        format_seed: int | None = None,
+        data_seed: int | str | None = None,
+        n_val: int | None = None,
         balance: bool | None = None,
         max_ctx: int | None = None,
         tokenizer: str | None = None,
         n_train: int | None = None,
         n_test: int | None = None,
-        test_seed: int = 0,
+        test_seed: int | None = None,
     ):
         r = self.recipe
-        if n_test is None and r.test_split is None and r.default_n_test is not None:
-            n_test = r.default_n_test
-        super().__init__(n_train=n_train, n_test=n_test, test_seed=test_seed)
         owner = self.name
-        self.source = HubTables(owner, hub=r.hub_id, config=r.config, splits=r.splits,
-                                train_splits=list(r.train_splits), columns=list(r.raw_columns),
+        self.mode = self.default_mode() if mode is None else mode
+        if self.mode not in MODES:
+            raise ConfigError(f"dataset {owner!r}: mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+        fixed = self.mode == FIXED
+        for key, value, where in (("format_seed", format_seed, FIXED), ("test_seed", test_seed, FIXED),
+                                  ("data_seed", data_seed, ELEUTHER_MODE), ("n_val", n_val, ELEUTHER_MODE)):
+            if value is not None and self.mode != where:
+                raise ConfigError(f"dataset {owner!r}: {key} is a setting of mode = {where!r}, not of mode = "
+                                  f"{self.mode!r}")
+        if fixed and n_test is None and r.test_split is None and r.default_n_test is not None:
+            n_test = r.default_n_test
+        super().__init__(n_train=n_train, n_test=n_test, test_seed=0 if test_seed is None else test_seed)
+        self.pooled = self.mode == ELEUTHER_MODE and r.eleuther_splits is not None
+        train_splits = r.eleuther_splits if self.pooled else r.train_splits
+        test_split = None if self.pooled else r.test_split
+        self.train_splits, self.test_split = list(train_splits), test_split
+        self.source = HubTables(owner, hub=r.hub_id, config=r.config,
+                                splits=self.train_splits + ([test_split] if test_split else []),
+                                train_splits=self.train_splits, columns=list(r.raw_columns),
                                 data_files=data_files, path=path, hub_id=hub_id, revision=revision,
                                 default_revision=r.revision, cache_dir=cache_dir)
-        if isinstance(format_seed, bool) or not isinstance(format_seed, (int, np.integer)) or format_seed < 0:
+        fs = 0 if format_seed is None else format_seed
+        if isinstance(fs, bool) or not isinstance(fs, (int, np.integer)) or fs < 0:
             raise ConfigError(f"dataset {owner!r}: format_seed must be an integer >= 0, got {format_seed!r}")
-        self.format_seed = int(format_seed)
+        self.format_seed = int(fs) if fixed else None
+        ds = 0 if data_seed is None else data_seed
+        if ds != RUN and (isinstance(ds, bool) or not isinstance(ds, (int, np.integer)) or ds < 0):
+            raise ConfigError(f"dataset {owner!r}: data_seed must be an integer >= 0 or \"run\" (each run's seed), "
+                              f"got {data_seed!r}")
+        self.data_seed = (ds if ds == RUN else int(ds)) if self.mode == ELEUTHER_MODE else None
+        nv = ELEUTHER_N_VAL if n_val is None else n_val
+        if isinstance(nv, bool) or not isinstance(nv, (int, np.integer)) or nv < 0:
+            raise ConfigError(f"dataset {owner!r}: n_val must be an integer >= 0, got {n_val!r}")
+        self.n_val = int(nv) if self.mode == ELEUTHER_MODE else None
         if balance is not None and not isinstance(balance, bool):
             raise ConfigError(f"dataset {owner!r}: balance must be true or false, got {balance!r}")
-        self.balance = r.balance if balance is None else balance
-        self.balance_classes = self.balance
+        if balance and self.mode == OPENAI_MODE:
+            raise ConfigError(f"dataset {owner!r}: mode = 'openai' never balances (openai/weak-to-strong does not); "
+                              f"use mode = 'eleuther' or 'fixed' to balance")
+        defaults = {FIXED: r.balance, OPENAI_MODE: False, ELEUTHER_MODE: True}
+        self.balance = defaults[self.mode] if balance is None else balance
+        self.balance_classes = self.balance and fixed
         if max_ctx is not None and (isinstance(max_ctx, bool) or not isinstance(max_ctx, (int, np.integer))
                                     or max_ctx < 1):
             raise ConfigError(f"dataset {owner!r}: max_ctx must be an integer >= 1 or omitted, got {max_ctx!r}")
@@ -537,20 +668,290 @@ class RecipeDataset(BaseDataset):
         self.tokenizer = None if tokenizer is None else str(tokenizer)
         if self.tokenizer is not None and self.max_ctx is None:
             raise ConfigError(f"dataset {owner!r}: tokenizer is only used with max_ctx; set max_ctx too")
+        self.render = (r.eleuther_render or r.render) if self.mode == ELEUTHER_MODE else r.render
         self._replays: dict[str, tuple[random.Random, list]] = {}
-        self._texts: dict[int, str] = {}
+        self._texts: dict[Any, str] = {}
         self._tok = None
+        # openai / eleuther modes: the data seeds prepared, each one's parts, their union
+        self._seeds: list[int] | None = None
+        self._parts: dict[int, dict[str, list[tuple[int, Any]]]] = {}
+        self._union: list[tuple[int, Any]] | None = None
+        self._index: dict[tuple[int, Any], int] = {}
+
+    @classmethod
+    def default_mode(cls) -> str:
+        """The mode of the reference the recipe comes from."""
+        return OPENAI_MODE if cls.recipe.source == OPENAI else ELEUTHER_MODE
+
+    @classmethod
+    def code_entry(cls, hasher) -> dict[str, str]:
+        """This recipe's own code fingerprint (its row and the functions it calls), for stage identities."""
+        return {f"recipe:{cls.recipe.name}": cls.recipe.fingerprint(hasher.function)}
 
     def params(self) -> dict[str, Any]:
         source = self.source.params()
-        return {**source, "format_seed": self.format_seed, "balance": self.balance, "max_ctx": self.max_ctx,
-                "tokenizer": self.tokenizer}
+        return {**source, "mode": self.mode, "format_seed": self.format_seed, "data_seed": self.data_seed,
+                "n_val": self.n_val, "balance": self.balance, "max_ctx": self.max_ctx, "tokenizer": self.tokenizer}
+
+    # ----------------------------------------------------------------------------------- the run's seeds
+
+    def use_seeds(self, seeds) -> None:
+        if self.mode == FIXED:
+            return
+        wanted = sorted({self._data_seed(int(s)) for s in seeds})
+        if wanted != self._seeds:
+            self._seeds = wanted
+            self._union, self._data = None, None
+
+    def _data_seed(self, seed: int) -> int:
+        if self.mode == OPENAI_MODE or self.data_seed == RUN:
+            return seed
+        return int(self.data_seed)
+
+    def _prepared(self) -> list[int]:
+        if self._seeds is None:  # not told: the seed a lone instance would use
+            self._seeds = [self._data_seed(0)]
+        return self._seeds
+
+    def _check_seed(self, seed: int) -> int:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ConfigError(f"dataset {self.name!r}: seed must be an integer >= 0, got {seed!r}")
+        d = self._data_seed(int(seed))
+        if d not in self._prepared():
+            raise ConfigError(f"dataset {self.name!r} (mode {self.mode!r}) was prepared for seeds "
+                              f"{', '.join(map(str, self._prepared()))}, not {seed}: its rows depend on the run seed; "
+                              f"call use_seeds() with every run seed before load()")
+        return d
+
+    # ------------------------------------------------------------------------------- the protocol
+
+    def load(self) -> TextData:
+        if self.mode == FIXED:
+            return super().load()
+        if self._data is None:
+            union = self._build()
+            texts = self._texts_of(union)
+            labels = np.array([o[0] for _, o in union], dtype=np.int64)
+            names = list(self.recipe.class_names)
+            data = TextData(texts, labels, names, fingerprint_examples(texts, labels, names))
+            self._validate(data)
+            self._data = data
+        return self._data
+
+    def splits(self, seed: int) -> Splits:
+        if self.mode == FIXED:
+            return super().splits(seed)
+        d = self._check_seed(seed)
+        self._build()
+        parts = {p: np.sort(np.array([self._index[k] for k in self._parts[d][p]], dtype=np.int64))
+                 for p in ("train1", "train2", "test")}
+        return Splits(**parts)
+
+    def val(self, seed: int) -> TextData:
+        """``eleuther`` mode: the ``n_val`` rows EleutherAI/w2s holds out of the training pool for validation
+        (the first ones after balancing), formatted; they are in neither half and not in :meth:`load`. Other
+        modes have none (an empty set)."""
+        names = list(self.recipe.class_names)
+        keys: list = []
+        if self.mode == ELEUTHER_MODE:
+            d = self._check_seed(seed)
+            self._build()
+            keys = list(self._parts[d]["val"])
+        texts = self._texts_of(keys)
+        labels = np.array([o[0] for _, o in keys], dtype=np.int64)
+        return TextData(texts, labels, names, fingerprint_examples(texts, labels, names))
+
+    def identity(self) -> dict[str, Any]:
+        if self.mode == FIXED:
+            return super().identity()
+        self.load()
+        h = hashlib.sha256()
+        for d in self._prepared():
+            for part in PARTS:
+                idx = [self._index.get(k, -1) for k in self._parts[d][part]] if part != "val" else \
+                    [(row, repr(o)) for row, o in self._parts[d][part]]
+                h.update(f"{d}:{part}:{idx!r}\n".encode())
+        return {"name": self.name, **self.params(), "n_train": self.n_train, "n_test": self.n_test,
+                "data_seeds": list(self._prepared()), "fingerprint": self.load().fingerprint,
+                "splits": h.hexdigest()}
+
+    def split_sizes(self, seed: int | None = None) -> tuple[int, int, int]:
+        """``(n_train1, n_train2, n_test)``; in ``openai`` / ``eleuther`` mode, of ``seed`` (default: the first
+        prepared one)."""
+        if self.mode == FIXED:
+            return super().split_sizes()
+        s = self.splits(self._prepared()[0] if seed is None else seed)
+        return len(s.train1), len(s.train2), len(s.test)
+
+    def difficulty(self) -> np.ndarray:
+        raise DataError(f"dataset {self.name!r} has no difficulty values; set its difficulty_column (a numeric "
+                        f"column) for an easy-to-hard split")
+
+    def source_rows(self, val_seed: int | None = None) -> list[tuple[str, int]]:
+        """``(hub split, row in that split)`` of every example of :meth:`load`, in order; with ``val_seed``, of
+        :meth:`val` of that seed instead."""
+        if val_seed is not None:
+            keys = self._parts[self._check_seed(val_seed)]["val"] if self.mode == ELEUTHER_MODE else []
+            rows = np.array([row for row, _ in keys], dtype=np.int64)
+        elif self.mode == FIXED:
+            rows = self._sampled()[0]
+        else:
+            rows = np.array([row for row, _ in self._build()], dtype=np.int64)
+        out: list = [None] * len(rows)
+        for split, pos, local in self.source.groups(rows):
+            for p, i in zip(pos, local):
+                out[p] = (split, int(i))
+        return out
+
+    # ------------------------------------------------------------------- openai / eleuther: the parts per seed
+
+    def _build(self) -> list[tuple[int, Any]]:
+        """The union of the prepared seeds' examples, ``(row, outcome)`` sorted by row, then outcome."""
+        if self._union is None:
+            notes: list[str] = []
+            for d in self._prepared():
+                if d not in self._parts:
+                    self._parts[d] = self._seed_parts(d, notes)
+            keys = {k for d in self._prepared() for p in ("train1", "train2", "test") for k in self._parts[d][p]}
+            self._union = sorted(keys, key=lambda k: (k[0], repr(k[1])))
+            self._index = {k: i for i, k in enumerate(self._union)}
+            self.warn_short(list(dict.fromkeys(notes)))
+        return self._union
+
+    def _orders(self) -> tuple[tuple[str, np.ndarray], tuple[str, np.ndarray]]:
+        """``((name, rows), (name, rows))`` of the training and the test split, global row ids in their order: the
+        hub's, or, without a test split, EleutherAI/w2s's pool: ``train_test_split(test_size, seed=0)`` of the
+        training splits concatenated (the test pool's size: the recipe's, else ``n_test``, else 20%)."""
+        train = np.concatenate([self.source.split_rows(s) for s in self.train_splits])
+        name = "+".join(self.train_splits)
+        test = self.source.split_rows(self.test_split)
+        if test is not None:
+            return (name, train), (self.test_split, test)
+        size = self.recipe.default_n_test or self.n_test or DEFAULT_POOL_FRAC
+        if isinstance(size, int) and size + 2 > len(train):
+            raise DataError(f"dataset {self.name!r}: a test pool of {size} rows leaves fewer than 2 of its "
+                            f"{len(train)} rows for training")
+        rest, pool = train_test_split(train, size, POOL_SEED)
+        return (f"{name} without the test pool", rest), (f"test pool drawn from {name}", pool)
+
+    def _seed_parts(self, seed: int, notes: list[str]) -> dict[str, list[tuple[int, Any]]]:
+        """``{"train1", "train2", "test", "val": [(row, outcome), ...]}`` of data seed ``seed``."""
+        (train_name, train), (test_name, test) = self._orders()
+        if self.mode == OPENAI_MODE:
+            train_rows = self._first(train, self.n_train, "n_train", f"rows in split {train_name!r}", notes)
+            test_rows = self._first(test, self.n_test, "n_test", f"rows in split {test_name!r}", notes)
+            train_rows, train_out = self._formatted(train_rows, seed)
+            test_rows, test_out = self._formatted(test_rows, seed)
+            train_rows = shuffled(train_rows, seed)  # load_dataset's ds.shuffle(seed=seed)
+            t1, t2 = train_test_split(self._enough(train_rows), 0.5, seed)  # train_simple.py's halves
+            val = train_rows[:0]
+        else:
+            n = None if self.n_train is None else self.n_train + self.n_val
+            key = "n_train" if not self.n_val else f"n_train + n_val = {n}, n_train"
+            train_rows, train_out = self._eleuther_split(train, seed, n, key, train_name, notes)
+            test_rows, test_out = self._eleuther_split(test, seed, self.n_test, "n_test", test_name, notes)
+            val, rest = train_rows[: self.n_val], train_rows[self.n_val:]
+            if len(val) < self.n_val:
+                notes.append(f"n_val={self.n_val} but only {len(val)} rows of split {train_name!r}")
+            t1, t2 = train_test_split(self._enough(rest), 0.5, ELEUTHER_HALVES_SEED)  # run.py's halves
+        outcomes = {**train_out, **test_out}
+        parts = {"train1": t1, "train2": t2, "test": test_rows, "val": val}
+        out = {p: [(int(r), outcomes[int(r)]) for r in rows] for p, rows in parts.items()}
+        if self.max_ctx is not None:  # from each part, after the halves (train_simple.py's tokenize_dataset)
+            for p in ("train1", "train2", "test"):
+                keys = out[p]
+                lengths = self._lengths(self._texts_of(keys))
+                out[p] = [k for k, n_tok in zip(keys, lengths) if n_tok < self.max_ctx]
+        for p in ("train1", "train2", "test"):
+            if not out[p]:
+                raise DataError(f"dataset {self.name!r}: {p} is empty for data seed {seed}"
+                                + (f" after max_ctx={self.max_ctx}" if self.max_ctx is not None else ""))
+        return out
+
+    def _enough(self, rows: np.ndarray) -> np.ndarray:
+        if len(rows) < 2:
+            raise DataError(f"dataset {self.name!r}: fewer than 2 usable training rows ({len(rows)})")
+        return rows
+
+    @staticmethod
+    def _first(order: np.ndarray, n: int | None, key: str, what: str, notes: list[str]) -> np.ndarray:
+        if n is not None and n > len(order):
+            notes.append(f"{key}={n} but only {len(order)} {what}")
+        return order if n is None else order[:n]
+
+    def _formatted(self, rows: np.ndarray, seed: int) -> tuple[np.ndarray, dict[int, Any]]:
+        """``rows`` with their coins, one ``Random(seed)`` walked in their order; unformattable rows dropped."""
+        outcomes = self._walk(rows, seed)
+        keep = np.array([o is not None for o in outcomes], dtype=bool)
+        return rows[keep], {int(r): o for r, o in zip(rows, outcomes) if o is not None}
+
+    def _eleuther_split(self, order: np.ndarray, seed: int, n: int | None, key: str, name: str,
+                        notes: list[str]) -> tuple[np.ndarray, dict[int, Any]]:
+        """EleutherAI/w2s's ``load_and_process_train_test`` for one split: shuffle, coins in the shuffled order over
+        every row, drop empty texts, balance, first ``n``."""
+        rows, outcomes = self._formatted(shuffled(order, seed), seed)
+        texts = self._texts_of([(int(r), outcomes[int(r)]) for r in rows], keep=False)
+        rows = rows[np.array([t != "" for t in texts], dtype=bool)] if len(rows) else rows
+        if self.balance:
+            rows = self._balanced(rows, np.array([outcomes[int(r)][0] for r in rows], dtype=np.int64), seed, name)
+        return self._first(rows, n, key, f"rows of split {name!r} after balancing" if self.balance else
+                           f"rows in split {name!r}", notes), outcomes
+
+    def _balanced(self, rows: np.ndarray, labels: np.ndarray, seed: int, name: str) -> np.ndarray:
+        """EleutherAI/w2s's ``balance``: the minority class's rows in order, then as many of the majority's,
+        shuffled, and the two shuffled together."""
+        first = list(dict.fromkeys(labels.tolist()))  # classes in order of first appearance (a Counter's order)
+        if len(first) != 2:
+            raise DataError(f"dataset {self.name!r}: split {name!r} has {len(first)} class(es) "
+                            f"({', '.join(map(str, first))}); balancing needs both")
+        counts = {c: int((labels == c).sum()) for c in first}
+        majority = max(first, key=lambda c: counts[c])
+        minority = 1 - majority
+        kept = shuffled(rows[labels == majority], seed)[: counts[minority]]
+        return shuffled(np.concatenate([rows[labels == minority], kept]), seed)
+
+    def _walk(self, rows: np.ndarray, seed: int) -> list:
+        """The outcome ``(label, extra)`` or None of each of ``rows`` (global ids, in this order): one
+        ``random.Random(seed)`` walked over them in order, as the references' ``ds.map(formatter)``."""
+        r = self.recipe
+        if r.pick is None:
+            return [None if v is None else (int(v), None) for v in
+                    (r.label(row) for row in self._read(rows, list(r.label_columns)))]
+        rng = random.Random(seed)
+        return [r.pick(row, rng) for row in self._read(rows, list(r.pick_columns))]
+
+    def _read(self, rows: np.ndarray, columns: list[str]) -> Iterator[Row]:
+        """The raw ``columns`` of ``rows`` (global ids), in that order, read in blocks."""
+        rows = np.asarray(rows, dtype=np.int64)
+        for a in range(0, len(rows), REPLAY_BLOCK):
+            block = rows[a:a + REPLAY_BLOCK]
+            out: list = [{} for _ in block]
+            if columns:
+                for split, pos, local in self.source.groups(block):
+                    for p, row in zip(pos, self.source.read(split, local, columns)):
+                        out[p] = row
+            yield from out
+
+    def _texts_of(self, keys: list, keep: bool = True) -> list[str]:
+        """Texts of ``(row, outcome)`` examples (memoised when ``keep``)."""
+        texts: list = [self._texts.get(k) for k in keys]
+        todo = [i for i, t in enumerate(texts) if t is None]
+        if todo:
+            rows = np.array([keys[i][0] for i in todo], dtype=np.int64)
+            for i, row in zip(todo, self._read(rows, list(self.recipe.columns))):
+                label, extra = keys[i][1]
+                texts[i] = self.render(row, label, extra)
+                if keep:
+                    self._texts[keys[i]] = texts[i]
+        return texts
+
+    # ------------------------------------------------------------------------ fixed mode (BaseDataset hooks)
 
     def _num_rows(self) -> int:
         return self.source.num_rows()
 
     def _test_candidates(self) -> np.ndarray | None:
-        return self.source.split_rows(self.recipe.test_split)
+        return self.source.split_rows(self.test_split)
 
     def _outcomes(self, rows: np.ndarray) -> list:
         """``(label, extra)`` or None per row (see :class:`Recipe`)."""
@@ -593,7 +994,7 @@ class RecipeDataset(BaseDataset):
                 for p, row in zip(pos, self.source.read(split, local, list(r.columns))):
                     i = todo[p]
                     label, extra = outcomes[i]
-                    texts[i] = r.render(row, label, extra)
+                    texts[i] = self.render(row, label, extra)
         return texts  # type: ignore[return-value]
 
     # ------------------------------------------------------------------------------- BaseDataset hooks
