@@ -317,3 +317,176 @@ def test_bad_target_after_the_first_batch_is_still_caught():
     loss = create_plugin_manager(entry_points=False).create("loss", "xent")
     with pytest.raises(InputError, match="negative probability"):
         fit(zero_linear_head(16, 2), x, t, loss, TrainConfig(epochs=1), seed=0, device="cpu")
+
+
+# ---------------------------------------------------------------------- the schedule a loss sees (issue 23)
+
+
+def oa_step_fracs(n: int, epochs: int, batch_size: int) -> list[float]:
+    """openai/weak-to-strong weak_to_strong/train.py: ``nsteps = len(ds) * epochs // batch_size`` (line 62) and
+    ``loss_fn(..., step_frac=step / nsteps)`` once per optimiser step, over the epochs chained (lines 81, 91, 127)."""
+    nsteps = n * epochs // batch_size
+    return [step / nsteps for step in range(nsteps)]
+
+
+class Forwards(torch.nn.Module):
+    """A text classifier that counts its forward passes and hands the loss the logits of its last one."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = zero_linear_head(2, 2)
+        self.calls: list[int] = []
+        self.last = None
+
+    def forward(self, texts):
+        if torch.is_grad_enabled():  # training passes (not the curve points' predictions)
+            self.calls.append(len(texts))
+        feats = torch.tensor([[t.count("a"), t.count("b")] for t in texts], dtype=torch.float32)
+        self.last = self.head(feats)
+        return self.last
+
+
+@pytest.mark.parametrize("n", [64, 1500])
+def test_two_epoch_finetune_step_fracs_are_the_references(n):
+    """What logconf's schedule is fed on a full fine-tune (text inputs, 2 epochs, batch 32): the finished fraction of
+    ALL optimiser steps, ``step / total``, one value per step, each from a single forward pass whose logits are the
+    ones the loss (and so the hardening) sees. Where the batches tile the rows it is the reference's sequence
+    exactly; with a short last batch per epoch (1,500 rows: 47 steps an epoch, 94 in all; the reference's
+    ``1500 * 2 // 32 = 93``, its batches running across the epoch boundary) within one reference step of it."""
+    texts = (["aab", "abb", "a", "bb"] * (n // 4 + 1))[:n]
+    targets = np.eye(2, dtype=np.float32)[[int(t.count("b") > t.count("a")) for t in texts]]
+    module, rec, seen = Forwards(), Recorder(), []
+
+    def loss(logits, y, step_frac=0.0):
+        seen.append(logits is module.last)
+        return rec(logits, y, step_frac)
+
+    cfg = TrainConfig(lr=1e-3, epochs=2, batch_size=32)
+    out = fit(module, texts, targets, loss, cfg, seed=0, device="cpu")
+    total = out["steps"]
+    assert total == 2 * math.ceil(n / 32) and len(rec.fracs) == total == len(module.calls)
+    assert rec.fracs == [s / total for s in range(total)] == pytest.approx(step_fracs_of(n, cfg))
+    assert all(seen)  # the loss gets the logits of the step's one forward pass (nothing recomputed in eval mode)
+    ref = oa_step_fracs(n, 2, 32)
+    if n % 32 == 0:
+        assert rec.fracs == ref
+    else:
+        assert total == len(ref) + 1
+        assert max(abs(a - b) for a, b in zip(rec.fracs, ref)) < 1 / len(ref)
+        assert rec.fracs[total // 2] == 0.5  # the second epoch starts half-way through the schedule
+
+
+def step_fracs_of(n, cfg):
+    from w2s_harness._training import step_fracs
+
+    return step_fracs(n, cfg)
+
+
+def test_logconf_coefficient_over_a_two_epoch_run_is_the_references():
+    """The coefficient logconf applies at every step of a 2-epoch run: openai's schedule (``warmup = "openai"``)
+    evaluated at the reference's ``step / nsteps``, and EleutherAI's step-based ``min(1, step / warmup_steps)``."""
+    from w2s_harness import create_loss
+
+    texts = ["aab", "abb", "a", "bb"] * 32  # 128 rows: 4 steps an epoch, 8 in all
+    targets = np.eye(2, dtype=np.float32)[[int(t.count("b") > t.count("a")) for t in texts]]
+    cfg = TrainConfig(lr=1e-3, epochs=2, batch_size=32)
+    for params, expected in (
+        ({"warmup": "openai", "warmup_frac": 0.3}, [(f if f <= 0.3 else 1.0) * 0.5 for f in oa_step_fracs(128, 2, 32)]),
+        ({"warmup_steps": 5}, [0.5 * min(1.0, s / 5) for s in range(8)]),
+    ):
+        inner = create_loss("logconf", **params)
+        coefs = []
+
+        class Spy:
+            def set_total_steps(self, total):
+                inner.set_total_steps(total)
+
+            def __call__(self, logits, y, step_frac=0.0):
+                coefs.append(inner.coef(step_frac))
+                return inner(logits, y, step_frac=step_frac)
+
+        fit(Forwards(), texts, targets, Spy(), cfg, seed=0, device="cpu")
+        assert coefs == pytest.approx(expected), params
+
+
+def test_warmup_steps_betas_and_clipping(monkeypatch):
+    seen = []
+    real_step = torch.optim.AdamW.step
+
+    def step(self, *a, **k):
+        group = self.param_groups[0]
+        seen.append((group["lr"], group["betas"], float(torch.cat([p.grad.flatten() for p in group["params"]]).norm())))
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    import w2s_harness._training as tr
+
+    monkeypatch.setattr(tr, "_stepper", lambda optimizer: optimizer.step)
+    x, _, t = separable(64)
+    cfg = check_train_config("m", lr=0.1, epochs=2, batch_size=8, warmup_steps=3, adam_beta2=0.95,
+                             max_grad_norm=1e-3)
+    fit(zero_linear_head(8, 2), x * 100, t, xent, cfg, seed=0, device="cpu")
+    assert [s[0] for s in seen] == pytest.approx([0.1 * lr_multiplier(s, 16, 3) for s in range(16)])
+    assert all(s[1] == (0.9, 0.95) for s in seen)
+    assert max(s[2] for s in seen) <= 1e-3 * (1 + 1e-5)  # clipped to the global norm
+    with pytest.raises(ConfigError, match="warmup_frac or warmup_steps"):
+        check_train_config("m", lr=1e-3, epochs=2, batch_size=4, warmup_frac=0.1, warmup_steps=3)
+    with pytest.raises(ConfigError, match="adam_beta2 must be a number in"):
+        check_train_config("m", lr=1e-3, epochs=2, batch_size=4, adam_beta2=1.0)
+    with pytest.raises(ConfigError, match="val_metric only applies"):
+        check_train_config("m", lr=1e-3, epochs=2, batch_size=4, val_metric="auroc")
+    with pytest.raises(ConfigError, match='val_metric = .auroc. applies to solver = "adamw"'):
+        check_train_config("m", lr=1e-3, epochs=2, batch_size=4, solver="lbfgs", early_stop="weak_val",
+                           val_metric="auroc")
+    probe = check_train_config("m", lr=1e-3, epochs=2, batch_size=4, solver=None, adamw_given=["warmup_steps"],
+                               warmup_steps=2)
+    assert probe.solver == "adamw"  # an AdamW-only setting keeps a linear probe on AdamW
+
+
+def test_gradient_accumulation_gives_the_batch_gradient_and_calls_the_loss_per_microbatch():
+    """``minibatch_size`` (Hugging Face's gradient accumulation): one loss call per micro-batch, weighted by its rows,
+    the same update as one loss over the batch for a per-row loss (a short last micro-batch included)."""
+    x, _, t = separable(90)
+    base = TrainConfig(lr=5e-2, epochs=2, batch_size=16)
+    heads, calls = [], []
+    for micro in (None, 16, 5, 1):
+        rec = []
+
+        def loss(logits, y, step_frac=0.0, rec=rec):
+            rec.append((logits.shape[0], step_frac))
+            return xent(logits, y)
+
+        head = zero_linear_head(8, 2)
+        torch.nn.init.normal_(head.weight, generator=torch.Generator().manual_seed(0))
+        out = fit(head, x, t, loss, TrainConfig(**{**base.__dict__, "minibatch_size": micro}), seed=0, device="cpu")
+        assert out["steps"] == 12
+        heads.append(head.weight.detach().clone())
+        calls.append(rec)
+    for w in heads[1:]:
+        torch.testing.assert_close(w, heads[0], atol=1e-5, rtol=1e-4)
+    assert [c[0] for c in calls[2][:4]] == [5, 5, 5, 1]  # 16 rows as 5 + 5 + 5 + 1
+    assert len(calls[3]) == 2 * 90 and {c[0] for c in calls[3]} == {1}
+    fracs = [c[1] for c in calls[3]]  # every micro-batch of a step sees that step's step_frac
+    assert fracs[:16] == [0.0] * 16 and fracs[16] == 1 / 12
+
+
+def test_early_stopping_by_auroc():
+    from w2s_harness._training import auroc
+
+    x, y, t = separable(300)
+    cfg = TrainConfig(lr=5e-2, epochs=4, batch_size=32, early_stop="weak_val", val_metric="auroc")
+    head = zero_linear_head(8, 2)
+    out = fit(head, x[:200], t[:200], xent, cfg, seed=0, device="cpu", val_inputs=x[200:], val_targets=t[200:])
+    points = out["curve"]
+    assert all("val_auroc" in p for p in points)
+    best = max(range(len(points)), key=lambda i: (points[i]["val_auroc"], -i))
+    assert out["early_stop"]["selected_step"] == points[best]["step"]
+    assert out["early_stop"]["val_metric"] == "auroc"
+    assert out["early_stop"]["val_auroc"] == points[best]["val_auroc"]
+    assert out["early_stop"]["val_acc"] == points[best]["val_acc"]
+    assert auroc(predict_proba(head, x[200:], device="cpu"), y[200:]) == pytest.approx(points[best]["val_auroc"])
+    from w2s_harness._errors import InputError
+
+    with pytest.raises(InputError, match="needs both classes"):
+        fit(zero_linear_head(8, 2), x[:200], t[:200], xent, cfg, seed=0, device="cpu", val_inputs=x[200:210],
+            val_targets=np.tile(t[200:201], (10, 1)))

@@ -82,12 +82,18 @@ LBFGS_MAX_ITER = 500
 LBFGS_TOL = 1e-4
 #: The parameters only mini-batch AdamW training reads: naming one selects ``solver = "adamw"`` when the solver is
 #: left to its default (``solver=None``), and is an error with ``solver = "lbfgs"``.
-ADAMW_PARAMS = ("lr", "epochs", "batch_size", "weight_decay", "warmup_frac")
+ADAMW_PARAMS = ("lr", "epochs", "batch_size", "weight_decay", "warmup_frac", "warmup_steps", "adam_beta1",
+                "adam_beta2", "max_grad_norm")
 #: Checkpoint selection of :class:`TrainConfig`: none (train to the end, the reference), on a held-out slice of the
 #: stage's training rows scored against its own (weak) labels, or against ground truth (an oracle for a transfer).
 EARLY_STOP = ("none", "weak_val", "gt_val")
 #: Default fraction of a stage's training rows held out for early stopping.
 EARLY_STOP_VAL_FRAC = 0.2
+#: What early stopping selects the checkpoint by on the held-out slice (accuracy; AUROC as EleutherAI/w2s).
+VAL_METRICS = ("accuracy", "auroc")
+#: AdamW's default betas (torch's and Hugging Face's); EleutherAI/w2s sets ``adam_beta2 = 0.95``.
+ADAM_BETA1 = 0.9
+ADAM_BETA2 = 0.999
 
 
 @dataclass
@@ -95,7 +101,8 @@ class TrainConfig:
     """Optimisation settings for one training stage.
 
     ``solver = "adamw"``: mini-batch AdamW + cosine schedule with linear warmup (``lr``, ``epochs``,
-    ``batch_size``, ``weight_decay``, ``warmup_frac``). ``solver = "lbfgs"`` (linear heads on cached features): a
+    ``batch_size``, ``weight_decay``, ``warmup_frac`` or ``warmup_steps``, ``adam_beta1``/``adam_beta2``,
+    ``max_grad_norm``; ``minibatch_size`` for gradient accumulation). ``solver = "lbfgs"`` (linear heads on cached features): a
     full-batch L-BFGS solve of ``C * sum_i loss_i + 0.5 * ||W||^2`` on standardised features (``C``,
     ``max_iter``, ``tol``; see :mod:`w2s_harness._probe`). ``weak_labels = "hard"`` trains on the argmax of soft
     targets (either solver).
@@ -121,6 +128,19 @@ class TrainConfig:
     #: training-curve points: every ``curve_every`` optimiser steps (AdamW steps, L-BFGS iterations); 0: at the end
     #: of every epoch (AdamW), every ``_probe.CURVE_EVERY`` iterations (L-BFGS)
     curve_every: int = 0
+    #: learning-rate warmup in optimiser steps (replaces ``warmup_frac``; EleutherAI/w2s: 40); None: ``warmup_frac``
+    warmup_steps: int | None = None
+    #: AdamW's betas (EleutherAI/w2s: ``adam_beta2 = 0.95``)
+    adam_beta1: float = ADAM_BETA1
+    adam_beta2: float = ADAM_BETA2
+    #: clip the gradient's global L2 norm to this before each step (Hugging Face's Trainer: 1.0); 0: no clipping
+    max_grad_norm: float = 0.0
+    #: what early stopping selects on (:data:`VAL_METRICS`): accuracy, or AUROC (EleutherAI/w2s's ``val_auroc``)
+    val_metric: str = "accuracy"
+    #: gradient accumulation: run each batch as micro-batches of this many rows, the loss called on each and the
+    #: gradients summed (weighted by rows) before the one optimiser step, as Hugging Face's Trainer; None: one
+    #: forward and one loss over the whole batch. Set by a fine-tuning model (``hf:``'s ``grad_accumulation``).
+    minibatch_size: int | None = None
 
 
 def check_train_config(
@@ -139,6 +159,11 @@ def check_train_config(
     early_stop: str = "none",
     val_frac: float | None = None,
     curve_every: int = 0,
+    warmup_steps: int | None = None,
+    adam_beta1: float | None = None,
+    adam_beta2: float | None = None,
+    max_grad_norm: float | None = None,
+    val_metric: str = "accuracy",
     adamw_given: Sequence[str] = (),
     default_C: float = LBFGS_C,
 ) -> TrainConfig:
@@ -194,6 +219,22 @@ def check_train_config(
     if val_frac is not None and (isinstance(val_frac, bool) or not isinstance(val_frac, (int, float))
                                  or not 0 < val_frac < 1):
         raise ConfigError(f"{owner}: val_frac must be a number in (0, 1), got {val_frac!r}")
+    if val_metric not in VAL_METRICS:
+        raise ConfigError(f"{owner}: val_metric must be one of {', '.join(VAL_METRICS)}, got {val_metric!r}")
+    if val_metric != "accuracy" and early_stop == "none":
+        raise ConfigError(f'{owner}: val_metric only applies with early_stop = "weak_val" or "gt_val"')
+    if val_metric != "accuracy" and solver == "lbfgs":
+        raise ConfigError(f'{owner}: val_metric = {val_metric!r} applies to solver = "adamw" only (an L-BFGS probe '
+                          "selects on accuracy)")
+    if warmup_steps is not None:
+        warmup_steps = num("warmup_steps", warmup_steps, 0, integer=True)
+        if num("warmup_frac", warmup_frac, 0.0, 1.0):
+            raise ConfigError(f"{owner}: give warmup_frac or warmup_steps, not both")
+    betas = {}
+    for key, value, default in (("adam_beta1", adam_beta1, ADAM_BETA1), ("adam_beta2", adam_beta2, ADAM_BETA2)):
+        betas[key] = default if value is None else num(key, value, 0.0)
+        if not betas[key] < 1:
+            raise ConfigError(f"{owner}: {key} must be a number in [0, 1), got {value!r}")
     return TrainConfig(
         lr=lr,
         epochs=num("epochs", epochs, 0, integer=True),
@@ -208,6 +249,10 @@ def check_train_config(
         early_stop=early_stop,
         val_frac=EARLY_STOP_VAL_FRAC if val_frac is None else float(val_frac),
         curve_every=num("curve_every", curve_every, 0, integer=True),
+        warmup_steps=warmup_steps,
+        **betas,
+        max_grad_norm=0.0 if max_grad_norm is None else num("max_grad_norm", max_grad_norm, 0.0),
+        val_metric=val_metric,
     )
 
 
@@ -216,8 +261,9 @@ def check_train_config(
 #: is decided from what was given (the probe ``solver``, see :func:`check_train_config`).
 HEAD_PARAMETERS: dict[str, Any] = {
     "lr": None, "epochs": None, "batch_size": None, "weight_decay": None, "warmup_frac": None,
+    "warmup_steps": None, "adam_beta1": None, "adam_beta2": None, "max_grad_norm": None,
     "solver": None, "C": None, "max_iter": None, "tol": None,
-    "weak_labels": "soft", "early_stop": "none", "val_frac": None, "curve_every": 0,
+    "weak_labels": "soft", "early_stop": "none", "val_frac": None, "val_metric": "accuracy", "curve_every": 0,
 }
 
 
@@ -260,7 +306,8 @@ def head_train_config(owner: str, head: dict[str, Any], *, lr: float, epochs: in
         solver=given.get("solver", solver),
         default_C=default_C,
         **{k: head.get(k, HEAD_PARAMETERS[k]) for k in ("C", "max_iter", "tol", "weak_labels", "early_stop",
-                                                        "val_frac", "curve_every")},
+                                                        "val_frac", "val_metric", "curve_every", "warmup_steps",
+                                                        "adam_beta1", "adam_beta2", "max_grad_norm")},
     )
 
 

@@ -6,7 +6,10 @@ Two kinds of ``inputs``:
 * a list of ``N`` strings: ``module.forward(list_of_str)`` returns logits (full fine-tuning).
 
 Optimisation follows the reference (AdamW, cosine schedule, zero-initialised head) with an optional linear
-warmup (``TrainConfig.warmup_frac``). Training is deterministic on CPU for a given ``seed``: batches are shuffled
+warmup (``TrainConfig.warmup_frac`` or ``warmup_steps``). EleutherAI/w2s's recipe (Hugging Face's Trainer) is
+available through the same config: AdamW betas, gradient-norm clipping, gradient accumulation over micro-batches
+(``TrainConfig.minibatch_size``: the loss is called on every micro-batch) and checkpoint selection by validation
+AUROC. Training is deterministic on CPU for a given ``seed``: batches are shuffled
 with a ``torch.Generator`` seeded by it and the global torch RNG (dropout) is seeded inside a forked RNG state, so
 the caller's RNG is untouched.
 
@@ -42,6 +45,20 @@ def zero_linear_head(in_features: int, n_classes: int, device: Any = None):
 def total_steps(n_examples: int, cfg: TrainConfig) -> int:
     """Optimiser steps :func:`fit` takes for ``n_examples`` (the last batch of an epoch may be smaller)."""
     return math.ceil(n_examples / cfg.batch_size) * cfg.epochs
+
+
+def warmup_steps(total: int, cfg: TrainConfig) -> int:
+    """Learning-rate warmup in optimiser steps: ``cfg.warmup_steps``, else ``round(cfg.warmup_frac * total)``."""
+    steps = getattr(cfg, "warmup_steps", None)
+    return int(steps) if steps is not None else round(cfg.warmup_frac * total)
+
+
+def step_fracs(n_examples: int, cfg: TrainConfig) -> list[float]:
+    """The ``step_frac`` :func:`fit` passes to the loss at each optimiser step: ``step / total`` for ``step = 0 ..
+    total - 1``, ``total`` the optimiser steps of ALL epochs (openai/weak-to-strong ``train.py``'s
+    ``step / nsteps``), the same for every micro-batch of a step."""
+    total = total_steps(n_examples, cfg)
+    return [step / total for step in range(total)]
 
 
 def lr_multiplier(step: int, total: int, warmup_steps: int) -> float:
@@ -128,8 +145,12 @@ def fit(
 
     :param module: a linear head (``inputs`` are features) or a text classifier (``inputs`` are strings).
     :param targets: ``(N, k)`` float32 soft labels (or ``(N,)`` integer class ids), passed batch-wise to ``loss``.
-    :param loss: ``loss(logits, targets, step_frac=finished_steps / total_steps)`` -> scalar tensor.
-    :param cfg: lr, epochs, batch_size, weight_decay, warmup_frac, eval_every_epoch.
+    :param loss: ``loss(logits, targets, step_frac=finished_steps / total_steps)`` -> scalar tensor, where the
+        steps are optimiser steps over all epochs (:func:`step_fracs`). A loss with ``set_total_steps(n)`` is told
+        the total first (a step-based schedule, e.g. ``logconf``'s ``warmup_steps``); a ``stateful`` one is
+        ``reset()`` (a rolling buffer starts empty).
+    :param cfg: lr, epochs, batch_size, weight_decay, warmup_frac / warmup_steps, betas, max_grad_norm,
+        minibatch_size (gradient accumulation), eval_every_epoch, early stopping.
     :param seed: shuffling and dropout seed (the caller's global RNG state is restored afterwards).
     :param device: ``torch.device`` (or string) to train on; ``module`` must already live there.
     :param eval_inputs/eval_labels: evaluated after every epoch (or only the last if not ``cfg.eval_every_epoch``).
@@ -137,15 +158,17 @@ def fit(
     :param where: stage name for error messages; ``section`` the config section of the model (``weak``/``strong``,
         guessed from ``where``) for the suggested fix.
     :param val_inputs/val_targets: the held-out validation slice ``cfg.early_stop`` selects on (required unless
-        it is ``"none"``): targets ``(M, k)`` or class ids; the score is the accuracy against their argmax.
+        it is ``"none"``): targets ``(M, k)`` or class ids; the score (``cfg.val_metric``) is the accuracy against
+        their argmax, or the AUROC (:func:`auroc`) against it.
     :returns: ``{"epoch_test_acc": [...], "final_train_loss": mean loss of the last epoch, "steps": int, "curve":
         [point, ...]}`` and, with early stopping, ``"early_stop": {"policy", "selected_step", "selected_epoch",
         "val_acc", "n_val"}``. A curve point is recorded at the end of every epoch (``cfg.curve_every = 0``; only
         the last one if not ``cfg.eval_every_epoch``) or every ``cfg.curve_every`` steps and at the end:
         ``{"step", "epoch" (fractional), "train_loss" (mean since the last point), "agreement" (with the argmax of
         the training targets on up to :data:`CURVE_ROWS` fixed training rows), "test_acc" (with eval data),
-        "val_acc" (with early stopping)}``. Early stopping restores the weights of the point with the best
-        ``val_acc`` (the earliest on ties).
+        "val_acc" (with early stopping), "val_auroc" (with ``val_metric = "auroc"``)}``. Early stopping restores the
+        weights of the point with the best ``val_acc`` (or ``val_auroc``; the earliest on ties); its record adds
+        ``"val_metric"`` and, for AUROC, ``"val_auroc"``.
     :raises TrainingError: when the loss becomes NaN/inf (one line: stage, epoch, batch and the fix).
     """
     if getattr(cfg, "weak_labels", "soft") == "hard":  # train on the argmax of soft targets (_probe)
@@ -171,6 +194,8 @@ def fit(
         raise InputError(f"{where or 'fit'}: eval_inputs given without eval_labels")
     if cfg.batch_size < 1 or cfg.epochs < 0:
         raise TrainingError(f"{where or 'training'}: batch_size must be >= 1 and epochs >= 0")
+    micro = getattr(cfg, "minibatch_size", None) or cfg.batch_size  # rows per forward pass and loss call
+    metric = getattr(cfg, "val_metric", "accuracy")
 
     features = _is_features(inputs)
     y_all = torch.as_tensor(targets, dtype=torch.float32 if targets.ndim == 2 else torch.long).to(device)
@@ -186,13 +211,22 @@ def fit(
     agree_pos = curve_rows(n, seed)
     agree_inputs, agree_classes = _take(inputs, agree_pos), class_ids(targets)[agree_pos]
     val_classes = class_ids(np.asarray(val_targets)) if policy != "none" else None
+    if val_classes is not None and metric == "auroc" and len(np.unique(val_classes)) < 2:
+        raise InputError(f"{where or 'fit'}: val_metric = 'auroc' needs both classes in the validation slice, which "
+                         f"has only class {int(val_classes[0]) if len(val_classes) else '-'}; use val_metric = "
+                         "'accuracy' or a larger val_frac")
 
     params = [p for p in module.parameters() if p.requires_grad]
     if not params:
         raise TrainingError(f"{where or 'training'}: the model has no trainable parameters")
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
-    warmup = round(cfg.warmup_frac * total)
+    warmup = warmup_steps(total, cfg)
+    max_norm = float(getattr(cfg, "max_grad_norm", 0.0) or 0.0)
+    if getattr(loss, "stateful", False) and callable(getattr(loss, "reset", None)):
+        loss.reset()  # a rolling buffer starts empty in every training run
+    if callable(getattr(loss, "set_total_steps", None)):
+        loss.set_total_steps(total)  # a step-based schedule (logconf's warmup_steps) needs the total
     optimizer = _adamw(params, cfg, device)
     optimizer_step = _stepper(optimizer)
     gen = torch.Generator().manual_seed(int(seed))
@@ -230,10 +264,12 @@ def fit(
         pt["agreement"] = float(np.mean(agree == agree_classes))
         if policy != "none":
             val_probs = predict_proba(module, val_inputs, device=device, _nested=True)
-            val = float(np.mean(val_probs.argmax(axis=1) == val_classes))
-            pt["val_acc"] = val
+            pt["val_acc"] = float(np.mean(val_probs.argmax(axis=1) == val_classes))
+            if metric == "auroc":
+                pt["val_auroc"] = auroc(val_probs, val_classes)
+            val = pt["val_auroc"] if metric == "auroc" else pt["val_acc"]
             if not best or val > best[0]:
-                best[:] = [val, step, _snapshot(module)]
+                best[:] = [val, step, _snapshot(module), pt["val_acc"]]
         curve.append(pt)
         module.train()
 
@@ -249,21 +285,32 @@ def fit(
                 x_epoch, y_epoch = x_all[on_device], y_all[on_device]
             for b in range(steps_per_epoch):
                 lo, hi = b * cfg.batch_size, min(n, (b + 1) * cfg.batch_size)
-                if features:
-                    logits, yb = module(x_epoch[lo:hi]), y_epoch[lo:hi]
-                else:
-                    idx = order[lo:hi]
-                    logits, yb = module([texts[i] for i in idx.tolist()]), y_all[idx.to(device)]
-                value = call(logits.float(), yb, step_frac=step / total)
-                if call is loss and step == 0:
-                    call, y_all, y_epoch = _fast_path(loss, logits, y_all, y_epoch if features else None, order)
+                for param in params:  # optimizer.zero_grad(set_to_none=True) without its per-call profiling hooks
+                    param.grad = None
+                # One forward and one loss over the batch; with gradient accumulation (micro < batch) one per
+                # micro-batch, each loss weighted by its share of the batch's rows and its gradient accumulated,
+                # so the step's gradient is the batch mean's for a per-row loss (Hugging Face's Trainer).
+                value = None
+                for mlo in range(lo, hi, micro):
+                    mhi = min(hi, mlo + micro)
+                    if features:
+                        logits, yb = module(x_epoch[mlo:mhi]), y_epoch[mlo:mhi]
+                    else:
+                        idx = order[mlo:mhi]
+                        logits, yb = module([texts[i] for i in idx.tolist()]), y_all[idx.to(device)]
+                    part = call(logits.float(), yb, step_frac=step / total)
+                    if call is loss and step == 0:
+                        call, y_all, y_epoch = _fast_path(loss, logits, y_all, y_epoch if features else None, order)
+                    if mhi - mlo < hi - lo:
+                        part = part * ((mhi - mlo) / (hi - lo))
+                    part.backward()
+                    value = part.detach() if value is None else value + part.detach()
                 lr = cfg.lr * lr_multiplier(step, total, warmup)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                for param in params:  # optimizer.zero_grad(set_to_none=True) without its per-call profiling hooks
-                    param.grad = None
-                value.backward()
-                step_losses[b] = value.detach()
+                if max_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(params, max_norm)
+                step_losses[b] = value
                 optimizer_step()
                 step += 1
                 if progress is not None:
@@ -298,7 +345,9 @@ def fit(
             module.load_state_dict(best[2], strict=False)
         chosen = best[1] if best else step
         out["early_stop"] = {"policy": policy, "selected_step": chosen, "selected_epoch": chosen / steps_per_epoch,
-                             "val_acc": best[0] if best else None, "n_val": len(val_classes)}
+                             "val_acc": best[3] if best else None, "n_val": len(val_classes)}
+        if metric != "accuracy":
+            out["early_stop"].update(val_metric=metric, val_auroc=best[0] if best else None)
     return out
 
 
@@ -363,13 +412,15 @@ def warm_up() -> None:
 
 
 def _adamw(params, cfg: TrainConfig, device):
-    """AdamW, fused into one kernel per step where torch supports it (CPU and CUDA floating-point params).
+    """AdamW (betas ``cfg.adam_beta1``/``adam_beta2``), fused into one kernel per step where torch supports it (CPU
+    and CUDA floating-point params).
 
     ``fused=True`` is free to ask for: the optimizer base class imports ``torch._dynamo`` either way.
     """
     import torch
 
-    kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+    betas = (float(getattr(cfg, "adam_beta1", 0.9)), float(getattr(cfg, "adam_beta2", 0.999)))
+    kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "betas": betas}
     if device.type in ("cpu", "cuda") and all(p.is_floating_point() for p in params):
         try:
             return torch.optim.AdamW(params, fused=True, **kwargs)
@@ -550,8 +601,10 @@ __all__ = [
     "fit",
     "lr_multiplier",
     "predict_proba",
+    "step_fracs",
     "total_steps",
     "validation_split",
     "warm_up",
+    "warmup_steps",
     "zero_linear_head",
 ]
