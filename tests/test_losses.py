@@ -543,6 +543,66 @@ def test_buffer_needs_balance(pm):
         make(pm, "logconf", buffer_size=8, balance=False)
 
 
+def ee_log_confidence_loss(logits, labels, step, buffer, warmup_steps=100, aux_coef=0.5, buffer_size=32):
+    """EleutherAI/w2s w2s/loss.py log_confidence_loss (balance_batch=False, harden=True) restated, with ``labels``
+    the class-1 probabilities ``(N,)`` as there; ``buffer`` is the trainer's list, extended in place."""
+    logits, labels = logits.float(), labels.float()
+    prior = labels.mean() if labels.shape[0] > 1 else 0.5
+    coef = aux_coef * min(1.0, step / warmup_steps) if warmup_steps > 0 else aux_coef
+    preds = torch.softmax(logits, dim=-1)
+    buffer += list(preds[:, 0].detach())
+    buffer = buffer[-buffer_size:]
+    threshold = torch.quantile(torch.stack(buffer), prior)
+    target_preds = torch.cat([(preds[:, 0] >= threshold)[:, None], (preds[:, 0] < threshold)[:, None]], dim=1)
+    target = torch.stack([1.0 - labels, labels], dim=1) * (1 - coef) + target_preds.detach() * coef
+    return F.cross_entropy(logits, target)
+
+
+@pytest.mark.parametrize("micro", [1, 4])
+def test_logconf_eleuther_recipe_per_microbatch(pm, micro):
+    """EleutherAI/w2s's logconf as its Trainer calls it: per micro-batch, at the optimiser step ``global_step``,
+    warmup 100 steps, a rolling buffer of 32 rows; ``prior = "uniform"`` is its 0.5 for one-row micro-batches."""
+    loss = make(pm, "logconf", warmup_steps=100, buffer_size=32, prior="uniform" if micro == 1 else "batch")
+    total = 150
+    loss.set_total_steps(total)
+    buffer: list = []
+    for i, step in enumerate([0, 0, 1, 30, 99, 100, 101, 149] * 3):
+        z, y = inputs("random", micro, 2, F32, seed=i)
+        v, g = vg(lambda t, y=y, step=step: loss(t, y, step / total), z)
+        ev, eg = vg(lambda t, y=y, step=step: ee_log_confidence_loss(t, y[:, 1], step, buffer), z)
+        close(v, ev, 1e-5)
+        close(g, eg, 1e-5)
+
+
+def test_warmup_steps_schedule_and_errors(pm):
+    for name in ("logconf", "entropy"):
+        loss = make(pm, name, warmup_steps=10, aux_coef=0.4)
+        with pytest.raises(ConfigError, match="warmup_steps counts optimiser steps"):
+            loss.coef(0.5)
+        loss.set_total_steps(40)
+        assert [loss.coef(s / 40) for s in (0, 5, 10, 39)] == pytest.approx([0.0, 0.2, 0.4, 0.4])
+        zero = make(pm, name, warmup_steps=0, aux_coef=0.4)
+        zero.set_total_steps(40)
+        assert zero.coef(0.0) == 0.4
+        with pytest.raises(ConfigError, match="warmup_frac or warmup_steps"):
+            make(pm, name, warmup_steps=10, warmup_frac=0.2)
+        with pytest.raises(ConfigError, match="does not combine with warmup='openai'"):
+            make(pm, name, warmup_steps=10, warmup="openai")
+    with pytest.raises(ConfigError, match="prior"):
+        make(pm, "logconf", prior="weak")
+    with pytest.raises(ConfigError, match="prior only sets"):
+        make(pm, "logconf", prior="uniform", balance=False)
+
+
+def test_logconf_uniform_prior_k_class(pm):
+    """``prior = "uniform"`` is the hardening balanced to 1/k per class (the batch's own labels still the target)."""
+    z, y = inputs("random", 12, 3, F64, seed=4)
+    h = torch.as_tensor(np_harden(z.numpy(), np.full((12, 3), 1 / 3), True, None))
+    assert h.sum(0).tolist() == [4.0, 4.0, 4.0]
+    loss = make(pm, "logconf", prior="uniform", warmup_frac=0.0)
+    close(loss(z, y, 0.5), ce_rows(z, y * 0.5 + h * 0.5).mean())
+
+
 # ------------------------------------------------------------------------------- kl, entropy, window
 
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from w2s_harness import BaseLoss, check_backend, check_choice, check_number
 
-from .logconf import WARMUPS
+from .logconf import WARMUPS, StepSchedule, check_warmup_steps
 
 
-class EntropyLoss(BaseLoss):
+class EntropyLoss(StepSchedule, BaseLoss):
     """``mean[(1 - coef) * CE(z, y) + coef * H(softmax(z))]``: entropy minimisation of the strong predictions.
 
     This is ``logconf`` with the hardened self-target ``CE(z, h)`` replaced by the entropy ``H(p)``
     (differentiable, no threshold). ``coef`` uses the same schedule as ``logconf`` (``aux_coef``,
-    ``warmup_frac``, ``warmup``). All maths is float32.
+    ``warmup_frac``, ``warmup``, or ``warmup_steps``). All maths is float32.
 
     Sources: Grandvalet & Bengio, "Semi-supervised learning by entropy minimization" (NeurIPS 2004);
     EleutherAI/w2s ``log_entropy_loss`` (an entropy term instead of the hardened quasi-entropy).
@@ -20,26 +20,25 @@ class EntropyLoss(BaseLoss):
     :param aux_coef: final weight of the entropy term, in [0, 1].
     :param warmup_frac: fraction of training over which the weight ramps up, in [0, 1].
     :param warmup: ``"linear"`` or ``"openai"`` (same schedules as ``logconf``).
+    :param warmup_steps: ramp over this many optimiser steps instead of ``warmup_frac`` (``"linear"`` only).
     :param backend: ``"auto"`` or ``"torch"`` (there is no Triton kernel for this loss).
     """
 
     name = "entropy"
 
     def __init__(
-        self, aux_coef: float = 0.5, warmup_frac: float = 0.1, warmup: str = "linear", backend: str = "auto"
+        self, aux_coef: float = 0.5, warmup_frac: float = 0.1, warmup: str = "linear", backend: str = "auto",
+        warmup_steps: int | None = None,
     ) -> None:
+        warmup_frac = check_number(warmup_frac, "warmup_frac", loss=self.name, lo=0.0, hi=1.0)
+        warmup = check_choice(warmup, "warmup", WARMUPS, loss=self.name)
         super().__init__(
             aux_coef=check_number(aux_coef, "aux_coef", loss=self.name, lo=0.0, hi=1.0),
-            warmup_frac=check_number(warmup_frac, "warmup_frac", loss=self.name, lo=0.0, hi=1.0),
-            warmup=check_choice(warmup, "warmup", WARMUPS, loss=self.name),
+            warmup_frac=warmup_frac,
+            warmup=warmup,
             backend=check_backend(backend, loss=self.name, torch_only=True),
+            warmup_steps=check_warmup_steps(self.name, warmup_steps, warmup_frac, warmup),
         )
-
-    def coef(self, step_frac: float) -> float:
-        from w2s_harness.kernels.reference import logconf_coef
-
-        p = self.params
-        return logconf_coef(step_frac, p["aux_coef"], p["warmup_frac"], p["warmup"])
 
     def compute(self, logits, targets, step_frac):
         from w2s_harness.kernels import reference
