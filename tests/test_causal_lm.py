@@ -347,14 +347,18 @@ def test_microbatches_give_the_same_update_in_fit(tiny):
     cfg = TrainConfig(lr=1e-2, epochs=1, batch_size=len(TEXTS))
     t = np.eye(2, dtype=np.float32)[LABELS]
     params = []
-    for variant in ({}, {"minibatch_size": 2, "gradient_checkpointing": True}):
-        module = hf_model(str(tiny["qwen2"]), linear_probe=False, **variant).classifier(2, CPU)
+    for variant in ({}, {"minibatch_size": 2, "gradient_checkpointing": True},
+                    {"minibatch_size": 2, "grad_accumulation": True}):  # Hugging Face's gradient accumulation
+        m = hf_model(str(tiny["qwen2"]), linear_probe=False, **variant)
+        assert m.train_config.minibatch_size == (2 if variant.get("grad_accumulation") else None)
+        module = m.classifier(2, CPU)
         with torch.no_grad():
             module.head.weight.copy_(torch.randn(module.head.weight.shape, generator=torch.Generator().manual_seed(3)))
         fit(module, TEXTS, t, xent, cfg, seed=0, device=CPU)
         params.append([p.detach().clone() for p in module.parameters()])
-    for a, b in zip(*params):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+    for other in params[1:]:
+        for a, b in zip(params[0], other):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
 
 
 def test_prediction_runs_in_eval_chunks(tiny):
@@ -553,8 +557,8 @@ def test_smollm2_gguf_embeds_and_finetunes_offline():  # ~40 s: loading dequanti
 # ---------------------------------------------------------------------------------------------- presets
 
 
-#: openai/weak-to-strong train_weak_to_strong.py MODEL_CONFIGS: (default_lr, eval_batch_size,
-#: gradient_checkpointing, model_parallel); every model bfloat16 where the GPU supports it, batch size 32.
+#: openai/weak-to-strong train_simple.py MODEL_CONFIGS (lines 20-48; the script sweep.py runs): (default_lr,
+#: eval_batch_size, gradient_checkpointing, model_parallel); GPT-2 loaded without a dtype (float32), batch size 32.
 REFERENCE = {
     "gpt2": (5e-5, 32, False, False),
     "gpt2-medium": (5e-5, 32, False, False),
@@ -592,15 +596,22 @@ def test_preset_table_hub_ids_and_reference_values(no_hub):
         assert m.target == HUB_IDS[name]
         assert m.train_config.lr == lr and m.train_config.batch_size == 32 and m.train_config.epochs == 2
         assert m.embed_batch_size == eval_batch and m.gradient_checkpointing is ckpt
-        assert (m.device_map == "auto") is parallel and m.dtype == "bfloat16"
+        assert (m.device_map == "auto") is parallel and m.dtype == "float32"
+        assert preset_model(name, dtype="bfloat16").dtype == "bfloat16"  # still available
     for name in ("llama-3-8b", "qwen1.5-0.5b"):  # EleutherAI/w2s: LoRA on AutoModelForSequenceClassification
         m = preset_model(name)
         assert m.lora and m.sequence_classification and m.lora_r == 8 and m.lora_alpha == 8
-        assert m.train_config.weight_decay == 0.1 and m.minibatch_size == 8 and m.train_config.batch_size == 32
+        assert m.dtype == "bfloat16" and m.max_length == "tokenizer" and m.dropout_in_training()
+        c = m.train_config  # run.py's TrainingArguments and sft_config.py, point by point (docs/reproducing.md)
+        assert (c.weight_decay, c.batch_size, c.minibatch_size, c.epochs) == (0.1, 32, 1, 3)
+        assert (c.warmup_steps, c.adam_beta1, c.adam_beta2, c.max_grad_norm) == (40, 0.9, 0.95, 1.0)
+        assert (c.early_stop, c.val_metric, c.curve_every) == ("weak_val", "auroc", 25)
+        assert m.minibatch_size == 1 and m.grad_accumulation
     assert preset_model("llama-3-8b").train_config.lr == 8e-5
     assert preset_model("qwen1.5-0.5b").train_config.lr == 5e-4
     q = preset_model("Qwen2.5-7B")  # names are case-insensitive
     assert q.target == "Qwen/Qwen2.5-7B" and q.train_config.lr == 1e-5 and q.gradient_checkpointing
+    assert q.dtype == "bfloat16" and "extrapolation" in BUILTIN["qwen2.5-7b"].source
 
 
 @pytest.mark.parametrize("name", sorted(set(HUB_IDS) - {"smollm2-135m-gguf"}))
@@ -619,9 +630,10 @@ def test_preset_overrides_and_linear_probe(no_hub):
     probe = preset_model("gpt2-xl", linear_probe=True)  # fine-tuning and optimisation values are dropped
     assert isinstance(probe, HFFeatureModel)
     assert probe.train_config.lr == hf.PROBE_LR and probe.train_config.epochs == 10
-    assert probe.dtype == "bfloat16" and probe.embed_batch_size == 2 and probe.max_length == 1024
+    assert probe.dtype == "float32" and probe.embed_batch_size == 2 and probe.max_length == 1024
     lora_probe = preset_model("llama-3-8b", linear_probe=True)
     assert isinstance(lora_probe, HFFeatureModel) and not lora_probe.lora
+    assert lora_probe.train_config.solver == "lbfgs" and lora_probe.train_config.early_stop == "none"
     with pytest.raises(ConfigError, match="unknown model preset 'gpt5'"):
         preset_model("gpt5")
 

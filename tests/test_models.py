@@ -249,3 +249,39 @@ def test_minilm_embeds_offline():  # ~1 s: not slow-marked. Its speed is benchma
     m = HFModel("sentence-transformers/all-MiniLM-L6-v2")
     out = m.features(["what a great day", "this is awful"], device=CPU)
     assert len(out) == 6 and out[m.feature_key()].shape == (2, 384)
+
+
+def test_hf_tokenizer_truncation_and_grad_accumulation_parameters(tiny_bert, tmp_path):
+    """``max_length = "tokenizer"`` truncates at the tokenizer's ``model_max_length`` (EleutherAI/w2s's
+    ``tokenizer(txt, truncation=True)``); ``grad_accumulation`` needs micro-batches and applies to fine-tuning."""
+    from transformers import AutoTokenizer
+
+    short = tmp_path / "short"  # the tiny BERT with a tokenizer whose own maximum is 6 tokens
+    short.mkdir()
+    for f in tiny_bert.iterdir():
+        if f.is_file():
+            (short / f.name).write_bytes(f.read_bytes())
+    tok = AutoTokenizer.from_pretrained(str(short))
+    tok.model_max_length = 6
+    tok.save_pretrained(str(short))
+    long = ["this is not very fun at all , really"] * 2
+    m = hf_model(str(short), linear_probe=False, max_length="tokenizer")
+    assert m.token_limit is None and m.identity()["max_length"] == "tokenizer"
+    module = m.classifier(2, CPU)
+    ids, _ = module.encode(long)
+    assert ids.shape[1] == 6
+    full = hf_model(str(tiny_bert), linear_probe=False, max_length=64).classifier(2, CPU)
+    assert full.encode(long)[0].shape[1] > 6
+    probe = hf_model(str(short), max_length="tokenizer")
+    assert "max_length=tokenizer" in probe.feature_key()
+    x = probe.features(long)[probe.feature_key()]
+    assert x.shape == (2, 32)
+    with pytest.raises(ConfigError, match='max_length must be a positive integer or "tokenizer"'):
+        hf_model(str(tiny_bert), max_length="model")
+    with pytest.raises(ConfigError, match="grad_accumulation needs minibatch_size"):
+        hf_model(str(tiny_bert), linear_probe=False, grad_accumulation=True)
+    with pytest.raises(ConfigError, match="grad_accumulation only apply to fine-tuning"):
+        hf_model(str(tiny_bert), minibatch_size=2, grad_accumulation=True)
+    acc = hf_model(str(tiny_bert), linear_probe=False, minibatch_size=2, grad_accumulation=True)
+    plain = hf_model(str(tiny_bert), linear_probe=False, minibatch_size=2)
+    assert acc.identity()["train"]["minibatch_size"] == 2 and plain.identity()["train"]["minibatch_size"] is None

@@ -25,7 +25,11 @@ while training (the reference's ``train_with_dropout=False``).
 Micro-batches (``minibatch_size`` < ``batch_size``): the training loop's loss stays ONE loss over the whole batch
 (as the reference, which stacks the logits of its minibatches before the loss), while each micro-batch is run
 forward under :func:`torch.utils.checkpoint.checkpoint` and recomputed one at a time in the backward pass, so only
-one micro-batch's activations are alive at once. The gradient is the big batch's (up to float rounding).
+one micro-batch's activations are alive at once. The gradient is the big batch's (up to float rounding). With
+``grad_accumulation = true`` the training loop instead calls the loss on every micro-batch and accumulates the
+gradients (Hugging Face's Trainer, as EleutherAI/w2s: ``per_device_train_batch_size = 1``,
+``gradient_accumulation_steps = 32``): the same gradient for a per-row loss such as ``xent``, while a loss that
+looks at the batch (``logconf``'s balancing threshold) sees one micro-batch, plus its rolling buffer, at a time.
 
 Resolving ``<checkpoint>`` (the same ``from_pretrained(path)`` code path for every case):
 
@@ -57,7 +61,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +141,9 @@ FINETUNE_LR = 5e-5
 PROBE_C = 0.01
 
 POOLINGS = ("mean", "cls", "last")
+#: ``max_length`` value for "truncate at the tokenizer's own maximum" (``model_max_length``), as EleutherAI/w2s's
+#: ``tokenizer(txt, truncation=True)``; for a tokenizer without a maximum that is no truncation at all.
+TOKENIZER_MAX = "tokenizer"
 DTYPES = ("float32", "bfloat16", "float16")
 PADDING_SIDES = ("left", "right")
 #: LoRA defaults (EleutherAI/w2s uses peft's LoraConfig defaults: r=8, alpha=8, no dropout).
@@ -148,6 +155,7 @@ PEFT_INSTALL = "pip install 'w2s-harness[lora]' (or: pip install 'peft>=0.10')"
 #: Parameters that only apply to fine-tuning (``linear_probe = false``).
 FINETUNE_ONLY = (
     "minibatch_size",
+    "grad_accumulation",
     "gradient_checkpointing",
     "sequence_classification",
     "train_with_dropout",
@@ -646,7 +654,7 @@ def _classifier_class():
             n_classes: int,
             *,
             pooling: str,
-            max_length: int,
+            max_length: int | None,
             dtype: str,
             hidden_state: int | None,
             causal: bool = False,
@@ -784,19 +792,24 @@ class HFModel:
     :param layers: truncate to the first N layers (``hidden_states[N]``); ``None`` = all layers.
     :param pooling: ``"mean"`` (attention-masked), ``"cls"`` (first token) or ``"last"`` (last real token);
         ``None``: ``"last"`` for causal LMs, ``"mean"`` otherwise.
-    :param max_length: tokens per text (longer texts are truncated).
+    :param max_length: tokens per text (longer texts are truncated); ``"tokenizer"``: the tokenizer's own maximum
+        (``model_max_length``, EleutherAI/w2s's truncation; none for a tokenizer that sets no maximum).
     :param linear_probe: freeze the backbone and train only the head on cached features.
     :param lr/epochs/batch_size/weight_decay/warmup_frac: AdamW + cosine; defaults 1e-2 / 10 epochs for a linear
         probe with ``solver = "adamw"``, the reference's 5e-5 / 2 epochs for fine-tuning; batch size 32 (examples
         per optimiser step).
+    :param warmup_steps/adam_beta1/adam_beta2/max_grad_norm: learning-rate warmup in optimiser steps (instead of
+        ``warmup_frac``), AdamW's betas (0.9, 0.999) and gradient-norm clipping (0: none); EleutherAI/w2s: 40
+        steps, beta2 0.95, clipping at 1.0 (Hugging Face's Trainer default).
     :param solver: linear probe: ``"lbfgs"`` (the default: full-batch L-BFGS on standardised features, L2
         strength ``C`` (default :data:`PROBE_C`) in scikit-learn's convention, up to ``max_iter`` iterations,
         gradient tolerance ``tol``) or ``"adamw"`` (mini-batch AdamW), also the default for a probe that sets any
         AdamW parameter (lr, epochs, batch_size, weight_decay, warmup_frac, early stopping); fine-tuning always
         uses AdamW.
-    :param early_stop/val_frac/curve_every: checkpoint selection (``"none"``, ``"weak_val"``, ``"gt_val"``) on a
-        held-out ``val_frac`` of the training rows, and the training-curve interval in optimiser steps (AdamW: 0 is
-        every epoch, e.g. 50 for fine-tuning; L-BFGS probe: iterations, 0 is every 10).
+    :param early_stop/val_frac/val_metric/curve_every: checkpoint selection (``"none"``, ``"weak_val"``,
+        ``"gt_val"``) on a held-out ``val_frac`` of the training rows by ``val_metric`` (``"accuracy"``, or
+        ``"auroc"`` as EleutherAI/w2s), and the training-curve interval in optimiser steps (AdamW: 0 is every
+        epoch, e.g. 25 for fine-tuning, EleutherAI/w2s's ``eval_steps``; L-BFGS probe: iterations, 0 is every 10).
     :param weak_labels: ``"soft"`` (train on the weak model's probabilities, the reference) or ``"hard"`` (on
         their argmax).
     :param embed_batch_size: texts per forward pass without gradients (embedding features; predicting with a
@@ -809,6 +822,8 @@ class HFModel:
     :param device_map: passed to ``from_pretrained`` on CUDA (``"auto"`` spreads a model too large for one GPU over
         all visible GPUs, with accelerate); ignored on CPU.
     :param minibatch_size: fine-tuning: texts per forward/backward micro-batch; ``None`` = the whole batch.
+    :param grad_accumulation: fine-tuning, with ``minibatch_size``: call the loss on every micro-batch and accumulate
+        the gradients (Hugging Face's Trainer, EleutherAI/w2s) instead of one loss over the whole batch.
     :param gradient_checkpointing: fine-tuning: recompute each block's activations in the backward pass.
     :param sequence_classification: fine-tuning: ``AutoModelForSequenceClassification`` and its own head.
     :param train_with_dropout: fine-tuning: keep the backbone's dropout on while training; ``None``: off for
@@ -835,6 +850,7 @@ class HFModel:
         padding_side: str | None = None,
         device_map: str | dict | None = None,
         minibatch_size: int | None = None,
+        grad_accumulation: bool = False,
         gradient_checkpointing: bool = False,
         sequence_classification: bool = False,
         train_with_dropout: bool | None = None,
@@ -851,7 +867,11 @@ class HFModel:
         _positive_int(owner, "layers", layers, optional=True)
         if pooling is not None and pooling not in POOLINGS:
             raise ConfigError(f"{owner}: pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
-        _positive_int(owner, "max_length", max_length)
+        if max_length != TOKENIZER_MAX:
+            if isinstance(max_length, str):
+                raise ConfigError(f"{owner}: max_length must be a positive integer or \"{TOKENIZER_MAX}\" (the "
+                                  f"tokenizer's own maximum), got {max_length!r}")
+            _positive_int(owner, "max_length", max_length)
         _positive_int(owner, "embed_batch_size", embed_batch_size)
         _check_bool(owner, "linear_probe", linear_probe)
         if dtype not in DTYPES:
@@ -863,6 +883,9 @@ class HFModel:
         if device_map is not None and not isinstance(device_map, (str, dict)):
             raise ConfigError(f"{owner}: device_map must be a string (e.g. \"auto\") or a table, got {device_map!r}")
         _positive_int(owner, "minibatch_size", minibatch_size, optional=True)
+        _check_bool(owner, "grad_accumulation", grad_accumulation)
+        if grad_accumulation and minibatch_size is None:
+            raise ConfigError(f"{owner}: grad_accumulation needs minibatch_size (the rows of each micro-batch)")
         _check_bool(owner, "gradient_checkpointing", gradient_checkpointing)
         _check_bool(owner, "sequence_classification", sequence_classification)
         _check_bool(owner, "train_with_dropout", train_with_dropout, optional=True)
@@ -887,6 +910,7 @@ class HFModel:
             )
         given = {
             "minibatch_size": minibatch_size is not None,
+            "grad_accumulation": grad_accumulation,
             "gradient_checkpointing": gradient_checkpointing,
             "sequence_classification": sequence_classification,
             "train_with_dropout": train_with_dropout is not None,
@@ -929,6 +953,7 @@ class HFModel:
         self.padding_side = padding_side
         self.device_map = device_map
         self.minibatch_size = minibatch_size
+        self.grad_accumulation = grad_accumulation
         self.gradient_checkpointing = gradient_checkpointing
         self.sequence_classification = sequence_classification
         self.train_with_dropout = train_with_dropout
@@ -941,6 +966,8 @@ class HFModel:
             owner, head, lr=PROBE_LR if linear_probe else FINETUNE_LR, epochs=10 if linear_probe else 2,
             batch_size=32, solver=None if linear_probe else "adamw", default_C=PROBE_C,
         )
+        if grad_accumulation:  # the training loop runs the micro-batches (one loss call each)
+            self.train_config = replace(self.train_config, minibatch_size=minibatch_size)
         self._ckpt: Checkpoint | None = None
         self._config: dict[str, Any] | None = None
         self._n_layers: int | None = None
@@ -1046,6 +1073,11 @@ class HFModel:
             }
         return ident
 
+    @property
+    def token_limit(self) -> int | None:
+        """``max_length`` for the tokenizer: the number, or None (its own ``model_max_length``) for ``"tokenizer"``."""
+        return None if self.max_length == TOKENIZER_MAX else self.max_length
+
     def load_tokenizer(self):
         """The checkpoint's tokenizer, with a pad token (:func:`ensure_pad_token`) and ``padding_side`` applied."""
         from transformers import AutoTokenizer
@@ -1133,7 +1165,7 @@ class HFFeatureModel(HFModel):
         out = {layer: np.zeros((n, hidden), dtype=np.float32) for layer in range(1, n_layers + 1)}
         if n:
             lengths = tokenizer(
-                list(texts), truncation=True, max_length=self.max_length, add_special_tokens=True
+                list(texts), truncation=True, max_length=self.token_limit, add_special_tokens=True
             )["input_ids"]
             order = np.argsort([-len(ids) for ids in lengths], kind="stable")
             with torch.inference_mode(), _autocast(device, self.dtype):
@@ -1143,7 +1175,7 @@ class HFFeatureModel(HFModel):
                         [texts[i] for i in idx],
                         padding=True,
                         truncation=True,
-                        max_length=self.max_length,
+                        max_length=self.token_limit,
                         return_tensors="pt",
                     ).to(input_device)
                     inputs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
@@ -1247,7 +1279,7 @@ class HFFineTuneModel(HFModel):
             tokenizer,
             n_classes,
             pooling="last" if self.sequence_classification else self.pooling_name(),
-            max_length=self.max_length,
+            max_length=self.token_limit,
             dtype=self.dtype,
             hidden_state=None if truncated else layer,
             causal=causal,

@@ -1,7 +1,7 @@
 """Model presets: a named hub checkpoint plus default ``hf:`` parameters, used as ``preset:<name>``.
 
 ``preset:gpt2-xl`` is ``hf:openai-community/gpt2-xl`` with the reference's learning rate, eval batch size,
-gradient checkpointing, bfloat16 and ``device_map = "auto"``; parameters given in the config override the
+gradient checkpointing, float32 weights and ``device_map = "auto"``; parameters given in the config override the
 preset's. The table is data (:data:`BUILTIN`), and it can be extended without touching this file:
 
 * from a TOML file: ``[presets.<name>]`` tables (a ``checkpoint`` key, optional ``description`` and ``extends``
@@ -34,13 +34,24 @@ from .hf import FINETUNE_ONLY, HFModel, hf_model
 
 #: Environment variable naming preset files (``os.pathsep``-separated), read at every lookup.
 PRESETS_ENV = "W2S_HARNESS_PRESETS"
-#: Optimisation parameters a fine-tuning preset sets; dropped with its fine-tuning parameters when the config
-#: turns the preset into a linear probe (``linear_probe = true``).
-TRAINING = ("lr", "epochs", "batch_size", "weight_decay", "warmup_frac")
+#: Optimisation and checkpoint-selection parameters a fine-tuning preset sets; dropped with its fine-tuning
+#: parameters when the config turns the preset into a linear probe (``linear_probe = true``).
+TRAINING = ("lr", "epochs", "batch_size", "weight_decay", "warmup_frac", "warmup_steps", "adam_beta1", "adam_beta2",
+            "max_grad_norm", "early_stop", "val_frac", "val_metric", "curve_every")
 
-OPENAI = "openai/weak-to-strong train_weak_to_strong.py MODEL_CONFIGS"
-OPENAI_QWEN = f"{OPENAI} (its Qwen-1 models' settings: Qwen/Qwen-1_8B, -7B, -14B)"
-ELEUTHER = "EleutherAI/w2s w2s/model.py MODEL_REGISTRY and w2s/sft_config.py"
+#: The GPT-2 settings: ``MODEL_CONFIGS`` of openai/weak-to-strong's ``train_simple.py`` (lines 20-48), the script
+#: ``sweep.py`` runs and the one behind the published figures. It loads GPT-2 with no dtype, so it trains in
+#: float32; its other script, ``train_weak_to_strong.py``, loads every model in bfloat16 (``dtype = "bfloat16"``
+#: here, still available).
+OPENAI = "openai/weak-to-strong train_simple.py MODEL_CONFIGS (the script sweep.py runs)"
+#: The Qwen2.5 presets are this project's extrapolation. The reference's Qwen models are Qwen-1 (``Qwen/Qwen-1_8B``,
+#: ``-7B``, ``-14B``, ``-72B`` at pinned revisions, ``train_simple.py`` lines 49-109): their checkpoints ship their
+#: own modeling code (``trust_remote_code``, a ``bf16``/``fp32`` switch in the config) that current transformers no
+#: longer runs, and no Qwen-1 size is a Qwen2.5 size. What carries over is their settings: lr 1e-5 (tuned at batch
+#: size 32), eval batch size 2, gradient checkpointing, model parallelism, bfloat16 where the GPU supports it.
+OPENAI_QWEN = ("harness extrapolation: Qwen2.5 checkpoints with the settings openai/weak-to-strong train_simple.py "
+               "gives its Qwen-1 models (Qwen/Qwen-1_8B, -7B, -14B, -72B need trust_remote_code)")
+ELEUTHER = "EleutherAI/w2s w2s/model.py MODEL_REGISTRY, w2s/sft_config.py and run.py's TrainingArguments"
 HARNESS = "harness choice, by analogy with the GPT-2 sizes"
 
 
@@ -81,27 +92,36 @@ def _preset(name: str, checkpoint: str, source: str, description: str = "", **pa
 
 
 def _gpt2(name: str, lr: float, eval_batch: int, big: bool = False) -> Preset:
+    # float32 (hf:'s default dtype), as train_simple.py, which passes no dtype to from_pretrained
     extra: dict[str, Any] = {"gradient_checkpointing": True, "device_map": "auto"} if big else {}
     return _preset(
         name, f"openai-community/{name}", OPENAI, f"GPT-2 {name.partition('-')[2] or 'small'}",
-        linear_probe=False, lr=lr, batch_size=32, embed_batch_size=eval_batch, dtype="bfloat16",
-        max_length=1024, **extra,
+        linear_probe=False, lr=lr, batch_size=32, embed_batch_size=eval_batch, max_length=1024, **extra,
     )
 
 
 def _qwen25(size: str) -> Preset:
     return _preset(
-        f"qwen2.5-{size.lower()}", f"Qwen/Qwen2.5-{size}", OPENAI_QWEN, f"Qwen2.5 {size} (base)",
+        f"qwen2.5-{size.lower()}", f"Qwen/Qwen2.5-{size}", OPENAI_QWEN,
+        f"Qwen2.5 {size} (base); harness extrapolation of the reference's Qwen-1 settings",
         linear_probe=False, lr=1e-5, batch_size=32, embed_batch_size=2, gradient_checkpointing=True,
         device_map="auto", dtype="bfloat16", max_length=1024,
     )
 
 
 def _eleuther(name: str, checkpoint: str, lr: float, description: str) -> Preset:
+    """EleutherAI/w2s's recipe, value by value (docs/reproducing.md has the table with file:line): LoRA (peft's
+    defaults) on AutoModelForSequenceClassification in the checkpoint's dtype (bfloat16 for both), 3 epochs,
+    AdamW with beta2 0.95 and weight decay 0.1, 40 warmup steps then cosine, gradient clipping at 1.0 (the
+    Trainer's default), micro-batches of 1 accumulated to 32, the tokenizer's own truncation, dropout as the
+    Trainer leaves it (on; both models have none), and the checkpoint with the best validation AUROC among
+    evaluations every 25 steps. The validation slice itself is the config's (``val_frac``)."""
     return _preset(
         name, checkpoint, ELEUTHER, description,
         linear_probe=False, sequence_classification=True, lora=True, lr=lr, weight_decay=0.1, batch_size=32,
-        minibatch_size=8, dtype="bfloat16", max_length=1024,
+        minibatch_size=1, grad_accumulation=True, epochs=3, warmup_steps=40, adam_beta2=0.95, max_grad_norm=1.0,
+        early_stop="weak_val", val_metric="auroc", curve_every=25, train_with_dropout=True,
+        dtype="bfloat16", max_length="tokenizer",
     )
 
 
