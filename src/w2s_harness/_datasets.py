@@ -48,14 +48,9 @@ def _check_count(owner: str, key: str, value: Any, minimum: int) -> int | None:
     return int(value)
 
 
-_WARNED: set[str] = set()
-
-
-def warn_once(message: str) -> None:
-    """Print ``warning: <message>`` on stderr, once per process (a run may create one dataset several times)."""
-    if message not in _WARNED:
-        _WARNED.add(message)
-        print(f"warning: {message}", file=sys.stderr)
+def warn(message: str) -> None:
+    """Print ``warning: <message>`` on stderr (as the runner's notices)."""
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def split_rows(splits) -> dict[str, int]:
@@ -277,9 +272,10 @@ class BaseDataset:
         return self._selection
 
     def warn_short(self, notes: Sequence[str]) -> None:
-        """One ``warning:`` line for the counts larger than what the dataset has (``notes``: one phrase each)."""
+        """One ``warning:`` line for the counts larger than what the dataset has (``notes``: one phrase each); a
+        dataset selects its rows once, so a run prints it once."""
         if notes:
-            warn_once(f"dataset {self.name!r}: {'; '.join(notes)}: using every one (results.json records the "
+            warn(f"dataset {self.name!r}: {'; '.join(notes)}: using every one (results.json records the "
                       f"rows each stage used per split)")
 
     def _screen(self, rows: np.ndarray) -> np.ndarray:

@@ -680,7 +680,10 @@ class RecipeDataset(BaseDataset):
 
     @classmethod
     def default_mode(cls) -> str:
-        """The mode of the reference the recipe comes from."""
+        """The mode of the reference a catalogue recipe comes from; ``fixed`` for another recipe (a subclass with
+        its own recipe and fixed-mode hooks, e.g. ``lichess_puzzles_binary``)."""
+        if RECIPES.get(cls.recipe.name) is not cls.recipe:
+            return FIXED
         return OPENAI_MODE if cls.recipe.source == OPENAI else ELEUTHER_MODE
 
     @classmethod
@@ -784,6 +787,8 @@ class RecipeDataset(BaseDataset):
         return len(s.train1), len(s.train2), len(s.test)
 
     def difficulty(self) -> np.ndarray:
+        if self.mode == FIXED:
+            return super().difficulty()
         raise DataError(f"dataset {self.name!r} has no difficulty values; set its difficulty_column (a numeric "
                         f"column) for an easy-to-hard split")
 
