@@ -11,6 +11,12 @@ cache. Three kinds of code go in:
 * nothing else: the CLI, the report, the planner and the strategies decide *which* stages exist, not what a stage
   computes (a strategy's edit that changes a stage's spec changes its id through the spec).
 
+A module that is a **catalogue** of entries (the dataset recipes: one module, one row and a few functions per
+dataset) fingerprints each entry on its own: the factory names the catalogue's top-level name
+(``code_catalogue = "RECIPES"``), the definitions reachable only through it are left out of the module's digest,
+and the factory adds its own entry's digest (``code_entry(hasher) -> {key: digest}``, typically through
+:meth:`CodeHasher.function`). Editing one entry then reruns the stages of that entry only.
+
 Sources are hashed as their syntax tree with docstrings removed (comments are not in the tree), so editing
 documentation never invalidates a cache, while any change to code does. Hashes are memoised per file by
 ``(mtime_ns, size)``, inside one :class:`CodeHasher` (so one run reads each file once).
@@ -25,6 +31,7 @@ import importlib.util
 import inspect
 import os
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +55,55 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
-def source_digest(source: str | bytes) -> str:
-    """sha256 of the code in ``source`` (its syntax tree without docstrings); raw bytes if it does not parse."""
+def _defined(node: ast.stmt) -> set[str]:
+    """The names a top-level statement defines (a function, a class, an assignment's plain targets)."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {node.name}
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+        node, ast.AnnAssign) else []
+    return {t.id for t in targets if isinstance(t, ast.Name)}
+
+
+def _names(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def catalogue_names(tree: ast.Module, root: str) -> frozenset[str]:
+    """The top-level names of ``tree`` reachable only through the definition of ``root`` (``root`` included):
+    what a module's digest leaves out when each entry of the catalogue ``root`` is fingerprinted on its own. A
+    definition the rest of the module uses (directly or through another definition) stays in."""
+    defs: dict[str, list[ast.stmt]] = {}
+    for node in tree.body:
+        for name in _defined(node):
+            defs.setdefault(name, []).append(node)
+    if root not in defs:
+        return frozenset()
+
+    def reach(start: set[str]) -> set[str]:
+        seen: set[str] = set()
+        todo = [n for n in start if n in defs and n != root]
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            todo += [n for node in defs[name] for n in _names(node) if n in defs and n != root and n not in seen]
+        return seen
+
+    through_root = reach({n for node in defs[root] for n in _names(node)})
+    rest = [node for node in tree.body if not (_defined(node) & (through_root | {root}))]
+    kept = reach({n for node in rest for n in _names(node)})
+    return frozenset((through_root - kept) | {root})
+
+
+def source_digest(source: str | bytes, catalogue: str | None = None) -> str:
+    """sha256 of the code in ``source`` (its syntax tree without docstrings); raw bytes if it does not parse.
+    ``catalogue``: leave out the definitions reachable only through that top-level name (:func:`catalogue_names`)."""
     try:
         tree = _strip_docstrings(ast.parse(source))
+        if catalogue is not None:
+            drop = catalogue_names(tree, catalogue)
+            tree.body = [node for node in tree.body if not _defined(node) or not _defined(node) <= drop]
         blob = ast.dump(tree, annotate_fields=False, include_attributes=False).encode()
     except SyntaxError:
         blob = source if isinstance(source, bytes) else source.encode()
@@ -62,20 +114,21 @@ class CodeHasher:
     """Memoised code fingerprints of modules and components (one per plan)."""
 
     def __init__(self):
-        self._files: dict[str, tuple[tuple[int, int], str]] = {}
-        self._closures: dict[str, dict[str, str]] = {}
+        self._files: dict[tuple[str, str | None], tuple[tuple[int, int], str]] = {}
+        self._closures: dict[tuple[str, tuple], dict[str, str]] = {}
+        self._functions: dict[Any, str] = {}
 
     # ---------------------------------------------------------------- files and modules
-    def file(self, path: str | os.PathLike) -> str:
-        """Code digest of one source file (memoised by mtime and size)."""
+    def file(self, path: str | os.PathLike, catalogue: str | None = None) -> str:
+        """Code digest of one source file (memoised by mtime and size); ``catalogue``: see :func:`source_digest`."""
         p = str(path)
         st = os.stat(p)
         key = (st.st_mtime_ns, st.st_size)
-        have = self._files.get(p)
+        have = self._files.get((p, catalogue))
         if have is not None and have[0] == key:
             return have[1]
-        digest = source_digest(Path(p).read_bytes())
-        self._files[p] = (key, digest)
+        digest = source_digest(Path(p).read_bytes(), catalogue)
+        self._files[(p, catalogue)] = (key, digest)
         return digest
 
     @staticmethod
@@ -93,22 +146,25 @@ class CodeHasher:
             return None
         return path
 
-    def module(self, name: str) -> str:
+    def module(self, name: str, catalogue: str | None = None) -> str:
         """Digest of module ``name``'s source, or of its version where there is no source (a compiled module)."""
         path = self.module_file(name)
         if path is not None:
-            return self.file(path)
+            return self.file(path, catalogue)
         mod = sys.modules.get(name) or importlib.import_module(name)
         return "nosource:" + str(getattr(mod, "__version__", None) or getattr(mod, "__file__", name))
 
-    def closure(self, name: str) -> dict[str, str]:
+    def closure(self, name: str, catalogues: dict[str, str] | None = None) -> dict[str, str]:
         """``{module: digest}`` for ``name`` and the modules of its own package it imports, transitively.
 
         "Its own package" is the module's parent package (for a top-level module, the module itself): a plugin
         split over ``mypkg/losses.py`` and ``mypkg/_math.py`` is hashed whole, while the libraries it imports
-        (torch, the harness's public API) are not; the harness's own code is the engine's."""
-        if name in self._closures:
-            return self._closures[name]
+        (torch, the harness's public API) are not; the harness's own code is the engine's. ``catalogues``:
+        ``{module: catalogue name}`` of modules hashed without their catalogue (see the module docstring)."""
+        catalogues = catalogues or {}
+        memo = (name, tuple(sorted(catalogues.items())))
+        if memo in self._closures:
+            return self._closures[memo]
         package = name.rpartition(".")[0] or name
         out: dict[str, str] = {}
         todo = [name]
@@ -116,7 +172,7 @@ class CodeHasher:
             mod = todo.pop()
             if mod in out:
                 continue
-            out[mod] = self.module(mod)
+            out[mod] = self.module(mod, catalogues.get(mod))
             path = self.module_file(mod)
             if path is None:
                 continue
@@ -124,8 +180,35 @@ class CodeHasher:
                 if (dep == package or dep.startswith(package + ".")) and dep not in out \
                         and self.module_file(dep) is not None:
                     todo.append(dep)
-        self._closures[name] = dict(sorted(out.items()))
-        return self._closures[name]
+        self._closures[memo] = dict(sorted(out.items()))
+        return self._closures[memo]
+
+    def function(self, fn: Any) -> str:
+        """Digest of a function's code and of what it uses from its own module, transitively: the module's
+        functions and classes it names (their code), and its constants (their values). Names from elsewhere (the
+        standard library, numpy, other modules) are not followed; a module of the same package is in the
+        component's closure anyway."""
+        key = (getattr(fn, "__module__", None), getattr(fn, "__qualname__", None), id(fn))
+        if key not in self._functions:
+            module = getattr(fn, "__module__", None)
+            space = getattr(fn, "__globals__", None) or vars(sys.modules.get(module, object()))
+            parts: dict[str, str] = {}
+            todo: list[tuple[str, Any]] = [("", fn)]
+            while todo:
+                name, obj = todo.pop()
+                if name in parts:
+                    continue
+                parts[name], used = _object_code(obj)
+                for n in sorted(used - parts.keys()):
+                    value = space.get(n)
+                    if (inspect.isfunction(value) or inspect.isclass(value)) and value.__module__ == module:
+                        todo.append((n, value))
+                    elif isinstance(value, (str, bytes, int, float, bool, tuple, frozenset)) or (
+                            value is None and n in space):
+                        parts[n] = "value:" + repr(value)
+            blob = "\n".join(f"{n}={d}" for n, d in sorted(parts.items())).encode()
+            self._functions[key] = hashlib.sha256(blob).hexdigest()[:16]
+        return self._functions[key]
 
     # ---------------------------------------------------------------- what stages depend on
     def engine(self) -> str:
@@ -147,15 +230,39 @@ class CodeHasher:
         """``{module: digest}`` of the code behind a registered factory: its module and, for a class, the modules
         of its base classes outside the harness, each with its package-local imports."""
         modules = {getattr(factory, "__module__", None)}
+        catalogues: dict[str, str] = {}
         if inspect.isclass(factory):
             modules.update(getattr(c, "__module__", None) for c in factory.__mro__[1:])
+            # a catalogue: the module whose class names it is hashed without it, and the entry adds its own digest
+            owner = next((c for c in factory.__mro__ if "code_catalogue" in vars(c)), None)
+            if owner is not None and isinstance(owner.code_catalogue, str):
+                catalogues[owner.__module__] = owner.code_catalogue
         out: dict[str, str] = {}
         for mod in sorted(m for m in modules if m):
             if mod == "builtins" or mod.startswith("w2s_harness.") and not mod.startswith("w2s_harness.plugins") \
                     or _is_library(mod):
                 continue  # builtins, the engine (hashed separately), third-party libraries (versioned)
-            out.update(self.closure(mod))
+            out.update(self.closure(mod, catalogues))
+        entry = getattr(factory, "code_entry", None) if catalogues else None
+        if callable(entry):
+            out.update(entry(self))
         return dict(sorted(out.items()))
+
+
+def _object_code(obj: Any) -> tuple[str, set[str]]:
+    """``(digest, names it uses)`` of a function's or class's code: its syntax tree without docstrings, or, where
+    the source cannot be read or parsed alone (a lambda inside an expression), its code object."""
+    try:
+        tree = _strip_docstrings(ast.parse(textwrap.dedent(inspect.getsource(obj))))
+        used = _names(tree)
+        blob = ast.dump(tree, annotate_fields=False, include_attributes=False)
+    except (OSError, TypeError, SyntaxError):
+        code = getattr(obj, "__code__", None)
+        if code is None:
+            return "opaque:" + getattr(obj, "__qualname__", repr(obj)), set()
+        used = set(code.co_names)
+        blob = repr((code.co_code, code.co_consts, code.co_names))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16], used
 
 
 def _is_library(module: str) -> bool:
@@ -188,4 +295,4 @@ def _imports(path: str, module: str) -> list[str]:
     return out
 
 
-__all__ = ["ENGINE_MODULES", "CodeHasher", "source_digest"]
+__all__ = ["ENGINE_MODULES", "CodeHasher", "catalogue_names", "source_digest"]
