@@ -677,6 +677,7 @@ class RecipeDataset(BaseDataset):
         self._parts: dict[int, dict[str, list[tuple[int, Any]]]] = {}
         self._union: list[tuple[int, Any]] | None = None
         self._index: dict[tuple[int, Any], int] = {}
+        self._n_tokens: dict[tuple[int, Any], int] = {}
 
     @classmethod
     def default_mode(cls) -> str:
@@ -865,8 +866,10 @@ class RecipeDataset(BaseDataset):
         if self.max_ctx is not None:  # from each part, after the halves (train_simple.py's tokenize_dataset)
             for p in ("train1", "train2", "test"):
                 keys = out[p]
-                lengths = self._lengths(self._texts_of(keys))
-                out[p] = [k for k, n_tok in zip(keys, lengths) if n_tok < self.max_ctx]
+                todo = [k for k in keys if k not in self._n_tokens]
+                if todo:
+                    self._n_tokens.update(zip(todo, self._lengths(self._texts_of(todo)).tolist()))
+                out[p] = [k for k in keys if self._n_tokens[k] < self.max_ctx]
         for p in ("train1", "train2", "test"):
             if not out[p]:
                 raise DataError(f"dataset {self.name!r}: {p} is empty for data seed {seed}"
