@@ -394,19 +394,23 @@ def test_logconf_coefficient_over_a_two_epoch_run_is_the_references():
         ({"warmup": "openai", "warmup_frac": 0.3}, [(f if f <= 0.3 else 1.0) * 0.5 for f in oa_step_fracs(128, 2, 32)]),
         ({"warmup_steps": 5}, [0.5 * min(1.0, s / 5) for s in range(8)]),
     ):
-        inner = create_loss("logconf", **params)
-        coefs = []
+        spy = CoefSpy(create_loss("logconf", **params))
+        fit(Forwards(), texts, targets, spy, cfg, seed=0, device="cpu")
+        assert spy.coefs == pytest.approx(expected), params
 
-        class Spy:
-            def set_total_steps(self, total):
-                inner.set_total_steps(total)
 
-            def __call__(self, logits, y, step_frac=0.0):
-                coefs.append(inner.coef(step_frac))
-                return inner(logits, y, step_frac=step_frac)
+class CoefSpy:
+    """Passes a loss through, recording the coefficient it applies at every call."""
 
-        fit(Forwards(), texts, targets, Spy(), cfg, seed=0, device="cpu")
-        assert coefs == pytest.approx(expected), params
+    def __init__(self, inner):
+        self.inner, self.coefs = inner, []
+
+    def set_total_steps(self, total):
+        self.inner.set_total_steps(total)
+
+    def __call__(self, logits, y, step_frac=0.0):
+        self.coefs.append(self.inner.coef(step_frac))
+        return self.inner(logits, y, step_frac=step_frac)
 
 
 def test_warmup_steps_betas_and_clipping(monkeypatch):
