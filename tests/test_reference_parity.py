@@ -73,10 +73,13 @@ def eai():
 def _report():
     yield
     path = os.environ.get("W2S_REFERENCE_REPORT")
-    if path and REPORT:
-        lines = ["| reference | recipe | mode | checked | seeds 0, 1, 2 |", "|---|---|---|---|---|"]
-        lines += [f"| {ref} | `{name}` | {mode} | {what} | {verdict} |"
-                  for (ref, name, mode, what), verdict in sorted(REPORT.items())]
+    if path and REPORT:  # one row per recipe and mode, one column per check, each over seeds 0, 1 and 2
+        checks = ("first n rows", "every row", "max_ctx", "data_seed = run")
+        lines = ["| recipe | mode (reference) | " + " | ".join(checks) + " |", "|---|---|" + "---|" * len(checks)]
+        rows = sorted({(mode, ref, name) for ref, name, mode, _ in REPORT}, key=lambda r: (r[0] != "openai", r[2]))
+        for mode, ref, name in rows:
+            cells = [REPORT.get((ref, name, mode, c), "n/a") for c in checks]
+            lines.append(f"| `{name}` | {mode} ({ref}) | " + " | ".join(cells) + " |")
         Path(path).write_text("\n".join(lines) + "\n")
 
 
