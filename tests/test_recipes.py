@@ -640,6 +640,8 @@ output_dir = "{(tmp_path / 'out').as_posix()}"
     assert code == 0, out.err
     results = json.loads(out.out)
     assert results["status"] == "complete"
+    trained = [st["metrics"] for st in results["stages"] if st["op"] == "train"]
+    assert trained and all(m["split_rows"] == {"train1": 10, "train2": 10, "test": 10} for m in trained)
     # each dataset instance (the planner's, the run's) loads and formats the 30 rows used, and nothing else
     if mode == "fixed":
         assert loads and set(loads) == {30}

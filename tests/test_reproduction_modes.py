@@ -296,3 +296,46 @@ def test_the_planner_and_each_run_context_prepare_the_runs_seeds(tmp_path):
                 '\nn_val = 10')
     a, b = ids(config(tmp_path, eleuther, "[0]")), ids(config(tmp_path, eleuther, "[0, 1]"))
     assert all(b[key] == sid for key, sid in a.items())
+
+
+def test_a_run_with_more_rows_than_a_split_prints_one_warning_line_and_records_the_rows(tmp_path, capsys):
+    import json
+
+    from w2s_harness._cli import main
+
+    files, _, _ = sciq_files(40, 10)
+    cfg = tmp_path / "short.toml"
+    cfg.write_text(f"""
+[dataset]
+name = "sciq"
+data_files = {{train = "{files['train']}", test = "{files['test']}"}}
+n_train = 20000
+n_test = 10000
+
+[weak]
+name = "counting"
+dim = 8
+
+[strong]
+name = "counting"
+dim = 16
+
+[[loss]]
+name = "xent"
+
+[strategy]
+name = "naive"
+
+[run]
+seeds = [0, 1]
+device = "cpu"
+workers = 1
+output_dir = "{(tmp_path / 'out').as_posix()}"
+""")
+    assert main(["run", "--config", str(cfg), "--json"], plugins=[CountingPlugin()]) == 0
+    out = capsys.readouterr()
+    warnings = [line for line in out.err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "dataset 'sciq'" in warnings[0] and "n_train=20000" in warnings[0]
+    results = json.loads(out.out)
+    rows = {json.dumps(st["metrics"]["split_rows"]) for st in results["stages"] if st["op"] == "train"}
+    assert rows == {json.dumps({"train1": 20, "train2": 20, "test": 10})}
