@@ -16,7 +16,7 @@ import pytest
 from test_recipes import CountingPlugin, ref_openbookqa, ref_sciq, sciq_rows, write
 from w2s_harness.plugins.datasets import recipes as R
 
-from w2s_harness import ConfigError, DataError, create_plugin_manager, load_config, make_plan
+from w2s_harness import ConfigError, DataError, create_plugin_manager, hookimpl, load_config, make_plan
 from w2s_harness._ops import RunContext
 
 
@@ -143,7 +143,11 @@ def test_eleuther_mode_one_data_seed_for_every_run_and_a_validation_set():
         assert all(np.array_equal(getattr(s0, p), getattr(s, p)) for p in ("train1", "train2", "test"))
     assert ds.split_sizes() == (15, 15, 16)
     val = ds.val(0)
-    assert len(val) == 10 and not set(val.texts) & set(ds.load().texts)  # held out of the halves and of load()
+    assert len(val) == 10 and s0.val is not None and len(s0.val) == 10
+    data = ds.load()  # the val rows are examples of load() (embedded with the rest), in no half and not in test
+    assert sorted(zip(val.texts, val.labels.tolist())) == texts_of(ds, s0.val)
+    assert not set(s0.val) & (set(s0.train1) | set(s0.train2) | set(s0.test))
+    assert not {data.texts[i] for i in s0.val} & {data.texts[i] for i in np.concatenate([s0.train1, s0.train2])}
     assert ds.identity()["data_seeds"] == [0]
     labels = ds.load().labels
     assert labels[s0.test].sum() * 2 != 0  # both classes present
@@ -339,3 +343,102 @@ output_dir = "{(tmp_path / 'out').as_posix()}"
     results = json.loads(out.out)
     rows = {json.dumps(st["metrics"]["split_rows"]) for st in results["stages"] if st["op"] == "train"}
     assert rows == {json.dumps({"train1": 20, "train2": 20, "test": 10})}
+
+
+# ------------------------------------------------------------------- the dataset's validation rows in training
+
+
+class ValCountingPlugin:
+    """The counting feature model with EleutherAI/w2s's checkpoint selection (``early_stop = "weak_val"``)."""
+
+    @hookimpl
+    def w2s_register_models(self, registry):
+        from test_recipes import CountingModel
+
+        from w2s_harness import check_train_config
+
+        class ValCounting(CountingModel):
+            name = "valcounting"
+
+            def __init__(self, dim: int = 8):
+                super().__init__(dim)
+                self.train_config = check_train_config("model 'valcounting'", lr=0.05, epochs=3, batch_size=8,
+                                                       early_stop="weak_val")
+
+        registry.add("valcounting", ValCounting, description="counting + weak_val checkpoints (tests)")
+
+
+def test_train_stages_select_checkpoints_on_the_datasets_validation_rows(tmp_path, monkeypatch):
+    """eleuther mode: the weak model and the ceiling score their checkpoints on the n_val rows against ground
+    truth, the transfer against the weak model's predictions on those rows (run.py's weak-labelled val split);
+    nothing is held out of the halves (val_frac does not apply)."""
+    import json
+
+    from w2s_harness import _training
+    from w2s_harness._cli import main
+    from w2s_harness._store import StageStore
+
+    seen: dict[str, dict] = {}
+    real_fit = _training.fit
+
+    def spy(module, inputs, targets, loss, cfg, **kw):  # records what the real fit is given, changes nothing
+        seen[kw["where"]] = {"n": len(inputs), "val_inputs": np.array(kw.get("val_inputs")),
+                             "val_targets": np.array(kw.get("val_targets"))}
+        return real_fit(module, inputs, targets, loss, cfg, **kw)
+
+    monkeypatch.setattr(_training, "fit", spy)
+    piqa = piqa_files()
+    cfg = tmp_path / "val.toml"
+    cfg.write_text(f"""
+[dataset]
+name = "piqa"
+data_files = {{train = "{piqa['train']}", validation = "{piqa['validation']}"}}
+n_train = 30
+n_val = 10
+n_test = 16
+
+[weak]
+name = "valcounting"
+dim = 8
+
+[strong]
+name = "valcounting"
+dim = 16
+
+[[loss]]
+name = "xent"
+
+[strategy]
+name = "naive"
+
+[run]
+seeds = [0]
+device = "cpu"
+workers = 1
+output_dir = "{(tmp_path / 'out').as_posix()}"
+""")
+    pm = create_plugin_manager([CountingPlugin(), ValCountingPlugin()])
+    ds = make_plan(load_config(cfg), pm).dataset
+    s0, data = ds.splits(0), ds.load()
+    val_texts = [data.texts[i] for i in s0.val]
+    assert main(["run", "--config", str(cfg), "--json"], plugins=[CountingPlugin(), ValCountingPlugin()]) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    trains = {st["name"]: st for st in results["stages"] if st["op"] == "train"}
+    assert set(seen) == set(trains) and len(trains) == 3  # weak, ceiling, transfer
+    gt = np.eye(2, dtype=np.float32)[data.labels[s0.val]]
+    for name, got in seen.items():
+        dim = 8 if name.startswith("weak") else 16
+        feats = np.zeros((len(val_texts), dim), dtype=np.float32)
+        feats[np.arange(len(val_texts)), [hash(t) % dim for t in val_texts]] = 1.0
+        np.testing.assert_array_equal(got["val_inputs"], feats)  # exactly the dataset's val rows
+        assert got["n"] == 15  # the whole half trains: nothing held out of it
+        assert trains[name]["metrics"]["early_stop"]["val_rows"] == {"source": "dataset", "n": 10}
+    weak_name = next(n for n in trains if n.startswith("weak"))
+    transfer = next(n for n in trains if n.startswith("transfer"))
+    _, weak_arrays = StageStore(tmp_path / "out").load(trains[weak_name]["id"])
+    pos = {int(r): i for i, r in enumerate(weak_arrays["indices"])}
+    weak_on_val = weak_arrays["probs"][[pos[int(r)] for r in s0.val]]
+    np.testing.assert_allclose(seen[transfer]["val_targets"], weak_on_val, rtol=0, atol=0)
+    assert not np.allclose(weak_on_val, gt)  # the transfer does not see ground truth
+    for name in set(trains) - {transfer}:
+        np.testing.assert_array_equal(seen[name]["val_targets"], gt)

@@ -45,11 +45,16 @@ class TextData:
 
 @dataclass(frozen=True)
 class Splits:
-    """Index arrays into :class:`TextData` for one seed. Disjoint; ``test`` never touches training."""
+    """Index arrays into :class:`TextData` for one seed. Disjoint; ``test`` never touches training.
+
+    ``val``: rows the dataset itself holds out for checkpoint selection (EleutherAI/w2s's ``n_val`` rows, in a
+    recipe's ``eleuther`` mode), in neither half; ``None`` (most datasets): early stopping then holds out
+    ``val_frac`` of each stage's own rows."""
 
     train1: np.ndarray
     train2: np.ndarray
     test: np.ndarray
+    val: np.ndarray | None = None
 
 
 @runtime_checkable

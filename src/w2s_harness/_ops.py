@@ -174,7 +174,10 @@ def op_train(ctx: RunContext, stage: Stage, upstream: list[tuple[StageRecord, di
         targets = probs[[pos[int(r)] for r in rows]].astype(np.float32)
     spec_model = ctx.model(spec["model"])
     loss = ctx.loss(spec["loss"])
-    every = np.concatenate([splits.train1, splits.train2, splits.test])
+    val_rows = dataset_val(splits)
+    # predictions cover the dataset's own validation rows too: label stages carry the weak labels of those rows,
+    # on which a transfer selects its checkpoint (EleutherAI/w2s's weak-labelled val split)
+    every = np.concatenate([splits.train1, splits.train2, splits.test, val_rows])
     x_all = ctx.inputs(spec_model, every)
     pos_all = {int(r): i for i, r in enumerate(every)}
     take = (lambda rr: x_all[[pos_all[int(r)] for r in rr]]) if not isinstance(x_all, list) else (
@@ -188,7 +191,14 @@ def op_train(ctx: RunContext, stage: Stage, upstream: list[tuple[StageRecord, di
     cfg = spec_model.train_config
     policy = getattr(cfg, "early_stop", "none")
     val = {}
-    if policy != "none":
+    if policy != "none" and len(val_rows):
+        # the dataset holds out its own validation rows (a recipe in eleuther mode): every curve point is scored
+        # on them, against ground truth for a stage trained on ground truth or with gt_val, else against the weak
+        # labels of those rows that the label stages carry (as EleutherAI/w2s's transfer selects on val)
+        own = spec["labels"] == "gt" or policy == "gt_val"
+        val_targets = one_hot(data.labels[val_rows], k) if own else _val_labels(stage, upstream, val_rows)
+        val = {"val_inputs": take(val_rows), "val_targets": val_targets}
+    elif policy != "none":
         # a seeded slice of the rows, held out from training, scores every curve point: against the stage's own
         # labels (weak_val: what a weak-to-strong setting has) or ground truth (gt_val: an oracle for a transfer)
         keep, held = training.validation_split(len(rows), cfg.val_frac, stage.seed)
@@ -200,7 +210,8 @@ def op_train(ctx: RunContext, stage: Stage, upstream: list[tuple[StageRecord, di
         eval_inputs=take(splits.test), eval_labels=data.labels[splits.test], where=stage.name, **val,
     )
     probs_all = training.predict_proba(module, x_all, device=ctx.device)
-    test_probs = probs_all[len(splits.train1) + len(splits.train2):]
+    start = len(splits.train1) + len(splits.train2)
+    test_probs = probs_all[start:start + len(splits.test)]
     metrics = {
         "test_acc": training.accuracy(test_probs, data.labels[splits.test]),
         "test_auroc": training.auroc(test_probs, data.labels[splits.test]),
@@ -208,7 +219,42 @@ def op_train(ctx: RunContext, stage: Stage, upstream: list[tuple[StageRecord, di
         "split_rows": split_rows(splits),  # the rows of the seed's train1 / train2 / test
         **history,
     }
+    if len(val_rows) and "early_stop" in metrics:
+        metrics["early_stop"]["val_rows"] = {"source": "dataset", "n": len(val_rows)}
     return metrics, {"indices": every.astype(np.int64), "probs": probs_all.astype(np.float32)}
+
+
+def dataset_val(splits):
+    """The dataset's own validation rows of ``splits`` (:attr:`Splits.val`), an empty array if it has none."""
+    import numpy as np
+
+    val = getattr(splits, "val", None)
+    return np.zeros(0, dtype=np.int64) if val is None else np.asarray(val, dtype=np.int64)
+
+
+def _val_labels(stage: Stage, upstream, val_rows):
+    """The weak labels of the dataset's validation rows, carried by the (first) upstream label stage."""
+    for _, arrays in upstream:
+        if "val_indices" in arrays:
+            return take_rows({"indices": arrays["val_indices"], "probs": arrays["val_probs"]}, val_rows)
+    raise ConfigError(f"stage {stage.name!r}: early_stop = \"weak_val\" needs the weak labels of the dataset's "
+                      f"validation rows, and no upstream label stage carries them; use early_stop = \"gt_val\"")
+
+
+def _with_val(stage_splits, source: dict, out: dict) -> dict:
+    """``out`` plus the labels of the dataset's validation rows taken from ``source`` (a train stage's predictions
+    or a label table that carries them), so that a transfer can select its checkpoint on them."""
+    import numpy as np
+
+    val_rows = dataset_val(stage_splits)
+    if not len(val_rows):
+        return out
+    table = {"indices": source["val_indices"], "probs": source["val_probs"]} if "val_indices" in source else source
+    if not np.isin(val_rows, table["indices"]).all():  # a source that never predicted them: nothing to carry
+        return out
+    out["val_indices"] = val_rows.astype(np.int64)
+    out["val_probs"] = take_rows(table, val_rows).astype(np.float32)
+    return out
 
 
 def op_label(ctx: RunContext, stage: Stage, upstream):
@@ -221,7 +267,8 @@ def op_label(ctx: RunContext, stage: Stage, upstream):
     probs = take_rows(arrays, rows)
     # Accuracy of the labels against ground truth is reported for diagnosis only; nothing trains on it.
     metrics = {"n": len(rows), "label_acc": training.accuracy(probs, ctx.data.labels[rows])}
-    return metrics, {"indices": rows.astype(np.int64), "probs": probs.astype(np.float32)}
+    out = {"indices": rows.astype(np.int64), "probs": probs.astype(np.float32)}
+    return metrics, _with_val(ctx.splits(stage.seed), arrays, out)
 
 
 def op_combine(ctx: RunContext, stage: Stage, upstream):
@@ -255,7 +302,13 @@ def op_combine(ctx: RunContext, stage: Stage, upstream):
                "weights": w.tolist()}
     if held_out_acc is not None:
         metrics["held_out_acc"] = held_out_acc
-    return metrics, {"indices": base.astype(np.int64), "probs": probs}
+    out = {"indices": base.astype(np.int64), "probs": probs}
+    if all("val_indices" in t for t in tables):  # the validation rows' labels, combined with the same weights
+        val_rows = tables[0]["val_indices"]
+        out["val_indices"] = val_rows
+        out["val_probs"] = sum(wi * take_rows({"indices": t["val_indices"], "probs": t["val_probs"]}, val_rows)
+                               for wi, t in zip(w, tables)).astype(np.float32)
+    return metrics, out
 
 
 def op_filter(ctx: RunContext, stage: Stage, upstream):
@@ -278,7 +331,10 @@ def op_filter(ctx: RunContext, stage: Stage, upstream):
     keep = np.sort(order)
     metrics = {"n": int(n_keep), "kept_frac": n_keep / len(idx),
                "label_acc": training.accuracy(probs[keep], ctx.data.labels[idx[keep]])}
-    return metrics, {"indices": idx[keep].astype(np.int64), "probs": probs[keep].astype(np.float32)}
+    out = {"indices": idx[keep].astype(np.int64), "probs": probs[keep].astype(np.float32)}
+    if "val_indices" in labels:  # validation rows are never filtered: they only score checkpoints
+        out["val_indices"], out["val_probs"] = labels["val_indices"], labels["val_probs"]
+    return metrics, out
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -747,14 +747,17 @@ class RecipeDataset(BaseDataset):
             return super().splits(seed)
         d = self._check_seed(seed)
         self._build()
-        parts = {p: np.sort(np.array([self._index[k] for k in self._parts[d][p]], dtype=np.int64))
-                 for p in ("train1", "train2", "test")}
+        parts = {p: np.sort(np.array([self._index[k] for k in self._parts[d].get(p, ())], dtype=np.int64))
+                 for p in PARTS}
+        if not len(parts["val"]):
+            parts["val"] = None
         return Splits(**parts)
 
     def val(self, seed: int) -> TextData:
         """``eleuther`` mode: the ``n_val`` rows EleutherAI/w2s holds out of the training pool for validation
-        (the first ones after balancing), formatted; they are in neither half and not in :meth:`load`. Other
-        modes have none (an empty set)."""
+        (the first ones after balancing), formatted; they are in neither half nor the test split. They are also
+        examples of :meth:`load` (at :attr:`Splits.val` of :meth:`splits`), so a feature model embeds them with the
+        rest and the train stages select checkpoints on them. Other modes have none (an empty set)."""
         names = list(self.recipe.class_names)
         keys: list = []
         if self.mode == ELEUTHER_MODE:
@@ -772,8 +775,7 @@ class RecipeDataset(BaseDataset):
         h = hashlib.sha256()
         for d in self._prepared():
             for part in PARTS:
-                idx = [self._index.get(k, -1) for k in self._parts[d][part]] if part != "val" else \
-                    [(row, repr(o)) for row, o in self._parts[d][part]]
+                idx = [self._index[k] for k in self._parts[d].get(part, ())]
                 h.update(f"{d}:{part}:{idx!r}\n".encode())
         return {"name": self.name, **self.params(), "n_train": self.n_train, "n_test": self.n_test,
                 "data_seeds": list(self._prepared()), "fingerprint": self.load().fingerprint,
@@ -818,7 +820,7 @@ class RecipeDataset(BaseDataset):
             for d in self._prepared():
                 if d not in self._parts:
                     self._parts[d] = self._seed_parts(d, notes)
-            keys = {k for d in self._prepared() for p in ("train1", "train2", "test") for k in self._parts[d][p]}
+            keys = {k for d in self._prepared() for p in PARTS for k in self._parts[d].get(p, ())}
             self._union = sorted(keys, key=lambda k: (k[0], repr(k[1])))
             self._index = {k: i for i, k in enumerate(self._union)}
             self.warn_short(list(dict.fromkeys(notes)))
