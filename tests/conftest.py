@@ -30,3 +30,13 @@ def _private_hash_cache(tmp_path_factory):
         os.environ.pop("W2S_HARNESS_CACHE_DIR", None)
     else:
         os.environ["W2S_HARNESS_CACHE_DIR"] = before
+
+
+@pytest.fixture
+def offline_hub(monkeypatch, tmp_path):
+    """No hub for the test (``datasets`` and ``huggingface_hub`` offline, a private ``datasets`` cache), run from
+    ``tmp_path`` so relative data files land there. Use with ``pytest.mark.usefixtures("offline_hub")``."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    monkeypatch.chdir(tmp_path)

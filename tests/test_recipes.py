@@ -25,13 +25,7 @@ from w2s_harness import ConfigError, DataError, hookimpl, zero_linear_head
 from w2s_harness._cli import main
 from w2s_harness._registry import Registry
 
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("offline_hub")
 
 
 def make(name: str, **params):
@@ -574,6 +568,38 @@ class CountingModel:
         return zero_linear_head(in_features, n_classes, device)
 
 
+def counting_run(tmp_path: Path, dataset: str, *, seeds: str = "[0, 1]", model: str = "counting",
+                 name: str = "run.toml") -> Path:
+    """A run config file: ``dataset`` (the ``[dataset]`` table's lines), ``model`` as the weak (8 dims) and the
+    strong (16 dims) feature model, ``xent``, ``naive``, on CPU with one worker, results in ``tmp_path/out``."""
+    cfg = tmp_path / name
+    cfg.write_text(f"""
+[dataset]
+{dataset}
+
+[weak]
+name = "{model}"
+dim = 8
+
+[strong]
+name = "{model}"
+dim = 16
+
+[[loss]]
+name = "xent"
+
+[strategy]
+name = "naive"
+
+[run]
+seeds = {seeds}
+device = "cpu"
+workers = 1
+output_dir = "{(tmp_path / 'out').as_posix()}"
+""")
+    return cfg
+
+
 class CountingPlugin:
     @hookimpl
     def w2s_register_models(self, registry):
@@ -606,35 +632,9 @@ def test_only_the_rows_used_are_formatted_and_embedded(tmp_path, monkeypatch, ca
 
     monkeypatch.setattr(cls, "_load_rows", counting_load_rows)
     CountingModel.embedded = []
-    cfg = tmp_path / "run.toml"
-    cfg.write_text(f"""
-[dataset]
-name = "boolq"
-mode = "{mode}"
-data_files = {{train = "train.parquet", validation = "validation.parquet"}}
-n_train = 20
-n_test = 10
-
-[weak]
-name = "counting"
-dim = 8
-
-[strong]
-name = "counting"
-dim = 16
-
-[[loss]]
-name = "xent"
-
-[strategy]
-name = "naive"
-
-[run]
-seeds = [0, 1]
-device = "cpu"
-workers = 1
-output_dir = "{(tmp_path / 'out').as_posix()}"
-""")
+    cfg = counting_run(tmp_path, f'name = "boolq"\nmode = "{mode}"\n'
+                       'data_files = {train = "train.parquet", validation = "validation.parquet"}\n'
+                       'n_train = 20\nn_test = 10')
     code = main(["run", "--config", str(cfg), "--json"], plugins=[CountingPlugin()])
     out = capsys.readouterr()
     assert code == 0, out.err

@@ -140,12 +140,7 @@ def tiny_bert(tmp_path_factory) -> Path:
     return d
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("offline_hub")
 
 
 #: Fewer rows used where that hides nothing: a count the config asks for that its split holds (so the run takes

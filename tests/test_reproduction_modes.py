@@ -13,19 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_recipes import CountingPlugin, ref_openbookqa, ref_sciq, sciq_rows, write
+from test_recipes import CountingPlugin, counting_run, ref_openbookqa, ref_sciq, sciq_rows, write
 from w2s_harness.plugins.datasets import recipes as R
 
 from w2s_harness import ConfigError, DataError, create_plugin_manager, hookimpl, load_config, make_plan
 from w2s_harness._ops import RunContext
 
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("offline_hub")
 
 
 def sciq_files(n_train=50, n_test=20):
@@ -252,31 +246,7 @@ def test_mode_parameters_are_checked():
 
 
 def config(tmp_path: Path, dataset: str, seeds: str):
-    cfg = tmp_path / f"run-{abs(hash((dataset, seeds)))}.toml"
-    cfg.write_text(f"""
-[dataset]
-{dataset}
-
-[weak]
-name = "counting"
-dim = 8
-
-[strong]
-name = "counting"
-dim = 16
-
-[[loss]]
-name = "xent"
-
-[strategy]
-name = "naive"
-
-[run]
-seeds = {seeds}
-device = "cpu"
-output_dir = "{(tmp_path / 'out').as_posix()}"
-""")
-    return load_config(cfg)
+    return load_config(counting_run(tmp_path, dataset, seeds=seeds, name=f"run-{abs(hash((dataset, seeds)))}.toml"))
 
 
 def test_the_planner_and_each_run_context_prepare_the_runs_seeds(tmp_path):
@@ -308,34 +278,8 @@ def test_a_run_with_more_rows_than_a_split_prints_one_warning_line_and_records_t
     from w2s_harness._cli import main
 
     files, _, _ = sciq_files(40, 10)
-    cfg = tmp_path / "short.toml"
-    cfg.write_text(f"""
-[dataset]
-name = "sciq"
-data_files = {{train = "{files['train']}", test = "{files['test']}"}}
-n_train = 20000
-n_test = 10000
-
-[weak]
-name = "counting"
-dim = 8
-
-[strong]
-name = "counting"
-dim = 16
-
-[[loss]]
-name = "xent"
-
-[strategy]
-name = "naive"
-
-[run]
-seeds = [0, 1]
-device = "cpu"
-workers = 1
-output_dir = "{(tmp_path / 'out').as_posix()}"
-""")
+    cfg = counting_run(tmp_path, f'name = "sciq"\ndata_files = {{train = "{files["train"]}", '
+                             f'test = "{files["test"]}"}}\nn_train = 20000\nn_test = 10000', name="short.toml")
     assert main(["run", "--config", str(cfg), "--json"], plugins=[CountingPlugin()]) == 0
     out = capsys.readouterr()
     warnings = [line for line in out.err.splitlines() if line.startswith("warning:")]
@@ -388,35 +332,9 @@ def test_train_stages_select_checkpoints_on_the_datasets_validation_rows(tmp_pat
 
     monkeypatch.setattr(_training, "fit", spy)
     piqa = piqa_files()
-    cfg = tmp_path / "val.toml"
-    cfg.write_text(f"""
-[dataset]
-name = "piqa"
-data_files = {{train = "{piqa['train']}", validation = "{piqa['validation']}"}}
-n_train = 30
-n_val = 10
-n_test = 16
-
-[weak]
-name = "valcounting"
-dim = 8
-
-[strong]
-name = "valcounting"
-dim = 16
-
-[[loss]]
-name = "xent"
-
-[strategy]
-name = "naive"
-
-[run]
-seeds = [0]
-device = "cpu"
-workers = 1
-output_dir = "{(tmp_path / 'out').as_posix()}"
-""")
+    cfg = counting_run(tmp_path, f'name = "piqa"\ndata_files = {{train = "{piqa["train"]}", validation = '
+                             f'"{piqa["validation"]}"}}\nn_train = 30\nn_val = 10\nn_test = 16', seeds="[0]",
+                       model="valcounting", name="val.toml")
     pm = create_plugin_manager([CountingPlugin(), ValCountingPlugin()])
     ds = make_plan(load_config(cfg), pm).dataset
     s0, data = ds.splits(0), ds.load()
