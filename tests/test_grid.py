@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_pipeline import make_csv, write_config
+from w2s_harness.plugins.strategies.grid_view import summary
 
 from w2s_harness import ConfigError, create_plugin_manager, load_config, make_plan
 from w2s_harness._cli import main
-from w2s_harness._grid import summary
 from w2s_harness._results import Results
 
 MODELS = ('[{name = "glove-bow", epochs = 2}, {name = "glove-bow", epochs = 5}, '

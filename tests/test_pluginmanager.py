@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "w2s-harness-example-plugin"
 EXAMPLE_LINE = ("example  w2s-harness-example-plugin 0.1.0  datasets: example-parity; models: example-charhash; "
                 "losses: example-smoothed-xent; strategies: example-naive-twice; "
-                "hooks: w2s_add_options, w2s_configure, w2s_run_end, w2s_run_start, w2s_stage_end")
+                "hooks: w2s_add_options, w2s_configure, w2s_report_views, w2s_run_end, w2s_run_start, "
+                "w2s_stage_end")
 MISSING = "frobnicate_does_not_exist"
 BROKEN_ERROR = f"ModuleNotFoundError: No module named '{MISSING}'"
 

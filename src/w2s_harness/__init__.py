@@ -73,6 +73,11 @@ _LAZY = {
     "ComparisonResult": "_results",
     "Summary": "_results",
     "StageRecord": "_results",
+    # report views (the w2s_report_views hook)
+    "ReportView": "_report",
+    "ReportTable": "_report",
+    "headless_pyplot": "_plots",
+    "save_figure": "_plots",
     # errors
     "W2SError": "_errors",
     "ConfigError": "_errors",
@@ -94,7 +99,8 @@ _LAZY = {
     "run": "_runner",
     "main": "_cli",
 }
-_ALIASES = {"RegistryEntry": "Entry", "check_loss_inputs": "prepare", "load_config": "resolve"}
+_ALIASES = {"RegistryEntry": "Entry", "check_loss_inputs": "prepare", "load_config": "resolve",
+            "headless_pyplot": "pyplot", "save_figure": "save"}
 
 __all__ = [
     "HEAD_PARAMETERS",
@@ -124,6 +130,8 @@ __all__ = [
     "Reference",
     "Registry",
     "RegistryEntry",
+    "ReportTable",
+    "ReportView",
     "ResourceError",
     "Results",
     "RunConfig",
@@ -159,6 +167,7 @@ __all__ = [
     "file_sha256s",
     "fingerprint_examples",
     "head_train_config",
+    "headless_pyplot",
     "hookimpl",
     "hookspec",
     "hub_endpoint",
@@ -168,6 +177,7 @@ __all__ = [
     "make_plan",
     "plugin_manager",
     "run",
+    "save_figure",
     "takes_head_parameters",
     "user_cache_dir",
     "zero_linear_head",
@@ -262,9 +272,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
     )
     from ._loss_checks import prepare as check_loss_inputs
     from ._plan import Experiment, Plan, PlanBuilder, Reference, Stage, StageKind, StageRef, Subset, make_plan
+    from ._plots import pyplot as headless_pyplot
+    from ._plots import save as save_figure
     from ._pluginmanager import PluginManager, create_plugin_manager
     from ._registry import Entry as RegistryEntry
     from ._registry import Registry
+    from ._report import ReportTable, ReportView
     from ._results import SCHEMA_VERSION, ComparisonResult, ExperimentResult, Results, StageRecord, Summary
     from ._runner import run
     from ._training import zero_linear_head

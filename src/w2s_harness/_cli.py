@@ -261,7 +261,7 @@ def cmd_run(args, pm) -> int:
                       f"{config.run.output_dir} and results.json says 'partial'. Resume with:\n"
                       f"  {_resume_command(args)}", soft_wrap=True)
         return exit_code(signum)
-    render(results, console)
+    render(results, console, pm=pm)
     console.print(f"results: {Path(config.run.output_dir) / 'results.json'}")
     if args.json:
         sys.stdout.write(results.to_json())
@@ -278,9 +278,9 @@ def cmd_report(args, pm) -> int:
     path = path / "results.json" if path.is_dir() else path
     results = Results.read(path)
     console = _console()
-    render(results, console, metrics=metrics)
+    render(results, console, metrics=metrics, pm=pm)
     if not args.no_plots:
-        for p in write_plots(results, path.parent):
+        for p in write_plots(results, path.parent, pm=pm):
             console.print(f"wrote {p}")
     if args.json:
         sys.stdout.write(results.to_json())

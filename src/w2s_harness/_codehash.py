@@ -8,8 +8,11 @@ cache. Three kinds of code go in:
 * each **component's module**: the module that defines a model's, loss's or dataset's factory, the modules of its
   base classes, and the sibling modules they import (found statically). Editing a loss reruns exactly the stages
   that train with it, whether the loss is built in or comes from a third-party plugin;
-* nothing else: the CLI, the report, the planner and the strategies decide *which* stages exist, not what a stage
-  computes (a strategy's edit that changes a stage's spec changes its id through the spec).
+* nothing else: the CLI, the report and the strategies decide *which* stages exist, not what a stage computes (a
+  strategy's edit that changes a stage's spec changes its id through the spec). The planner module (``_plan``) is
+  the exception: it is in :data:`ENGINE_MODULES`, because stage ops run its row selection
+  (:meth:`~w2s_harness.Subset.indices`), so editing any of it (the :class:`~w2s_harness.PlanBuilder` too) reruns
+  every stage.
 
 A module that is a **catalogue** of entries (the dataset recipes: one module, one row and a few functions per
 dataset) fingerprints each entry on its own: the factory names the catalogue's top-level name

@@ -135,7 +135,7 @@ class Stage:
     deps: tuple[str, ...]
     seed: int
     #: Everything hashed into ``id``: op, spec with component identities (resolved parameters, code fingerprints),
-    #: seed, upstream ids, the dataset's identity and the engine's code fingerprint. ``run --explain`` diffs it.
+    #: seed, upstream ids, the dataset's identity and the engine's code fingerprint. ``run --dry-run`` diffs it.
     identity: dict[str, Any] = field(default_factory=dict, repr=False)
 
 

@@ -1,6 +1,8 @@
 """Matplotlib figures for ``w2s-harness report``: accuracies, PGR (mean with CI whiskers, median
 markers, seeds used per row, ``n/a`` where weak >= ceiling), accuracy along a ladder, the gain against the misfit
-per seed (``misfit.png``) and the transfers' training curves (``curves.png``)."""
+per seed (``misfit.png``) and the transfers' training curves (``curves.png``); then the figures of the plugins'
+report views (``w2s_report_views``, :func:`~w2s_harness._report.report_views`). :func:`pyplot` and :func:`save`
+are public (``headless_pyplot``, ``save_figure``) for those views."""
 
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ def _mean(s: Summary) -> float:
 
 
 def pyplot():
-    """``matplotlib.pyplot`` on the headless Agg backend (report never needs a display)."""
+    """``matplotlib.pyplot`` on the headless Agg backend (report never needs a display): draw a report view's
+    figures with it, ``plt = headless_pyplot(); fig, ax = plt.subplots()``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,7 +31,7 @@ def pyplot():
 
 
 def save(fig, path: Path) -> Path:
-    """Lay out, write (PNG, 110 dpi) and close ``fig``; its path."""
+    """Lay out, write (PNG, 110 dpi) and close ``fig``; its path (as :class:`~pathlib.Path`)."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
@@ -37,8 +40,9 @@ def save(fig, path: Path) -> Path:
     return Path(path)
 
 
-def write_plots(results: Results, out_dir: Path) -> list[Path]:
-    """Write PNG plots next to results.json; return their paths."""
+def write_plots(results: Results, out_dir: Path, pm=None) -> list[Path]:
+    """Write PNG plots next to results.json, then the figures of the report views of ``pm``'s plugins (default:
+    the process-wide plugin manager); return their paths."""
     plt = pyplot()
     import numpy as np
 
@@ -96,9 +100,11 @@ def write_plots(results: Results, out_dir: Path) -> list[Path]:
         path = figure(results, out_dir)
         if path is not None:
             written.append(path)
-    from ._grid import write_figures
+    from ._report import report_views
 
-    written += write_figures(results, out_dir)
+    for view in report_views(results, pm):
+        if view.figures is not None:
+            written += [Path(p) for p in view.figures(out_dir)]
     return written
 
 

@@ -1,6 +1,11 @@
 """The plugin manager: built-in plugins + the ``w2s_harness`` entry-point group + explicit plugins.
 
-This is the one piece of process-wide state in w2s-harness (see :func:`plugin_manager`).
+It holds one piece of process-wide state: the default plugin manager of :func:`plugin_manager`, created on first
+use (``reload=True`` rebuilds it); ``create_plugin_manager`` and ``main(argv, plugins=...)`` build fresh ones.
+It is not the only module-level state in the process: some modules keep memo caches (the hub's reachability per
+endpoint in ``_hub``, the Triton kernels' dtype probe, the built-in plugins' loaded tables and checkpoint configs,
+``functools.cache`` helpers), and worker processes keep their run context (the executors); none of them decides
+which plugins are loaded.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """On-disk stage cache: ``<output_dir>/stages/<stage id>/``.
 
 A stage directory holds ``result.json`` (the :class:`StageRecord`), ``identity.json`` (what its id hashes, for
-``run --explain``), ``artifact.npz`` (its arrays, if any) and ``manifest.json``: the sha256 of each of those files.
+``run --dry-run``), ``artifact.npz`` (its arrays, if any) and ``manifest.json``: the sha256 of each of those files.
 The directory is built under a temporary name and renamed into place, so a killed run (even ``kill -9``) never
 leaves a half-written stage under a real id; the manifest lets a later run detect a stage file corrupted or
 truncated afterwards (a disk error, a bad copy, a manual edit): such a stage is reported in one line, removed and

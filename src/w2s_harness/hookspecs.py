@@ -145,3 +145,34 @@ def w2s_run_end(results) -> None:
     :param results: the run's :class:`~w2s_harness.Results`; ``results.to_dict()`` is exactly what
         ``results.json`` holds.
     """
+
+
+# --------------------------------------------------------------------------------------------------
+# Report hooks: tables and figures a plugin adds to `w2s-harness report` for the results it recognises.
+# --------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def w2s_report_views(results):
+    """Return the report views of a plugin for ``results``: its own tables and figures.
+
+    Called by ``w2s-harness report`` (tables and figures) and at the end of ``w2s-harness run`` (tables only),
+    after the harness's own tables and figures, with the same ``results`` every time; every implementation is
+    called, in pluggy's order (the last registered plugin first), and their views are shown in that order. Return
+    ``None`` for results the plugin has nothing to say about (typically: none of its strategy's rows), else a
+    :class:`~w2s_harness.ReportView` or a list of them. An exception raised here stops the command after the
+    harness's own output, so a view should only fail on a bug.
+
+    :param results: the :class:`~w2s_harness.Results` of the run (``results.json`` as read back); select the rows
+        you recognise, e.g. ``[e for e in results.experiments if e.strategy == "my-strategy"]``.
+
+    Example::
+
+        @hookimpl
+        def w2s_report_views(results):
+            rows = [e for e in results.experiments if e.strategy == "my-strategy"]
+            if not rows:
+                return None
+            table = ReportTable("my-strategy: PGR", ["row", "PGR mean"], [[e.name, e.pgr.mean] for e in rows])
+            return ReportView("my-strategy", tables=[table])
+    """

@@ -49,8 +49,8 @@ def pm():
 def test_registers_one_component_of_each_kind_and_the_observer_hooks(pm):
     assert pm.registered_by(PLUGIN) == {"dataset": ["example-parity"], "model": ["example-charhash"],
                                         "loss": ["example-smoothed-xent"], "strategy": ["example-naive-twice"]}
-    assert pm.other_hooks(PLUGIN) == ["w2s_add_options", "w2s_configure", "w2s_run_end", "w2s_run_start",
-                                      "w2s_stage_end"]
+    assert pm.other_hooks(PLUGIN) == ["w2s_add_options", "w2s_configure", "w2s_report_views", "w2s_run_end",
+                                      "w2s_run_start", "w2s_stage_end"]
     assert pm.load_errors == []
 
 
@@ -330,3 +330,27 @@ def test_run_end_to_end_separates_parity_and_logs_each_run(tmp_path, monkeypatch
                      "experiments": {e.name: e.pgr.mean for e in results.experiments}}
     assert second == {**first, "stages": {"computed": 0, "cached": n}}
     assert os.path.isfile(out / "results.json")
+
+
+def test_report_shows_the_strategy_view(tmp_path, monkeypatch, capsys):
+    """``w2s-harness report`` prints the plugin's table for its own rows and writes its figure."""
+    monkeypatch.delenv("W2S_EXAMPLE_RUN_LOG", raising=False)
+    out = tmp_path / "run"
+    assert main(["run", *RUN, "--seeds", "0", "--output-dir", str(out)], plugins=[w2s_example_plugin]) == 0
+    capsys.readouterr()
+    assert main(["report", str(out)], plugins=[w2s_example_plugin]) == 0
+    err = capsys.readouterr().err
+    assert "example-naive-twice: test accuracy after each round" in err
+    twice = Results.read(out).experiment("example-naive-twice/example-smoothed-xent")
+    [cells] = [[c.strip() for c in ln.split("│")[1:-1]] for ln in err.splitlines()
+               if ln.startswith("│") and ln.split("│")[1].strip() == twice.name]
+    assert cells == [twice.name, *(f"{r.acc.mean:.3f}" for r in twice.rung_acc), f"{twice.ceiling_acc.mean:.3f}"]
+    assert "round 1 is the naive transfer" in err
+    figure = out / "example_naive_twice.png"
+    assert f"wrote {figure}" in err and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # results without this strategy's rows: no table, no figure
+    naive = tmp_path / "naive"
+    assert main(["run", *RUN, "--strategy", "naive", "--seeds", "0", "--output-dir", str(naive)],
+                plugins=[w2s_example_plugin]) == 0
+    assert main(["report", str(naive)], plugins=[w2s_example_plugin]) == 0
+    assert "example-naive-twice" not in capsys.readouterr().err and not (naive / "example_naive_twice.png").exists()

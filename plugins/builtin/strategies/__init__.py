@@ -25,3 +25,10 @@ STRATEGIES = {
 def w2s_register_strategies(registry):
     for name, (factory, description) in STRATEGIES.items():
         registry.add(name, factory, description=description)
+
+
+@hookimpl
+def w2s_report_views(results):
+    from .grid_view import grid_view  # numpy and matplotlib load only when a view draws
+
+    return grid_view(results)

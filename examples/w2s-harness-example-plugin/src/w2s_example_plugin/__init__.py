@@ -1,8 +1,9 @@
 """w2s-harness example plugin: the template for third-party plugins.
 
 w2s-harness imports this module through the entry point ``[project.entry-points.w2s_harness]`` and calls the
-``@hookimpl`` functions it finds on it: one registration hook per component kind, below, and the observer and
-CLI-option hooks, defined in :mod:`.observer` and imported here so that they are attributes of this module too.
+``@hookimpl`` functions it finds on it: one registration hook per component kind and the report view of its
+strategy (``w2s_report_views``), below, and the observer and CLI-option hooks, defined in :mod:`.observer` and
+imported here so that they are attributes of this module too.
 
 Keep this module import-light: ``w2s-harness list`` and ``--help`` import every plugin. The component modules
 are imported inside the hooks, and torch only when a loss or a head is actually used.
@@ -23,6 +24,7 @@ __all__ = [
     "w2s_register_losses",
     "w2s_register_models",
     "w2s_register_strategies",
+    "w2s_report_views",
     "w2s_run_end",
     "w2s_run_start",
     "w2s_stage_end",
@@ -59,3 +61,10 @@ def w2s_register_strategies(registry):
 
     registry.add("example-naive-twice", NaiveTwice,
                  description="(example plugin) naive transfer, then the student relabels train2 and retrains")
+
+
+@hookimpl
+def w2s_report_views(results):
+    from .report import naive_twice_view  # None unless the results have example-naive-twice rows
+
+    return naive_twice_view(results)

@@ -1,5 +1,7 @@
-"""The grid view of a results file: rows of the ``grid`` strategy (every weak <= strong pair of a model list)
-regrouped per dataset and loss, as the paper's figure and the reference notebook's summary show them.
+"""The report view of the ``grid`` strategy: its rows (every weak <= strong pair of a model list) regrouped per
+dataset and loss, as the paper's figure and the reference notebook's summary show them. It reaches
+``w2s-harness report`` through the ``w2s_report_views`` hook (registered in this package's ``__init__``), exactly
+as a third-party strategy's view does.
 
 * :func:`summary`: the median over pairs of each pair's PGR (its mean over seeds), per dataset and loss, leaving
   out the pairs with weak == strong (nothing to recover) and the pairs whose ceiling is not above the weak model
@@ -13,9 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._results import ExperimentResult, Results
+from w2s_harness import ExperimentResult, ReportTable, ReportView, Results, headless_pyplot, save_figure
 
-STRATEGY = "grid"
+from .grid import Grid
+
+STRATEGY = Grid.name
 
 
 @dataclass
@@ -65,31 +69,26 @@ def summary(results: Results) -> list[GridSummary]:
     return out
 
 
-def render_summary(results: Results, console) -> None:
-    """Print the grid summary table (nothing when the results have no grid rows)."""
-    from rich.markup import escape
-    from rich.table import Table
-
+def summary_table(results: Results) -> ReportTable | None:
+    """The grid summary table (``None`` when the results have no grid rows)."""
     items = summary(results)
     if not items:
-        return
-    table = Table(title="Grid summary: median over pairs of each pair's mean PGR (weak == strong and pairs with "
-                        "ceiling <= weak left out)")
-    for col in ("dataset", "loss", "median PGR", "pairs used / pairs"):
-        table.add_column(col, justify="right" if col != "dataset" and col != "loss" else "left")
-    for s in items:
-        table.add_row(escape(s.dataset), escape(s.loss), "n/a" if s.median_pgr is None else f"{s.median_pgr:.3f}",
-                      f"{s.pairs_used} / {s.pairs}")
-    console.print(table)
+        return None
+    return ReportTable(
+        title="Grid summary: median over pairs of each pair's mean PGR (weak == strong and pairs with "
+              "ceiling <= weak left out)",
+        columns=("dataset", "loss", "median PGR", "pairs used / pairs"),
+        justify=("left", "left", "right", "right"),
+        rows=[(s.dataset, s.loss, "n/a" if s.median_pgr is None else f"{s.median_pgr:.3f}",
+               f"{s.pairs_used} / {s.pairs}") for s in items])
 
 
 def write_figures(results: Results, out_dir: Path) -> list[Path]:
-    """One PNG per dataset with grid rows: accuracy and PGR against the strong model; their paths."""
+    """One PNG per dataset with grid rows (``grid_<dataset>.png``): accuracy and PGR against the strong model;
+    their paths."""
     import numpy as np
 
-    from ._plots import pyplot, save
-
-    plt = pyplot()
+    plt = headless_pyplot()
 
     written = []
     by_dataset: dict[str, list[ExperimentResult]] = {}
@@ -132,8 +131,16 @@ def write_figures(results: Results, out_dir: Path) -> list[Path]:
             acc_ax.legend(fontsize=7)
             pgr_ax.legend(fontsize=7)
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset)
-        written.append(save(fig, Path(out_dir) / f"grid_{safe}.png"))
+        written.append(save_figure(fig, Path(out_dir) / f"grid_{safe}.png"))
     return written
 
 
-__all__ = ["GridSummary", "render_summary", "rows", "summary", "write_figures"]
+def grid_view(results: Results) -> ReportView | None:
+    """The grid's report view: the summary table and one figure per dataset; ``None`` without grid rows."""
+    table = summary_table(results)
+    if table is None:
+        return None
+    return ReportView(STRATEGY, tables=[table], figures=lambda out_dir: write_figures(results, out_dir))
+
+
+__all__ = ["GridSummary", "grid_view", "rows", "summary", "summary_table", "write_figures"]
