@@ -21,7 +21,7 @@ from w2s_harness._pluginmanager import create_plugin_manager
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "w2s-harness-example-plugin"
 EXAMPLE_LINE = ("example  w2s-harness-example-plugin 0.1.0  datasets: example-parity; models: example-charhash; "
-                "losses: example-smoothed-xent; strategies: example-naive-twice; "
+                "losses: example-smoothed-xent; strategies: example-naive-twice; executors: example-threads; "
                 "hooks: w2s_add_options, w2s_configure, w2s_report_views, w2s_run_end, w2s_run_start, "
                 "w2s_stage_end")
 MISSING = "frobnicate_does_not_exist"
@@ -80,7 +80,8 @@ def test_installed_plugin_is_loaded_from_its_entry_point(example_site):
 
     proc = cli("list", path=[example_site])
     assert proc.returncode == 0, proc.stderr
-    for name in ("example-parity", "example-charhash", "example-smoothed-xent", "example-naive-twice"):
+    for name in ("example-parity", "example-charhash", "example-smoothed-xent", "example-naive-twice",
+                 "example-threads"):
         [line] = [line for line in proc.stdout.splitlines() if line.split()[:1] == [name]]
         assert line.endswith("(example)"), line
 
@@ -92,7 +93,8 @@ def test_installed_plugin_in_process(example_site, monkeypatch):
     [info] = [p for p in pm.plugins if p.name == "example"]
     assert (info.distribution, info.version, info.builtin) == ("w2s-harness-example-plugin", "0.1.0", False)
     assert pm.registered_by("example") == {"dataset": ["example-parity"], "model": ["example-charhash"],
-                                           "loss": ["example-smoothed-xent"], "strategy": ["example-naive-twice"]}
+                                           "loss": ["example-smoothed-xent"], "strategy": ["example-naive-twice"],
+                                           "executor": ["example-threads"]}
     assert pm.load_errors == []
     assert pm.registry("loss").resolve("example-smoothed-xent")[0].plugin == "example"
 

@@ -232,7 +232,8 @@ def test_an_unreachable_ray_address_is_one_line_naming_it(tmp_path):
 
 def test_bad_executor_settings_are_one_line(tmp_path, capsys):
     cfg = write_slow_config(tmp_path)
-    for args, message in [(["--executor", "dask"], "run.executor must be one of local, ray, got 'dask'"),
+    for args, message in [(["--executor", "dask"], "run.executor (--executor): unknown executor 'dask'. Available: local, ray"),
+                          (["--executor", "rya"], "unknown executor 'rya'. Did you mean: ray?"),
                           (["--set", "run.resources={gpu = {num_gpus = 1}}"], "unknown run.resources.gpu."),
                           (["--set", "run.resources={head = {num_gpus = -1}}"],
                            "run.resources.head.num_gpus must be a number >= 0, got -1"),

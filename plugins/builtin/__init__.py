@@ -5,4 +5,5 @@ BUILTIN_PLUGINS = (
     "w2s_harness.plugins.models",
     "w2s_harness.plugins.losses",
     "w2s_harness.plugins.strategies",
+    "w2s_harness.plugins.executors",
 )

@@ -98,6 +98,11 @@ _LAZY = {
     "create_plugin_manager": "_pluginmanager",
     "run": "_runner",
     "main": "_cli",
+    # executors (the w2s_register_executors hook)
+    "Executor": "_executor",
+    "Execution": "_executor",
+    "LocalExecutor": "_executor",
+    "RayExecutor": "_ray_executor",
 }
 _ALIASES = {"RegistryEntry": "Entry", "check_loss_inputs": "prepare", "load_config": "resolve",
             "headless_pyplot": "pyplot", "save_figure": "save"}
@@ -117,16 +122,20 @@ __all__ = [
     "ConfigError",
     "DataError",
     "Dataset",
+    "Execution",
+    "Executor",
     "Experiment",
     "ExperimentResult",
     "FeatureModel",
     "FineTuneModel",
     "InputError",
+    "LocalExecutor",
     "Loss",
     "Plan",
     "PlanBuilder",
     "PluginError",
     "PluginManager",
+    "RayExecutor",
     "Reference",
     "Registry",
     "RegistryEntry",
@@ -258,6 +267,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
         UnknownComponentError,
         W2SError,
     )
+    from ._executor import Execution, Executor, LocalExecutor
     from ._filehash import file_sha256, file_sha256s, user_cache_dir
     from ._hub import hub_endpoint, hub_reachable
     from ._kinds import KINDS, ComponentKind
@@ -275,6 +285,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
     from ._plots import pyplot as headless_pyplot
     from ._plots import save as save_figure
     from ._pluginmanager import PluginManager, create_plugin_manager
+    from ._ray_executor import RayExecutor
     from ._registry import Entry as RegistryEntry
     from ._registry import Registry
     from ._report import ReportTable, ReportView

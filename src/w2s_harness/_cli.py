@@ -124,6 +124,9 @@ def _resolve_config(args, pm):
     config = resolve(args.config, shortcuts=shortcuts, run=run, sets=args.sets, accepts=accepts)
     config.extra = {dest: getattr(args, dest) for dest in getattr(args, "_plugin_dests", ())}
     pm.hook.w2s_configure(config=config)
+    from ._executor import check_executor
+
+    check_executor(config, pm)  # run.executor names a registered executor (did-you-mean otherwise)
     return config
 
 

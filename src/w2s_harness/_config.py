@@ -77,8 +77,9 @@ class RunSection:
     feature_chunk: int = _opt(2048, flag="feature-chunk", metavar="N",
                               help="texts per saved chunk of an encoder pass: a stopped or killed pass resumes from "
                                    "its last chunk (run.feature_chunk)")
-    executor: str = _opt("local", flag="executor", metavar="local|ray",
-                         help="where stages run: this machine (local) or a Ray cluster (ray) (run.executor)")
+    executor: str = _opt("local", flag="executor", metavar="NAME",
+                         help="where stages run: a registered executor, e.g. local (this machine) or ray (a Ray "
+                              "cluster); see `w2s-harness list executors` (run.executor)")
     ray_address: str = _opt("auto", flag="ray-address", metavar="ADDRESS",
                             help="with --executor ray: auto (the cluster `ray start` started), ray://host:port, "
                                  "host:port, or local (a Ray instance on this machine) (run.ray_address)")
@@ -124,8 +125,10 @@ class RunSection:
             raise ConfigError(f"run.feature_chunk must be a positive integer (texts per chunk), got {self.feature_chunk!r}")
         if not isinstance(self.output_dir, str) or not self.output_dir:
             raise ConfigError(f"run.output_dir must be a string (a directory path), got {self.output_dir!r}")
-        if self.executor not in EXECUTORS:
-            raise ConfigError(f"run.executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if not isinstance(self.executor, str) or not self.executor:
+            # the name is checked against the executor registry where the plugins are known (the CLI, the runner)
+            raise ConfigError(f"run.executor must be the name of an executor (`w2s-harness list executors`), "
+                              f"got {self.executor!r}")
         if not isinstance(self.ray_address, str) or not self.ray_address:
             raise ConfigError(f"run.ray_address must be auto, local, ray://host:port or host:port, "
                               f"got {self.ray_address!r}")

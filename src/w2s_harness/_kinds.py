@@ -15,12 +15,15 @@ class ComponentKind:
     :param plural: as in ``w2s-harness list <plural>`` (``"losses"``).
     :param hook: the registration hook that fills its :class:`~w2s_harness.Registry`.
     :param sections: the config sections whose ``name`` is a component of this kind.
+    :param run_key: the ``[run]`` key that names one component of this kind instead of a section
+        (``executor``: ``run.executor`` / ``--executor``); empty for section kinds.
     """
 
     name: str
     plural: str
     hook: str
     sections: tuple[str, ...]
+    run_key: str = ""
 
     @property
     def title(self) -> str:
@@ -32,10 +35,13 @@ KINDS: tuple[ComponentKind, ...] = (
     ComponentKind("model", "models", "w2s_register_models", ("weak", "strong")),
     ComponentKind("loss", "losses", "w2s_register_losses", ("loss",)),
     ComponentKind("strategy", "strategies", "w2s_register_strategies", ("strategy",)),
+    ComponentKind("executor", "executors", "w2s_register_executors", (), run_key="executor"),
 )
 
 BY_NAME = {k.name: k for k in KINDS}
 BY_PLURAL = {k.plural: k for k in KINDS}
+#: ``[run]`` key -> kind name (``executor`` -> ``executor``): kinds selected by a run setting, not a section
+RUN_KEY_KIND = {k.run_key: k.name for k in KINDS if k.run_key}
 #: config section -> kind name (``weak`` -> ``model``)
 SECTION_KIND = {s: k.name for k in KINDS for s in k.sections}
 #: the config sections that name components, in config order

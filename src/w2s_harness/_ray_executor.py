@@ -22,7 +22,6 @@ from __future__ import annotations
 import pickle
 import socket
 import uuid
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,13 +185,12 @@ _CONTEXTS: dict[str, Any] = {}
 
 
 def _context(job: Job):
-    from ._ops import RunContext
-    from ._pluginmanager import create_plugin_manager
+    from ._executor import ContextFactory
 
     ctx = _CONTEXTS.get(job.key)
     if ctx is None:
         _CONTEXTS.clear()
-        ctx = RunContext(pm=create_plugin_manager(job.plugins), config=job.config, output_dir=Path(job.output_dir))
+        ctx = ContextFactory(job.output_dir, job.plugins)(job.config)
         _CONTEXTS[job.key] = ctx
     return ctx
 
@@ -278,23 +276,27 @@ def in_process_plugins(pm) -> list:
     """The plugins passed to this process in-process (``main(argv, plugins=[...])``): a Ray worker registers
     them too (modules and objects travel by reference: the workers must be able to import them). Built-ins and
     installed entry points load on the worker by themselves."""
-    return [pm.pm.get_plugin(info.name) for info in pm.plugins if info.distribution == "(in-process)"]
+    from ._executor import in_process_plugins as plugins
+
+    return plugins(pm)
 
 
-def run_stages_ray(
-    config,
-    pm,
-    jobs: Sequence[tuple[Any, Sequence[Stage]]],
-    store: StageStore,
-    *,
-    on_stored: Callable[[Stage, StageRecord], None],
-    on_failure: Callable[[Stage, BaseException], None],
-    resume: bool = True,
-    check_stop: Callable[[], None] | None = None,
-    warn: Callable[[str], None] | None = None,
-) -> None:
-    """Run every ``(context, pending stages)`` of ``jobs`` (one per dataset) as Ray tasks; call ``on_stored`` in
-    this process as each stage is stored (computed, or found stored by a task), ``on_failure`` as one fails.
+class RayExecutor:
+    """The ``ray`` executor: every pending stage is a Ray Core task on the cluster at ``run.ray_address``, with
+    the resources :func:`stage_resources` derives (``run.resources`` overrides), reading its inputs from and
+    writing its result to the shared stage store. Needs ``pip install 'w2s-harness[ray]'``."""
+
+    def run(self, execution) -> None:
+        """Submit every pending stage of ``execution`` as a Ray task and report each one as it is stored.
+
+        :param execution: the run's pending stages (an :class:`~w2s_harness.Execution`).
+        """
+        run_stages_ray(execution)
+
+
+def run_stages_ray(execution) -> None:
+    """Run every part of ``execution`` (one per dataset) as Ray tasks; report each stage as it is stored (computed,
+    or found stored by a task) or fails.
 
     :raises: a run-level error (a stage could not be stored), or the stop, after every task already running has
         finished and been reported.
@@ -302,25 +304,26 @@ def run_stages_ray(
     from ._interrupts import StopRequested
 
     ray = import_ray()
+    jobs = [(part.context, part.stages) for part in execution.parts]
     if not any(pending for _, pending in jobs):  # everything is stored: no cluster needed
         return
-    started = connect(config.run.ray_address)
+    started = connect(execution.config.run.ray_address)
     try:
-        _drive(ray, config, pm, jobs, store, on_stored=on_stored, on_failure=on_failure, resume=resume,
-               check_stop=check_stop, warn=warn or (lambda m: None), stop_type=StopRequested)
+        _drive(ray, execution, jobs, StageStore(execution.output_dir), stop_type=StopRequested)
     finally:
         if started:
             ray.shutdown()
 
 
-def _drive(ray, config, pm, jobs, store, *, on_stored, on_failure, resume, check_stop, warn, stop_type) -> None:
+def _drive(ray, execution, jobs, store, *, stop_type) -> None:
+    config, on_stored, on_failure, warn = execution.config, execution.stored, execution.failed, execution.warn
     gpus = config.run.device != "cpu" and ray.cluster_resources().get("GPU", 0) > 0
     if config.run.device.startswith("cuda") and not gpus:
         raise ConfigError(f"run.device={config.run.device!r} but the Ray cluster at {config.run.ray_address!r} "
                           f"has no GPU; use --device cpu or add GPU nodes")
     token = uuid.uuid4().hex
     task = ray.remote(run_stage)
-    plugins = in_process_plugins(pm)
+    plugins = execution.context_factory.plugins
     planned = []
     for i, (ctx, pending) in enumerate(jobs):
         for stage in pending:
@@ -329,7 +332,7 @@ def _drive(ray, config, pm, jobs, store, *, on_stored, on_failure, resume, check
 
     refs: dict[str, Any] = {}
     stage_of: dict[Any, Stage] = {}
-    job_refs = {i: ray.put(Job(token, f"{token}/{i}", ctx.config, str(store.root.parent), plugins, resume))
+    job_refs = {i: ray.put(Job(token, f"{token}/{i}", ctx.config, str(store.root.parent), plugins, execution.resume))
                 for i, (ctx, _) in enumerate(jobs)}
     for i, _ctx, stage, res in planned:
         threads = config.run.threads or max(1, int(res.get("num_cpus") or 1))
@@ -350,9 +353,9 @@ def _drive(ray, config, pm, jobs, store, *, on_stored, on_failure, resume, check
 
     try:
         while waiting:
-            if stop is None and check_stop is not None:
+            if stop is None:
                 try:
-                    check_stop()
+                    execution.check_stop()
                 except stop_type as exc:
                     stop = exc
                     stopping()
@@ -367,6 +370,7 @@ def _drive(ray, config, pm, jobs, store, *, on_stored, on_failure, resume, check
                 except ray.exceptions.RayError as exc:  # the task itself died (its worker or node was lost)
                     if any(d in broken for d in stage.deps) or _input_lost(ray, stage, refs):
                         broken.add(stage.id)
+                        execution.skip(stage)
                         continue
                     out = _failure(RemoteStageError(last_line(exc)))
                 if out.warning:
@@ -381,10 +385,12 @@ def _drive(ray, config, pm, jobs, store, *, on_stored, on_failure, resume, check
                         stopping()
                 elif out.state == "fatal":
                     broken.add(stage.id)
+                    execution.skip(stage)
                     fatal = fatal or out.exception()
                     stopping()
                 else:  # skipped or cancelled
                     broken.add(stage.id)
+                    execution.skip(stage)
     except BaseException:
         for ref in waiting:  # a second Ctrl-C, or an error here: stop now; finished stages are stored
             ray.cancel(ref, force=True)
@@ -409,4 +415,4 @@ def _input_lost(ray, stage: Stage, refs: dict) -> bool:
     return False
 
 
-__all__ = ["DEFAULT_RESOURCES", "INSTALL", "connect", "run_stages_ray", "stage_resources"]
+__all__ = ["DEFAULT_RESOURCES", "INSTALL", "RayExecutor", "connect", "run_stages_ray", "stage_resources"]

@@ -15,7 +15,7 @@ from typing import Any
 from . import __version__
 from ._assemble import assemble_all
 from ._errors import ResourceError, W2SError, last_line
-from ._executor import BUSY, CLAIMED, DONE, resolve_workers, run_stages
+from ._executor import BUSY, CLAIMED, DONE, Execution, Part, create_executor
 from ._interrupts import StopFlag, StopRequested
 from ._ops import RunContext
 from ._plan import make_plan
@@ -90,6 +90,7 @@ def run(config, pm, *, resume: bool = True, progress=None, on_stage=None, stop: 
     """
     t0 = time.perf_counter()
     output_dir = Path(config.run.output_dir)
+    executor = create_executor(config, pm)  # an unknown run.executor is a one-line error before anything is planned
     parts = [(sub, make_plan(sub, pm)) for sub in config.per_dataset()]  # every dataset planned before any runs
     n_stages = sum(len(plan.stages) for _, plan in parts)
     check_writable(output_dir)
@@ -174,24 +175,16 @@ def run(config, pm, *, resume: bool = True, progress=None, on_stage=None, stop: 
     with torch_settings(config.run.threads):
         pm.hook.w2s_run_start(config=config)
         try:
-            jobs = [(ctx, [st for st in plan.stages if not (resume and store.has(st.id) and load_stored(st))])
-                    for (_, plan), ctx in zip(parts, contexts)]
-            if config.run.executor == "ray":
-                from ._ray_executor import run_stages_ray  # Ray is imported only here
-
-                run_stages_ray(config, pm, jobs, store, on_stored=on_stored, on_failure=failed, resume=resume,
-                               check_stop=stop.check if stop is not None else None, warn=warn)
-            else:
-                for ctx, pending in jobs:  # one dataset after the other, into one store
-                    run_stages(ctx, pending, upstream=lambda st: [(records[d], arrays[d]) for d in st.deps],
-                               is_done=records.__contains__, on_result=on_result,
-                               workers=resolve_workers(config.run.workers), claim=claim, release=release,
-                               check_stop=ctx.check_stop, on_failure=failed, fail_fast=config.run.fail_fast)
-                    if failures and config.run.fail_fast:
-                        break
+            work = [Part(sub, ctx, [st for st in plan.stages if not (resume and store.has(st.id) and load_stored(st))])
+                    for (sub, plan), ctx in zip(parts, contexts)]
+            execution = Execution(config, pm, work, output_dir, resume=resume, is_done=records.__contains__,
+                                  inputs=lambda st: [(records[d], arrays[d]) for d in st.deps], claim=claim,
+                                  release=release, finished=on_result, stored=on_stored, failed=failed,
+                                  check_stop=stop.check if stop is not None else None, warn=warn)
+            executor.run(execution)
             if failures:
-                skipped = sum(len(pending) for _, pending in jobs) - sum(
-                    st.id in records for _, pending in jobs for st in pending) - len(failures)
+                skipped = sum(len(part.stages) for part in work) - sum(
+                    st.id in records for part in work for st in part.stages) - len(failures)
                 raise errors[0] if len(errors) == 1 else stages_failed(failures, skipped)
         except BaseException as exc:  # noqa: BLE001 - keep what finished: results.json is written either way
             stopped = isinstance(exc, (StopRequested, KeyboardInterrupt))

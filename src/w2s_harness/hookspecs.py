@@ -85,6 +85,26 @@ def w2s_register_strategies(registry) -> None:
     """
 
 
+@hookspec
+def w2s_register_executors(registry) -> None:
+    """Register executor factories: where and how a run's stages are computed.
+
+    Called once per plugin manager. Return value is ignored. ``run.executor`` (``--executor NAME``) selects one
+    by name (default ``local``); the built-in ``local`` and ``ray`` executors are registered through this hook.
+
+    :param registry: the executor registry. ``factory()`` (called with no parameters: an executor reads its
+        settings from ``execution.config.run``) must return an :class:`~w2s_harness.Executor`: an object whose
+        ``run(execution)`` computes the :class:`~w2s_harness.Execution`'s pending stages and reports each one
+        (``execution.schedule(part, pool=...)`` does it with any ``concurrent.futures`` pool).
+
+    Example::
+
+        @hookimpl
+        def w2s_register_executors(registry):
+            registry.add("threads", ThreadExecutor, description="stages in a thread pool, in this process")
+    """
+
+
 # --------------------------------------------------------------------------------------------------
 # CLI hooks: only for plugins that need their own flags.
 # --------------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ __all__ = [
     "w2s_add_options",
     "w2s_configure",
     "w2s_register_datasets",
+    "w2s_register_executors",
     "w2s_register_losses",
     "w2s_register_models",
     "w2s_register_strategies",
@@ -61,6 +62,14 @@ def w2s_register_strategies(registry):
 
     registry.add("example-naive-twice", NaiveTwice,
                  description="(example plugin) naive transfer, then the student relabels train2 and retrains")
+
+
+@hookimpl
+def w2s_register_executors(registry):
+    from .executor import ThreadExecutor
+
+    registry.add("example-threads", ThreadExecutor,
+                 description="(example plugin) every stage in a thread pool of this process (run.workers threads)")
 
 
 @hookimpl
