@@ -137,8 +137,6 @@ class RunSection:
         check_resources(self.resources)
 
 
-#: The executors ``run.executor`` names.
-EXECUTORS = ("local", "ray")
 #: The stage classes ``run.resources`` configures: linear heads on cached features, fine-tuning, and the cheap
 #: ops (label, combine, filter).
 RESOURCE_CLASSES = ("head", "finetune", "op")
