@@ -108,3 +108,24 @@ def test_hf_model_loads_with_the_root_first_on_sys_path(tmp_path):
     assert (int(rows), int(dim)) == (2, 16)
     assert kernels_file == "namespace" or (REPO / "kernels").resolve() not in Path(kernels_file).resolve().parents
     assert Path(ours).resolve().parent.name in ("fused", "kernels")  # editable install / wheel
+
+
+def test_every_package_folder_is_listed_for_the_wheel():
+    """``[tool.setuptools] packages`` is a list: a subpackage missing from it is silently left out of a wheel
+    (``pip install .``) while an editable install still finds it. Every folder with an ``__init__.py`` under a
+    ``package-dir`` root must be listed."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    setup = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    listed = set(setup["packages"])
+    found = set()
+    for name, folder in setup["package-dir"].items():
+        root = REPO / folder
+        for init in root.rglob("__init__.py"):
+            rel = init.parent.relative_to(root).parts
+            if "__pycache__" not in rel:
+                found.add(".".join((name, *rel)))
+    assert found - listed == set(), f"add to [tool.setuptools] packages: {sorted(found - listed)}"
