@@ -21,7 +21,8 @@ from w2s_harness._pluginmanager import create_plugin_manager
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "w2s-harness-example-plugin"
 EXAMPLE_LINE = ("example  w2s-harness-example-plugin 0.1.0  datasets: example-parity; models: example-charhash; "
-                "losses: example-smoothed-xent; strategies: example-naive-twice; executors: example-threads; "
+                "losses: example-smoothed-xent; strategies: example-agreement, example-naive-twice; "
+                "ops: example-agree; executors: example-threads; "
                 "hooks: w2s_add_options, w2s_configure, w2s_report_views, w2s_run_end, w2s_run_start, "
                 "w2s_stage_end")
 MISSING = "frobnicate_does_not_exist"
@@ -93,7 +94,9 @@ def test_installed_plugin_in_process(example_site, monkeypatch):
     [info] = [p for p in pm.plugins if p.name == "example"]
     assert (info.distribution, info.version, info.builtin) == ("w2s-harness-example-plugin", "0.1.0", False)
     assert pm.registered_by("example") == {"dataset": ["example-parity"], "model": ["example-charhash"],
-                                           "loss": ["example-smoothed-xent"], "strategy": ["example-naive-twice"],
+                                           "loss": ["example-smoothed-xent"],
+                                           "strategy": ["example-agreement", "example-naive-twice"],
+                                           "op": ["example-agree"],
                                            "executor": ["example-threads"]}
     assert pm.load_errors == []
     assert pm.registry("loss").resolve("example-smoothed-xent")[0].plugin == "example"

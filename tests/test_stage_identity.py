@@ -279,3 +279,42 @@ def test_an_edited_feature_model_recomputes_its_features_and_stages(tmp_path, mo
     finally:
         for mod in [m for m in sys.modules if m.startswith(name)]:
             del sys.modules[mod]
+
+
+# The ids of built-in op stages declared with a fixed context (no engine digest, no dataset), computed before the
+# ops became a plugin kind (w2s_register_ops): moving train / label / combine / filter behind the op registry left
+# every spec, and so every id, as it was. Only the code fingerprints (the engine digest in a real plan's context)
+# change them.
+PINNED_IDS = {
+    "weak": "dcfb9a27e2913c2a", "bag": "25bd33f6169b318b", "labels": "fef8453bbb27b673",
+    "bag_labels": "086e941155b0110f", "transfer": "c0a9172a72b981b6", "mean": "fca655146d704cc1",
+    "weighted": "f2e825d4717789f1", "accuracy": "5968abf959d4ece8", "confidence": "cd994a5c0e12d07e",
+    "learnability": "3af9b3f2b059d3aa",
+}
+
+
+def test_builtin_op_stage_ids_are_unchanged_by_the_op_registry():
+    from w2s_harness import Component, PlanBuilder, StageKind, Subset
+
+    class Cfg:
+        weak, strong, losses = Component("w", {"dim": 8}), Component("s"), [Component("xent")]
+
+    b = PlanBuilder(Cfg(), 3, {"dataset": "toy", "engine": "fixed"})
+    weak = b.train(b.config.weak, on="train1", kind=StageKind.TRAIN_WEAK, name="weak")
+    bag = b.train("w", on=Subset("train1", 1, 2, complement=True), kind=StageKind.TRAIN_SUPERVISOR)
+    labels = b.label(weak, on="train2")
+    bag_labels = b.label(bag, on=Subset("train2"))
+    ids = {
+        "weak": weak.id, "bag": bag.id, "labels": labels.id, "bag_labels": bag_labels.id,
+        "transfer": b.train("s", on="train2", labels=labels, loss={"name": "logconf", "aux_coef": 0.3},
+                            kind=StageKind.TRAIN_TRANSFER).id,
+        "mean": b.combine([labels, bag_labels]).id,
+        "weighted": b.combine([labels, bag_labels], how="weighted", weights=[1, 3]).id,
+        "accuracy": b.combine([labels, bag_labels], how="accuracy",
+                              scored_by=[(weak, "train1"), (bag, Subset("train1", 1, 2))]).id,
+        "confidence": b.filter(labels, keep_frac=0.5).id,
+        "learnability": b.filter(labels, keep_frac=0.25, by="learnability", reference=bag_labels).id,
+    }
+    assert ids == PINNED_IDS
+    # the generic declaration of a built-in op is the same stage
+    assert b.op("filter", inputs=[labels], params={"keep_frac": 0.5}).id == PINNED_IDS["confidence"]

@@ -428,3 +428,14 @@ def test_model_identity_is_part_of_every_downstream_stage_id(monkeypatch):
     after = {s.name: s.id for s in make_plan(cfg, pm).stages}
     assert set(before) == set(after) == {"weak", "weak labels", "ceiling", "transfer[xent]"}
     assert {n for n in before if before[n] != after[n]} == {"weak", "weak labels", "transfer[xent]"}
+
+
+def test_builtin_strategies_declare_builtin_ops_only_and_every_label_input_produces_labels(pm):
+    """Each built-in strategy's stages are of the four built-in ops, with the input layout the op declares."""
+    for strategy in ("naive", "bootstrap", "ensemble", "filter", "relabel", "confidence"):
+        b = build(pm, strategy)
+        for st in b.stages.values():
+            assert st.op in ("train", "label", "combine", "filter"), (strategy, st.name)
+            assert sum(n for _, n in st.inputs) == len(st.deps), (strategy, st.name)
+            if st.op == "train" and st.spec["labels"] == "soft":
+                assert all(b.stages[d].op in ("label", "combine", "filter") for d in st.deps)

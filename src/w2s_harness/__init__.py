@@ -61,6 +61,9 @@ _LAZY = {
     "Reference": "_plan",
     "Plan": "_plan",
     "make_plan": "_plan",
+    "StageOp": "_plan",
+    "OpInput": "_plan",
+    "OpContext": "_ops",
     # config
     "Component": "_config",
     "RunConfig": "_config",
@@ -131,6 +134,8 @@ __all__ = [
     "InputError",
     "LocalExecutor",
     "Loss",
+    "OpContext",
+    "OpInput",
     "Plan",
     "PlanBuilder",
     "PluginError",
@@ -148,6 +153,7 @@ __all__ = [
     "Splits",
     "Stage",
     "StageKind",
+    "StageOp",
     "StageRecord",
     "StageRef",
     "Strategy",
@@ -281,7 +287,20 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
         check_step_frac,
     )
     from ._loss_checks import prepare as check_loss_inputs
-    from ._plan import Experiment, Plan, PlanBuilder, Reference, Stage, StageKind, StageRef, Subset, make_plan
+    from ._ops import OpContext
+    from ._plan import (
+        Experiment,
+        OpInput,
+        Plan,
+        PlanBuilder,
+        Reference,
+        Stage,
+        StageKind,
+        StageOp,
+        StageRef,
+        Subset,
+        make_plan,
+    )
     from ._plots import pyplot as headless_pyplot
     from ._plots import save as save_figure
     from ._pluginmanager import PluginManager, create_plugin_manager

@@ -2,9 +2,9 @@
 
 A component's identity is its registry name, every parameter its factory sees (defaults filled in from the
 signature, see :meth:`Registry.resolved <w2s_harness.Registry.resolved>`), the code fingerprint of the module that
-defines it (:mod:`._codehash`), and, for models and datasets, what the instance itself reports through
-``identity()`` (a model's checkpoint content hash, a dataset's content fingerprint). Two runs reuse a stage only
-when all of it is equal; anything else is new work.
+defines it (:mod:`._codehash`; a stage op's is hashed beside its stages' specs), and, for models and datasets,
+what the instance itself reports through ``identity()`` (a model's checkpoint content hash, a dataset's content
+fingerprint). Two runs reuse a stage only when all of it is equal; anything else is new work.
 """
 
 from __future__ import annotations
@@ -54,6 +54,16 @@ class Identities:
             params = {k: v for k, v in ref.items() if k != "name"}
             self.pm.create("loss", ref["name"], **params)
             self._memo[key] = self.component("loss", ref["name"], params)
+        return self._memo[key]
+
+    def op(self, name: str) -> dict[str, str]:
+        """Code fingerprint ``{module: digest}`` of a registered stage op: the module that defines its factory and
+        the modules of its package it imports. Empty for the built-in ops, whose code is the engine's
+        (:meth:`engine`). An op's parameters are hashed through its stages' specs."""
+        key = ("op", name)
+        if key not in self._memo:
+            entry, _ = self.pm.registry("op").resolve(name)
+            self._memo[key] = self.code.component(entry.factory)
         return self._memo[key]
 
     def dataset(self, name: str, params: dict[str, Any], dataset: Any) -> dict[str, Any]:

@@ -35,6 +35,7 @@ KINDS: tuple[ComponentKind, ...] = (
     ComponentKind("model", "models", "w2s_register_models", ("weak", "strong")),
     ComponentKind("loss", "losses", "w2s_register_losses", ("loss",)),
     ComponentKind("strategy", "strategies", "w2s_register_strategies", ("strategy",)),
+    ComponentKind("op", "ops", "w2s_register_ops", ()),
     ComponentKind("executor", "executors", "w2s_register_executors", (), run_key="executor"),
 )
 

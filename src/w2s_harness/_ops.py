@@ -1,8 +1,11 @@
-"""What each stage operation does: train, label, combine, filter.
+"""What each stage operation does: the built-in ops train, label, combine, filter, and how any op runs.
 
-Each op takes the :class:`RunContext`, the stage and the finished upstream stages (``(StageRecord, arrays)``
-pairs), and returns ``(metrics, arrays)``: JSON-able metrics and numpy arrays stored in the stage cache. Soft labels travel
-between stages as ``{"indices": (M,) int64 row ids, "probs": (M, k) float32}``.
+Stage ops are a plugin kind (:class:`~w2s_harness.StageOp`, registered by ``w2s_register_ops``); the built-in ones
+are registered by this module's own ``w2s_register_ops`` (the plugin ``builtin:ops``), their code being the engine's.
+Each built-in op function takes the :class:`RunContext`, the stage and the finished upstream stages
+(``(StageRecord, arrays)`` pairs), and returns ``(metrics, arrays)``: JSON-able metrics and numpy arrays stored in
+the stage cache. Soft labels travel between stages as ``{"indices": (M,) int64 row ids, "probs": (M, k) float32}``.
+:func:`execute` creates a stage's op from the registry and its spec, and hands it an :class:`OpContext`.
 """
 
 from __future__ import annotations
@@ -15,9 +18,21 @@ from typing import Any
 
 from ._components import check_model, is_feature_model
 from ._datasets import split_rows
-from ._errors import ConfigError, DataError, ResourceError
-from ._plan import Stage, Subset, ref_key
+from ._errors import ConfigError, DataError, PluginError, ResourceError
+from ._plan import (
+    _TRAIN_KINDS,
+    RESERVED_PARAMS,
+    OpInput,
+    Stage,
+    StageKind,
+    StageOp,
+    Subset,
+    _ref_dict,
+    as_subset,
+    ref_key,
+)
 from ._results import StageRecord
+from .hookspecs import hookimpl
 
 
 @dataclass
@@ -38,6 +53,7 @@ class RunContext:
     _features: Any = None
     _device: Any = None
     _feature_salts: dict = field(default_factory=dict)
+    _ops: dict = field(default_factory=dict)
 
     @property
     def dataset(self):
@@ -65,6 +81,14 @@ class RunContext:
             params = {k: v for k, v in ref.items() if k != "name"}
             self._models[key] = check_model(self.pm.create("model", ref["name"], **params), ref["name"])
         return self._models[key]
+
+    def op(self, stage: Stage) -> StageOp:
+        """The stage's op, created from the op registry with the stage's parameters (memoised)."""
+        params = op_params(stage)
+        key = (stage.op, ref_key(params))
+        if key not in self._ops:
+            self._ops[key] = self.pm.create("op", stage.op, **params)
+        return self._ops[key]
 
     def loss(self, ref: dict):
         # A fresh loss per stage: some losses (logconf with a rolling buffer) keep state across batches.
@@ -337,6 +361,219 @@ def op_filter(ctx: RunContext, stage: Stage, upstream):
     return metrics, out
 
 
+def op_params(stage: Stage) -> dict[str, Any]:
+    """The op parameters of a stage: its spec without the entries every stage has (seed, deps)."""
+    return {k: v for k, v in stage.spec.items() if k not in RESERVED_PARAMS}
+
+
+class OpContext:
+    """What a :class:`~w2s_harness.StageOp`'s ``run`` sees besides its inputs: the stage, its parameters and seed,
+    the dataset and the seed's splits, and helpers to read and write ``{"indices", "probs"}`` tables.
+
+    :ivar stage: the :class:`~w2s_harness.Stage` being computed (``name``, ``seed``, ``spec``, ``deps``).
+    :ivar params: the op's parameters, as hashed into the stage id (the stage's spec without seed and deps).
+    :ivar records: ``{input name: StageRecord or [StageRecord]}`` of the upstream stages (their metrics), shaped
+        like the ``inputs`` ``run`` receives.
+    """
+
+    def __init__(self, run: RunContext, stage: Stage, upstream: list[tuple[StageRecord, dict]],
+                 slots: tuple[OpInput, ...] = ()):
+        self._run = run
+        self._upstream = upstream
+        self.stage = stage
+        self.params = op_params(stage)
+        self._slots = slots
+        self.records = self._group([rec for rec, _ in upstream])
+
+    def _group(self, items: list) -> dict[str, Any]:
+        """``items`` (one per dep) per input, as the op declares its inputs and the stage's layout splits them."""
+        counts = dict(self.stage.inputs)
+        if not counts and self._slots:  # a stage built by hand: every dep to the first input
+            counts = {self._slots[0].name: len(items)}
+        out: dict[str, Any] = {}
+        pos = 0
+        for slot in self._slots:
+            n = counts.get(slot.name, 0)
+            part = items[pos:pos + n]
+            pos += n
+            out[slot.name] = part if slot.many else (part[0] if part else None)
+        return out
+
+    def inputs(self) -> dict[str, Any]:
+        """The upstream tables per input (what ``run`` receives as ``inputs``)."""
+        return self._group([arrays for _, arrays in self._upstream])
+
+    @property
+    def seed(self) -> int:
+        """The stage's seed."""
+        return self.stage.seed
+
+    @property
+    def data(self):
+        """The run's dataset, loaded: a :class:`~w2s_harness.TextData` (``labels``, ``n_classes``,
+        ``class_names``; ground truth: use it for diagnostics only, never to decide weak-side labels)."""
+        return self._run.data
+
+    @property
+    def splits(self):
+        """The seed's :class:`~w2s_harness.Splits` (``train1``, ``train2``, ``test`` row ids)."""
+        return self._run.splits(self.stage.seed)
+
+    @property
+    def device(self):
+        """The run's ``torch.device``."""
+        return self._run.device
+
+    def rows(self, on: Subset | str | dict):
+        """The sorted dataset row ids of a split name, a :class:`~w2s_harness.Subset` or a subset table."""
+        return as_subset(on).indices(self.splits, self.stage.seed)
+
+    @staticmethod
+    def take(table: dict, rows):
+        """``table["probs"]`` of the dataset rows ``rows``, looked up through ``table["indices"]``."""
+        return take_rows(table, rows)
+
+    @staticmethod
+    def labels(indices, probs, carry: dict | None = None) -> dict[str, Any]:
+        """A ``labels`` table ``{"indices": int64, "probs": float32}``, plus the labels of the dataset's validation
+        rows that the input table ``carry`` holds (``val_indices`` / ``val_probs``), which a transfer selects its
+        checkpoint on: pass them on unchanged."""
+        import numpy as np
+
+        out = {"indices": np.asarray(indices, dtype=np.int64), "probs": np.asarray(probs, dtype=np.float32)}
+        if carry is not None and "val_indices" in carry:
+            out["val_indices"], out["val_probs"] = carry["val_indices"], carry["val_probs"]
+        return out
+
+
+# ----------------------------------------------------------------------------------------- the built-in ops
+
+
+class _BuiltinOp(StageOp):
+    """A built-in op: its ``run`` is a function of this module, called with the run context and the upstream list."""
+
+    function: Callable[..., Any]
+
+    def run(self, ctx: OpContext, inputs):
+        return type(self).function(ctx._run, ctx.stage, ctx._upstream)
+
+
+class TrainOp(_BuiltinOp):
+    """Train a model on rows of a split, on ground truth or on the ``labels`` of upstream stages; it evaluates on
+    test and predicts every split (``builder.train``)."""
+
+    inputs = (OpInput("labels", "labels", min=0, max=None),)
+    output = "model"
+    kinds = (StageKind.TRAIN, *sorted(_TRAIN_KINDS - {StageKind.TRAIN}, key=lambda k: k.value))
+    function = staticmethod(op_train)
+
+    def __init__(self, model, on, loss="xent", labels: str | None = None):
+        if labels not in (None, "gt", "soft"):
+            raise ConfigError(f"op 'train': labels={labels!r}; use 'gt' or 'soft'")
+        self.labels = labels
+        as_subset(on)
+
+    def spec(self, params, inputs):
+        soft = bool(inputs.get("labels"))
+        if self.labels is not None and (self.labels == "soft") != soft:
+            raise ConfigError("op 'train': labels='soft' needs label stages as inputs, labels='gt' none")
+        return {"model": _ref_dict(params["model"]), "loss": _ref_dict(params["loss"] or "xent"),
+                "on": as_subset(params["on"]).as_dict(), "labels": "soft" if soft else "gt"}
+
+    def identity(self, spec, builder):
+        return {"model": builder.identify(spec["model"]), "loss": builder.identify_loss(spec["loss"])}
+
+
+class LabelOp(_BuiltinOp):
+    """The soft labels (predicted probabilities) of a train stage on rows of a split (``builder.label``)."""
+
+    inputs = (OpInput("trained", "model"),)
+    kinds = (StageKind.LABEL,)
+    function = staticmethod(op_label)
+
+    def __init__(self, on):
+        as_subset(on)
+
+    def spec(self, params, inputs):
+        return {"on": as_subset(params["on"]).as_dict()}
+
+
+class CombineOp(_BuiltinOp):
+    """Label stages over the same rows combined into one (``builder.combine``)."""
+
+    inputs = (OpInput("labels", "labels", min=1, max=None), OpInput("scored_by", "model", min=0, max=None))
+    kinds = (StageKind.COMBINE,)
+    function = staticmethod(op_combine)
+
+    def __init__(self, how: str = "mean", weights: list | None = None, holdout: list | None = None):
+        if how not in ("mean", "weighted", "accuracy"):
+            raise ConfigError(f"combine how={how!r}: use 'mean', 'weighted' or 'accuracy'")
+        self.how = how
+
+    def spec(self, params, inputs):
+        holdout, scored = params.get("holdout"), inputs.get("scored_by", [])
+        if self.how == "accuracy" and (holdout is None or len(holdout) != len(inputs["labels"])
+                                       or len(scored) != len(holdout)):
+            raise ConfigError("combine how='accuracy' needs scored_by = one (train stage, held-out rows) per source")
+        out = {"how": params["how"], "weights": None if params["weights"] is None else list(params["weights"])}
+        if holdout is not None:
+            out["holdout"] = [as_subset(h).as_dict() for h in holdout]
+        return out
+
+
+class FilterOp(_BuiltinOp):
+    """Keep the most confident (or most learnable) fraction of a label stage's rows (``builder.filter``)."""
+
+    inputs = (OpInput("labels", "labels"), OpInput("reference", "labels", min=0, max=1))
+    kinds = (StageKind.FILTER,)
+    function = staticmethod(op_filter)
+
+    def __init__(self, keep_frac: float, by: str = "confidence"):
+        if isinstance(keep_frac, bool) or not isinstance(keep_frac, (int, float)) or not 0 < keep_frac <= 1:
+            raise ConfigError(f"filter keep_frac must be in (0, 1], got {keep_frac}")
+        if by not in ("confidence", "learnability"):
+            raise ConfigError(f"filter by={by!r}: use 'confidence' or 'learnability'")
+        self.by = by
+
+    def spec(self, params, inputs):
+        if self.by == "learnability" and not inputs.get("reference"):
+            raise ConfigError("filter by='learnability' needs reference=<label stage of a strong reference model>")
+        return dict(params)
+
+
+#: The built-in ops: name -> (factory, description).
+BUILTIN_OPS: dict[str, tuple[type[StageOp], str]] = {
+    "train": (TrainOp, "train a model on a split (ground truth or upstream labels); predicts every split"),
+    "label": (LabelOp, "a train stage's soft labels (predicted probabilities) on a split"),
+    "combine": (CombineOp, "label stages over the same rows combined into one (mean, weighted, accuracy)"),
+    "filter": (FilterOp, "keep the most confident / most learnable fraction of a label stage's rows"),
+}
+
+
+@hookimpl
+def w2s_register_ops(registry):
+    """The built-in ops register through the same hook as a plugin's (as the plugin ``builtin:ops``)."""
+    for name, (factory, description) in BUILTIN_OPS.items():
+        registry.add(name, factory, description=description)
+
+
+def builtin_op_registry():
+    """An op registry with the built-in ops only (a :class:`PlanBuilder` made without a plugin manager)."""
+    from ._registry import Registry
+
+    registry = Registry("op", current_plugin="builtin:ops")
+    w2s_register_ops(registry)
+    registry.current_plugin = "<unknown>"
+    return registry
+
+
+def op_resources(ctx: RunContext, stage: Stage) -> dict[str, Any]:
+    """What the stage's op declares it needs (:meth:`StageOp.resources`): any of ``num_cpus``, ``num_gpus``,
+    ``memory``; empty for the built-in ops (the executor's defaults apply)."""
+    declared = ctx.op(stage).resources() or {}
+    return {k: v for k, v in declared.items() if k in ("num_cpus", "num_gpus", "memory")}
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` is an out-of-memory error: Python's, torch's (``torch.OutOfMemoryError``, a RuntimeError
     subclass) or an older torch's ``RuntimeError("CUDA out of memory ...")``."""
@@ -345,14 +582,35 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
-OPS = {"train": op_train, "label": op_label, "combine": op_combine, "filter": op_filter}
+def check_output(stage: Stage, op: StageOp, result: Any) -> tuple[dict, dict]:
+    """``result`` if it is ``(metrics dict, {"indices", "probs", ...})`` as the op's output artifact must be, else
+    a one-line error naming the op and the stage."""
+    import numpy as np
+
+    where = f"op {stage.op!r} (stage {stage.name!r})"
+    if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], dict)
+            and isinstance(result[1], dict)):
+        raise PluginError(f"{where} must return (metrics dict, arrays dict), got {type(result).__name__}")
+    metrics, arrays = result
+    if "indices" not in arrays or "probs" not in arrays:
+        raise PluginError(f"{where} returned no {op.output} table: its arrays need 'indices' and 'probs', got "
+                          f"{sorted(arrays)}")
+    idx, probs = np.asarray(arrays["indices"]), np.asarray(arrays["probs"])
+    if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer) or probs.ndim != 2 or len(probs) != len(idx):
+        raise PluginError(f"{where}: 'indices' must be (M,) integer row ids and 'probs' (M, k), got shapes "
+                          f"{idx.shape} {idx.dtype} and {probs.shape}")
+    if op.output == "labels" and len(np.unique(idx)) != len(idx):
+        raise PluginError(f"{where}: its labels name a row twice; each row must be labelled once")
+    return metrics, arrays
 
 
 def execute(ctx: RunContext, stage: Stage, upstream: list[tuple[StageRecord, dict]]) -> tuple[StageRecord, dict]:
     """Run one stage: its :class:`StageRecord` (metrics, seconds) and its arrays."""
     start = time.perf_counter()
     try:
-        metrics, arrays = OPS[stage.op](ctx, stage, upstream)
+        op = ctx.op(stage)
+        octx = OpContext(ctx, stage, upstream, tuple(op.inputs))
+        metrics, arrays = check_output(stage, op, op.run(octx, octx.inputs()))
     except Exception as exc:
         if is_out_of_memory(exc):
             raise ResourceError(
@@ -364,3 +622,5 @@ def execute(ctx: RunContext, stage: Stage, upstream: list[tuple[StageRecord, dic
                          time.perf_counter() - start, cached=False)
     return record, arrays
 
+
+__all__ = ["BUILTIN_OPS", "OpContext", "RunContext", "execute", "op_resources"]

@@ -1,8 +1,8 @@
 """Plans: the stage graph a strategy declares and the runner executes, and :func:`make_plan`, which builds it.
 
 A strategy never trains anything itself: it calls :class:`PlanBuilder` methods (``train``, ``label``,
-``combine``, ``filter``, and the helpers ``reference``, ``transfers``, ``chain``) which return :class:`StageRef`
-handles and declare stages. Each stage's id is a
+``combine``, ``filter``, ``op`` for a stage of any registered :class:`StageOp`, and the helpers ``reference``,
+``transfers``, ``chain``) which return :class:`StageRef` handles and declare stages. Each stage's id is a
 content hash of everything that determines its output (operation, component names and parameters,
 data subset, seed, upstream stage ids, dataset identity, package version), so identical work declared by
 two strategies, or by two runs, is computed once.
@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, NamedTuple
 
 from ._config import Component
-from ._errors import ConfigError, W2SError
+from ._errors import ConfigError, PluginError, W2SError
 from ._kinds import COMPONENT_SECTIONS, SECTION_KIND
+from ._registry import jsonable
 
 SPLITS = ("train1", "train2", "test")
 #: Bump when a stage operation's semantics change so stale caches are not reused.
@@ -73,8 +74,18 @@ def ref_key(ref: dict[str, Any]) -> str:
     return repr(sorted(ref.items()))
 
 
-def as_subset(on: Subset | str) -> Subset:
-    return on if isinstance(on, Subset) else Subset(on)
+def as_subset(on: Subset | str | dict) -> Subset:
+    """``on`` as a :class:`Subset`: a split name, a Subset, or a Subset's ``as_dict()`` (a stage spec's ``on``)."""
+    if isinstance(on, Subset):
+        return on
+    if isinstance(on, dict):
+        try:
+            return Subset(**on)
+        except TypeError:
+            raise ConfigError(f"rows {on!r}: a subset table has keys split, part, parts, complement") from None
+    if not isinstance(on, str):
+        raise ConfigError(f"rows {on!r}: give a split name ({', '.join(SPLITS)}) or a Subset")
+    return Subset(on)
 
 
 def _ref_dict(ref: Component | dict | str) -> dict[str, Any]:
@@ -101,6 +112,7 @@ class StageKind(str, Enum):
     LABEL = "label"  #: soft labels of a trained model on a subset
     COMBINE = "combine"  #: several label sources combined into one
     FILTER = "filter"  #: labels kept by a score
+    OP = "op"  #: a stage of a plugin op that declares no other kind
 
     def __str__(self) -> str:
         return self.value
@@ -119,11 +131,111 @@ class StageRef:
     name: str
 
 
+# ------------------------------------------------------------------------------------------- stage ops
+
+#: What a stage produces, and what an op's input accepts. Both are ``{"indices", "probs"}`` tables (numpy arrays:
+#: ``(M,)`` int64 dataset row ids, ``(M, k)`` float32 probabilities):
+#:
+#: * ``model``: a trained model's predictions on every row of train1, train2, test (and the dataset's validation
+#:   rows), with its test accuracy in the stage's metrics: what the built-in ``train`` op produces;
+#: * ``labels``: soft labels of some rows, which a ``train`` stage can train on (``label``, ``combine``,
+#:   ``filter`` and most plugin ops). A ``labels`` table may carry ``val_indices`` / ``val_probs``: the labels of
+#:   the dataset's own validation rows, on which a transfer selects its checkpoint (pass them on).
+ARTIFACTS = ("model", "labels")
+#: Spec keys every stage has: parameter names an op may not use.
+RESERVED_PARAMS = ("seed", "deps")
+
+
+@dataclass(frozen=True)
+class OpInput:
+    """One input of a :class:`StageOp`: which upstream stages it takes and what they must produce.
+
+    :param name: the input's name: the key in ``builder.op(..., inputs={name: ...})`` and in the ``inputs`` that
+        :meth:`StageOp.run` receives.
+    :param artifact: what every stage given here must produce: ``"labels"`` (default) or ``"model"`` (a train
+        stage), see :data:`ARTIFACTS`.
+    :param min: the fewest stages; ``0`` makes the input optional.
+    :param max: the most stages; ``None`` for any number. With ``max == 1`` ``run`` receives one table (or
+        ``None`` when an optional input is not given), otherwise a list of tables.
+    """
+
+    name: str
+    artifact: str = "labels"
+    min: int = 1
+    max: int | None = 1
+
+    def __post_init__(self):
+        if self.artifact not in ARTIFACTS:
+            raise PluginError(f"op input {self.name!r}: artifact={self.artifact!r}; use one of {', '.join(ARTIFACTS)}")
+        if self.min < 0 or (self.max is not None and self.max < max(self.min, 1)):
+            raise PluginError(f"op input {self.name!r}: min={self.min}, max={self.max} allow no stage count")
+
+    @property
+    def many(self) -> bool:
+        """Whether the input takes a list of stages (``max`` is not 1)."""
+        return self.max is None or self.max > 1
+
+    def describe(self) -> str:
+        if self.max is None:
+            return f"at least {self.min}"
+        return f"{self.min}" if self.min == self.max else f"{self.min} to {self.max}"
+
+
+class StageOp:
+    """Base class of a stage op: one kind of cached stage computation, registered by the ``w2s_register_ops`` hook.
+
+    The registered factory (usually the subclass itself) takes the op's parameters as keywords, like every
+    component: its signature is the parameters' schema, its defaults are resolved into the stage id, and it
+    should raise :class:`~w2s_harness.ConfigError` for a bad value. A subclass sets the class attributes
+    :attr:`inputs`, :attr:`output` and :attr:`kinds` and implements :meth:`run`; ``builder.op(name,
+    inputs=..., params=...)`` declares a stage of it. The op's code (the module that defines it, with the
+    modules of its package it imports) is hashed into the id of each of its stages, so editing it reruns them.
+    The op is created again from the stage's spec where the stage runs (possibly another process), so its
+    parameters must be JSON-able.
+    """
+
+    #: The upstream stages the op takes, in order (their ids are the stage's ``deps`` in this order).
+    inputs: tuple[OpInput, ...] = ()
+    #: What the op produces: ``"labels"`` (trainable soft labels) or ``"model"``, see :data:`ARTIFACTS`.
+    output: str = "labels"
+    #: The :class:`StageKind` values its stages may have; the first is the default.
+    kinds: tuple[StageKind, ...] = (StageKind.OP,)
+
+    def spec(self, params: dict[str, Any], inputs: dict[str, list[StageRef]]) -> dict[str, Any]:
+        """The stage's spec from every parameter the factory saw (its defaults filled in) and the declared inputs:
+        what is hashed into the stage id and what the op is created from where it runs. Override to normalise a
+        parameter (a split name to a subset table) or to check parameters against the inputs; the default
+        returns ``params``."""
+        return dict(params)
+
+    def identity(self, spec: dict[str, Any], builder: PlanBuilder) -> dict[str, Any]:
+        """Spec entries to hash in place of their values (e.g. a model reference as the model's full identity,
+        ``builder.identify(ref)``); the default hashes the spec as it is."""
+        return {}
+
+    def resources(self) -> dict[str, Any]:
+        """What one of its stages needs from an executor: any of ``num_cpus``, ``num_gpus``, ``memory`` (bytes or
+        a size such as ``"4GB"``). The default, nothing, leaves it to the executor (ops are cheap)."""
+        return {}
+
+    def run(self, ctx, inputs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Compute the stage.
+
+        :param ctx: an :class:`~w2s_harness.OpContext`: the stage, its parameters, seed, data and splits.
+        :param inputs: ``{input name: table}`` (``max == 1``; ``None`` for an optional input not given) or
+            ``{input name: [tables]}``, each an ``{"indices", "probs", ...}`` dict of numpy arrays.
+        :returns: ``(metrics, arrays)``: JSON-able metrics (recorded in results.json) and the output table,
+            stored in the stage cache and handed to the stages downstream.
+        """
+        raise NotImplementedError(f"{type(self).__name__}.run")
+
+
 @dataclass
 class Stage:
     """One unit of cached work. ``spec`` is JSON-able and (with ``op``) fully determines the output.
 
-    :ivar op: ``train`` | ``label`` | ``combine`` | ``filter``: what the runner executes.
+    :ivar op: the registered :class:`StageOp` the runner executes: ``train``, ``label``, ``combine``, ``filter``
+        or a plugin's op.
     :ivar kind: a :class:`StageKind`: what the stage means in the protocol.
     """
 
@@ -137,16 +249,21 @@ class Stage:
     #: Everything hashed into ``id``: op, spec with component identities (resolved parameters, code fingerprints),
     #: seed, upstream ids, the dataset's identity and the engine's code fingerprint. ``run --dry-run`` diffs it.
     identity: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: ``(input name, number of stages)`` per input of the op, in order: how ``deps`` split over the op's
+    #: :attr:`StageOp.inputs`.
+    inputs: tuple[tuple[str, int], ...] = ()
 
 
 def _preferred(name: str, other: str) -> bool:
     return (len(name), name) < (len(other), other)
 
 
-def stage_identity(op: str, spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-    """The JSON document a stage id hashes (see :attr:`Stage.identity`)."""
-    return json.loads(json.dumps({"op": op, "spec": spec, "context": context, "format": STAGE_FORMAT},
-                                 sort_keys=True, default=str))
+def stage_identity(op: str, spec: dict[str, Any], context: dict[str, Any],
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON document a stage id hashes (see :attr:`Stage.identity`). ``extra``: more top-level entries (a
+    plugin op's code fingerprint and input layout); the built-in ops, whose code is the engine's, add none."""
+    doc = {"op": op, "spec": spec, "context": context, "format": STAGE_FORMAT, **(extra or {})}
+    return json.loads(json.dumps(doc, sort_keys=True, default=str))
 
 
 def stage_hash(identity: dict[str, Any]) -> str:
@@ -212,33 +329,45 @@ class PlanBuilder:
         invalidates its stages.
     :param check_loss: ``check_loss(name, params)`` raises if a loss does not exist or rejects its parameters.
     :param identify_loss: ``identify_loss(loss_ref) -> identity`` of a loss, hashed like ``identify``'s.
+    :param ops: the op :class:`~w2s_harness.Registry` (``pm.registry("op")``); default the built-in ops only.
+    :param identify_op: ``identify_op(name) -> {module: digest}``, the code fingerprint of a registered op
+        (empty for the built-in ops, whose code is the engine's); default computed from the registry.
     """
 
     def __init__(self, config, seed: int, context: dict[str, Any], identify=None, check_loss=None,
-                 identify_loss=None):
+                 identify_loss=None, ops=None, identify_op=None):
         self.config = config
         self.seed = seed
         self.context = context
         self.identify = identify or (lambda ref: ref)
         self.identify_loss = identify_loss or (lambda ref: ref)
         self._check_loss = check_loss
+        self._ops = ops
+        self._identify_op = identify_op
+        self._op_codes: dict[str, dict[str, str]] = {}
+        self._outputs: dict[str, str] = {}  # stage id -> the artifact it produces
         self.stages: dict[str, Stage] = {}
         self.experiments: list[Experiment] = []
         self.comparisons: list[Comparison] = []
 
     # ------------------------------------------------------------------ internals
     def _add(self, op: str, kind: StageKind | str, name: str, spec: dict[str, Any],
-             deps: Iterable[StageRef], hashed: dict[str, Any] | None = None) -> StageRef:
+             deps: Iterable[StageRef], hashed: dict[str, Any] | None = None, *,
+             extra: dict[str, Any] | None = None, inputs: tuple[tuple[str, int], ...] = (),
+             output: str = "labels") -> StageRef:
         """Declare a stage. ``hashed`` overrides spec entries in the identity (a component reference is hashed
-        as its full identity, while the spec keeps the reference the op creates it from)."""
+        as its full identity, while the spec keeps the reference the op creates it from); ``extra`` adds
+        top-level identity entries (:func:`stage_identity`)."""
         deps = tuple(deps)
         spec = {**spec, "seed": self.seed, "deps": [d.id for d in deps]}
-        identity = stage_identity(op, {**spec, **(hashed or {})}, self.context)
+        identity = stage_identity(op, {**spec, **(hashed or {})}, self.context, extra)
         sid = stage_hash(identity)
         kind = StageKind(kind)
         have = self.stages.get(sid)
         if have is None:
-            self.stages[sid] = Stage(sid, op, kind, name, spec, tuple(d.id for d in deps), self.seed, identity)
+            self.stages[sid] = Stage(sid, op, kind, name, spec, tuple(d.id for d in deps), self.seed, identity,
+                                     inputs)
+            self._outputs[sid] = output
         elif _preferred(name, have.name):
             # one stage declared twice under two names (e.g. by a row and its control): the name must not depend
             # on which was declared first, so the shorter one (then the alphabetically first) wins
@@ -280,6 +409,120 @@ class PlanBuilder:
         against the registry now; errors name ``option``."""
         return loss_option(value, option, self._check_loss)
 
+    # ------------------------------------------------------------------ stage ops
+    def op_registry(self):
+        """The op :class:`~w2s_harness.Registry` this builder declares stages from."""
+        if self._ops is None:
+            from ._ops import builtin_op_registry
+
+            self._ops = builtin_op_registry()
+        return self._ops
+
+    def _op_code(self, name: str) -> dict[str, str]:
+        if name not in self._op_codes:
+            if self._identify_op is not None:
+                self._op_codes[name] = dict(self._identify_op(name))
+            else:
+                from ._codehash import CodeHasher
+
+                entry, _ = self.op_registry().resolve(name)
+                self._op_codes[name] = CodeHasher().component(entry.factory)
+        return self._op_codes[name]
+
+    def artifact(self, ref: StageRef) -> str:
+        """What the stage ``ref`` produces: ``"model"`` or ``"labels"`` (see :data:`ARTIFACTS`)."""
+        have = self._outputs.get(ref.id)
+        if have is not None:
+            return have
+        entry, _ = self.op_registry().resolve(ref.op)
+        return getattr(entry.factory, "output", "labels")
+
+    def _bind(self, op: str, slots: Sequence[OpInput], inputs) -> dict[str, list[StageRef]]:
+        """``inputs`` (a stage, a list filling the inputs in order, or ``{input name: stage(s)}``) per input."""
+        names = [s.name for s in slots]
+        if isinstance(inputs, StageRef):
+            inputs = [inputs]
+        if isinstance(inputs, Mapping):
+            unknown = [k for k in inputs if k not in names]
+            if unknown:
+                raise ConfigError(f"op {op!r} has no input {unknown[0]!r}; its inputs: {', '.join(names) or '(none)'}")
+            given = {k: [v] if isinstance(v, StageRef) else list(v or []) for k, v in inputs.items()}
+        else:
+            refs = list(inputs or [])
+            if len(slots) == 1:
+                given = {names[0]: refs}
+            elif any(s.many for s in slots) and refs:
+                raise ConfigError(f"op {op!r} has several inputs ({', '.join(names)}); pass inputs={{name: stage or "
+                                  f"[stages]}}")
+            elif len(refs) > len(slots):
+                raise ConfigError(f"op {op!r} takes at most {len(slots)} input stages, got {len(refs)}")
+            else:
+                given = {s.name: [r] for s, r in zip(slots, refs)}
+        bound: dict[str, list[StageRef]] = {}
+        for slot in slots:
+            refs = given.get(slot.name, [])
+            for ref in refs:
+                if not isinstance(ref, StageRef):
+                    raise ConfigError(f"op {op!r}: input {slot.name!r} takes stages (builder results), got {ref!r}")
+                have = self.artifact(ref)
+                if have != slot.artifact:
+                    hint = "; pass the result of builder.label(...)" if slot.artifact == "labels" else ""
+                    raise ConfigError(f"op {op!r}: input {slot.name!r} needs stages that produce {slot.artifact}; "
+                                      f"stage {ref.name!r} ({ref.op}) produces {have}{hint}")
+            if len(refs) < slot.min or (slot.max is not None and len(refs) > slot.max):
+                raise ConfigError(f"op {op!r}: input {slot.name!r} takes {slot.describe()} stage(s), got {len(refs)}")
+            bound[slot.name] = refs
+        return bound
+
+    def op(self, op: str, *, inputs: StageRef | Sequence[StageRef] | Mapping[str, Any] = (),
+           params: dict[str, Any] | None = None, kind: StageKind | str | None = None,
+           name: str | None = None) -> StageRef:
+        """Declare a stage of the registered op ``op`` (``w2s-harness list ops``): the built-in ``train``,
+        ``label``, ``combine``, ``filter`` or a plugin's.
+
+        :param op: the op's registered name.
+        :param inputs: the upstream stages: a stage or a list (filling the op's :attr:`StageOp.inputs` in order;
+            an op with one input takes them all), or ``{input name: stage or [stages]}``. Each must produce what
+            its input declares (a label stage's ``labels``, a train stage's ``model``).
+        :param params: the op's parameters (checked against its factory's signature; defaults are filled in and
+            hashed into the stage id).
+        :param kind: a :class:`StageKind` among the op's :attr:`StageOp.kinds`; default the first.
+        :param name: display name; default the op's name.
+        :returns: a handle; a stage producing ``labels`` can be passed as ``labels`` to :meth:`train`.
+        """
+        import inspect
+
+        params = dict(params or {})
+        registry = self.op_registry()
+        entry, implicit = registry.resolve(op)
+        instance = registry.create(op, **params)  # checks the parameter names, and the factory the values
+        if not isinstance(instance, StageOp):
+            raise PluginError(f"op {op!r} (plugin {entry.plugin!r}): its factory returned {type(instance).__name__}, "
+                              f"not a StageOp; subclass w2s_harness.StageOp")
+        if instance.output not in ARTIFACTS:
+            raise PluginError(f"op {op!r}: output={instance.output!r}; use one of {', '.join(ARTIFACTS)}")
+        raw: dict[str, Any] = {p.name: p.default for p in (entry.parameters() or {}).values()
+                               if p.default is not inspect.Parameter.empty}
+        raw.update(implicit)
+        raw.update(params)
+        bound = self._bind(op, tuple(instance.inputs), inputs)
+        spec = instance.spec(raw, bound)
+        reserved = [k for k in spec if k in RESERVED_PARAMS]
+        if reserved:
+            raise PluginError(f"op {op!r}: {reserved[0]!r} cannot be a parameter name (every stage spec has it)")
+        spec = {str(k): jsonable(v) for k, v in spec.items()}
+        kinds = tuple(StageKind(k) for k in instance.kinds) or (StageKind.OP,)
+        kind = kinds[0] if kind is None else StageKind(kind)
+        if kind not in kinds:
+            raise ConfigError(f"op {op!r}: kind={kind.value!r}; use one of {', '.join(k.value for k in kinds)}")
+        code = self._op_code(op)
+        layout = tuple((slot.name, len(bound[slot.name])) for slot in instance.inputs)
+        # an op outside the engine hashes its code and how its inputs split the deps; the built-ins add nothing
+        extra = {"op_code": code, "inputs": dict(layout)} if code else None
+        deps = [ref for slot in instance.inputs for ref in bound[slot.name]]
+        return self._add(op, kind, name or op, spec, deps, instance.identity(spec, self) or None, extra=extra,
+                         inputs=layout, output=instance.output)
+
     # ------------------------------------------------------------------ stage declarations
     def train(
         self,
@@ -291,13 +534,14 @@ class PlanBuilder:
         kind: StageKind | str = StageKind.TRAIN,
         name: str | None = None,
     ) -> StageRef:
-        """Declare: train ``model`` on the rows ``on``.
+        """Declare: train ``model`` on the rows ``on`` (the built-in ``train`` op).
 
         :param model: a model reference (``"glove-bow"``, ``{"name": "hf:...", "layers": 1}``, a
             :class:`~w2s_harness.Component`, or ``builder.config.strong``).
         :param on: a split name (``"train1"``, ``"train2"``) or a :class:`Subset`.
-        :param labels: ``"gt"`` (ground truth) or the label stage(s) to train on; several are concatenated and
-            must not overlap. Rows they do not label (dropped by a filter) are skipped.
+        :param labels: ``"gt"`` (ground truth) or the stage(s) producing ``labels`` to train on (``label``,
+            ``combine``, ``filter`` or a plugin op's); several are concatenated and must not overlap. Rows they
+            do not label (dropped by a filter) are skipped.
         :param loss: a loss reference; default ``xent``.
         :param kind: a :class:`StageKind` (must be one of the ``train_*`` kinds).
         :param name: display name; default ``"<kind>:<model label>"``.
@@ -307,33 +551,29 @@ class PlanBuilder:
         if kind not in _TRAIN_KINDS:
             raise ConfigError(f"builder.train: kind={kind.value!r} is not a train kind; use one of "
                               f"{', '.join(sorted(k.value for k in _TRAIN_KINDS))}")
-        sub = as_subset(on)
         label_refs: list[StageRef] = [] if labels == "gt" else ([labels] if isinstance(labels, StageRef) else list(labels))
         for ref in label_refs:
-            if ref.op not in ("label", "combine", "filter"):
-                raise ConfigError(f"stage {ref.name!r} produces no labels; pass the result of builder.label(...)")
-        spec = {
-            "model": _ref_dict(model),
-            "loss": _ref_dict(loss or "xent"),
-            "on": sub.as_dict(),
-            "labels": "gt" if labels == "gt" else "soft",
-        }
-        hashed = {"model": self.identify(spec["model"]), "loss": self.identify_loss(spec["loss"])}
+            if not isinstance(ref, StageRef) or self.artifact(ref) != "labels":
+                raise ConfigError(f"stage {getattr(ref, 'name', ref)!r} produces no labels; pass the result of "
+                                  f"builder.label(...)")
+        params = {"model": model, "loss": loss or "xent", "on": on, "labels": "gt" if labels == "gt" else "soft"}
         display = name or f"{kind.value}:{self.model_label(model)}"
-        return self._add("train", kind, display, spec, label_refs, hashed)
+        return self.op("train", inputs={"labels": label_refs}, params=params, kind=kind, name=display)
 
     def label(self, trained: StageRef, *, on: Subset | str, name: str | None = None) -> StageRef:
-        """Declare: soft labels (predicted probabilities) of the train stage ``trained`` on the rows ``on``."""
-        if trained.op != "train":
-            raise ConfigError(f"builder.label needs a train stage, got {trained.op!r} stage {trained.name!r}")
-        sub = as_subset(on)
-        return self._add("label", StageKind.LABEL, name or f"label:{trained.name}->{sub.describe()}",
-                         {"on": sub.as_dict()}, [trained])
+        """Declare: soft labels (predicted probabilities) of the train stage ``trained`` on the rows ``on`` (the
+        built-in ``label`` op)."""
+        if not isinstance(trained, StageRef) or trained.op != "train":
+            raise ConfigError(f"builder.label needs a train stage, got {getattr(trained, 'op', None)!r} stage "
+                              f"{getattr(trained, 'name', trained)!r}")
+        return self.op("label", inputs={"trained": trained}, params={"on": on},
+                       name=name or f"label:{trained.name}->{as_subset(on).describe()}")
 
     def combine(self, labels: Sequence[StageRef], *, how: str = "mean", weights: Sequence[float] | None = None,
                 scored_by: Sequence[tuple[StageRef, Subset | str]] | None = None,
                 name: str | None = None) -> StageRef:
-        """Declare: combine label stages over the same rows into one soft label (an ensemble).
+        """Declare: combine label stages over the same rows into one soft label (an ensemble; the built-in
+        ``combine`` op).
 
         :param labels: label stages over the same rows.
         :param weights: one weight per source, for ``how="weighted"``.
@@ -342,29 +582,23 @@ class PlanBuilder:
         :param how: ``mean``; ``weighted`` by explicit ``weights``; or ``accuracy``: source i weighted by the
             accuracy of train stage ``scored_by[i][0]`` on the rows ``scored_by[i][1]`` against ground truth.
             Those rows must be held out from that stage's training (e.g. a bag's out-of-bag fold of train1)."""
-        if how not in ("mean", "weighted", "accuracy"):
-            raise ConfigError(f"combine how={how!r}: use 'mean', 'weighted' or 'accuracy'")
-        spec: dict = {"how": how, "weights": list(weights) if weights is not None else None}
-        deps = list(labels)
+        params: dict[str, Any] = {"how": how, "weights": list(weights) if weights is not None else None}
+        inputs: dict[str, Any] = {"labels": list(labels)}
         if how == "accuracy":
             if scored_by is None or len(scored_by) != len(labels):
                 raise ConfigError("combine how='accuracy' needs scored_by = one (train stage, held-out rows) per source")
-            spec["holdout"] = [as_subset(rows).as_dict() for _, rows in scored_by]
-            deps += [ref for ref, _ in scored_by]
-        return self._add("combine", StageKind.COMBINE, name or "combine", spec, deps)
+            params["holdout"] = [as_subset(rows).as_dict() for _, rows in scored_by]
+            inputs["scored_by"] = [ref for ref, _ in scored_by]
+        return self.op("combine", inputs=inputs, params=params, name=name or "combine")
 
     def filter(self, labels: StageRef, *, keep_frac: float, by: str = "confidence",
                reference: StageRef | None = None, name: str | None = None) -> StageRef:
         """Declare: keep the ``keep_frac`` most useful labels of ``labels``: by ``confidence`` (max probability)
-        or by ``learnability`` (CE under the weak labels minus CE under ``reference`` labels, highest kept)."""
-        if not 0 < keep_frac <= 1:
-            raise ConfigError(f"filter keep_frac must be in (0, 1], got {keep_frac}")
-        if by not in ("confidence", "learnability"):
-            raise ConfigError(f"filter by={by!r}: use 'confidence' or 'learnability'")
-        if by == "learnability" and reference is None:
-            raise ConfigError("filter by='learnability' needs reference=<label stage of a strong reference model>")
-        deps = [labels] + ([reference] if reference is not None else [])
-        return self._add("filter", StageKind.FILTER, name or f"filter:{by}", {"keep_frac": keep_frac, "by": by}, deps)
+        or by ``learnability`` (CE under the weak labels minus CE under ``reference`` labels, highest kept); the
+        built-in ``filter`` op. Any other rule is a plugin op: see :meth:`op`."""
+        inputs = {"labels": labels, "reference": [reference] if reference is not None else []}
+        return self.op("filter", inputs=inputs, params={"keep_frac": keep_frac, "by": by},
+                       name=name or f"filter:{by}")
 
     # ------------------------------------------------------------------ result rows
     def experiment(self, name: str, *, strategy: str, loss: str, weak: StageRef, ceiling: StageRef,
@@ -589,11 +823,14 @@ def make_plan(config, pm, *, content: bool = True) -> Plan:
     def check_loss(name: str, params: dict) -> None:
         pm.create("loss", name, **params)
 
+    ops = pm.registry("op")
+
     stages: dict[str, Stage] = {}
     experiments: dict[int, list[Experiment]] = {}
     first: tuple | None = None  # (seed, row names, comparisons) of the first seed: every seed must match it
     for seed in config.run.seeds:
-        builder = PlanBuilder(config, seed, context, identities.model, check_loss, identities.loss)
+        builder = PlanBuilder(config, seed, context, identities.model, check_loss, identities.loss, ops=ops,
+                              identify_op=identities.op)
         strategy.plan(builder)
         if not builder.experiments:
             raise ConfigError(f"strategy {config.strategy.name!r} declared no experiment for seed {seed}")

@@ -112,6 +112,9 @@ def create_plugin_manager(
     manager = PluginManager(pm, {kind.name: Registry(kind.name) for kind in KINDS})
     own_version = _dist_version("w2s-harness")
 
+    # the built-in stage ops are the engine's code: the core registers them itself, through the same hook
+    pm.register(importlib.import_module("w2s_harness._ops"), name="builtin:ops")
+    manager.plugins.append(PluginInfo("builtin:ops", "w2s-harness", own_version, True))
     for modname in BUILTIN_PLUGINS:
         module = importlib.import_module(modname)
         short = modname.rsplit(".", 1)[-1]

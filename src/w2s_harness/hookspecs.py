@@ -105,6 +105,30 @@ def w2s_register_executors(registry) -> None:
     """
 
 
+@hookspec
+def w2s_register_ops(registry) -> None:
+    """Register stage op factories: the kinds of cached stage computation a strategy can declare.
+
+    Called once per plugin manager. Return value is ignored. The built-in ``train``, ``label``, ``combine`` and
+    ``filter`` are registered through this hook too (plugin ``builtin:ops``).
+
+    :param registry: the op registry. ``factory(**params)`` must return a :class:`~w2s_harness.StageOp`: its
+        ``inputs`` (the upstream stages it takes and the artifact each must produce, ``"labels"`` or ``"model"``),
+        its ``output`` artifact, its ``kinds`` and ``run(ctx, inputs) -> (metrics, arrays)``. The factory's
+        signature is the op's parameters (checked, defaults resolved into the stage id); the code of the module
+        that defines it is hashed into its stages' ids. A strategy declares a stage of it with
+        ``builder.op(name, inputs=[...], params={...})``.
+
+    Example::
+
+        @hookimpl
+        def w2s_register_ops(registry):
+            from .ops import AgreementFilter  # a StageOp subclass
+
+            registry.add("acme-agree", AgreementFilter, description="keep the rows where the labels' argmax agree")
+    """
+
+
 # --------------------------------------------------------------------------------------------------
 # CLI hooks: only for plugins that need their own flags.
 # --------------------------------------------------------------------------------------------------
@@ -152,8 +176,9 @@ def w2s_run_start(config) -> None:
 def w2s_stage_end(stage, result) -> None:
     """Called after every stage finishes, whether it was computed or loaded from the stage cache.
 
-    :param stage: the :class:`~w2s_harness.Stage` (``stage.id`` is its content hash, ``stage.op`` one of
-        ``train`` / ``label`` / ``combine`` / ``filter``, ``stage.kind`` a :class:`~w2s_harness.StageKind`).
+    :param stage: the :class:`~w2s_harness.Stage` (``stage.id`` is its content hash, ``stage.op`` the registered
+        op it runs: ``train`` / ``label`` / ``combine`` / ``filter`` or a plugin's, ``stage.kind`` a
+        :class:`~w2s_harness.StageKind`).
     :param result: the stage's :class:`~w2s_harness.StageRecord` (``metrics``, ``cached``, ``seconds``).
     """
 

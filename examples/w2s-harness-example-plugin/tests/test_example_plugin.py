@@ -48,7 +48,9 @@ def pm():
 
 def test_registers_one_component_of_each_kind_and_the_observer_hooks(pm):
     assert pm.registered_by(PLUGIN) == {"dataset": ["example-parity"], "model": ["example-charhash"],
-                                        "loss": ["example-smoothed-xent"], "strategy": ["example-naive-twice"],
+                                        "loss": ["example-smoothed-xent"],
+                                        "strategy": ["example-agreement", "example-naive-twice"],
+                                        "op": ["example-agree"],
                                         "executor": ["example-threads"]}
     assert pm.other_hooks(PLUGIN) == ["w2s_add_options", "w2s_configure", "w2s_report_views", "w2s_run_end",
                                       "w2s_run_start", "w2s_stage_end"]

@@ -24,6 +24,7 @@ __all__ = [
     "w2s_register_executors",
     "w2s_register_losses",
     "w2s_register_models",
+    "w2s_register_ops",
     "w2s_register_strategies",
     "w2s_report_views",
     "w2s_run_end",
@@ -62,6 +63,19 @@ def w2s_register_strategies(registry):
 
     registry.add("example-naive-twice", NaiveTwice,
                  description="(example plugin) naive transfer, then the student relabels train2 and retrains")
+
+    from .agreement import Agreement
+
+    registry.add("example-agreement", Agreement,
+                 description="(example plugin) two weak supervisors label train2; transfer on the rows they agree on")
+
+
+@hookimpl
+def w2s_register_ops(registry):
+    from .op import AgreementFilter  # a StageOp: declared in a plan with builder.op("example-agree", ...)
+
+    registry.add("example-agree", AgreementFilter,
+                 description="(example plugin) keep the rows where every input label stage's argmax agrees")
 
 
 @hookimpl

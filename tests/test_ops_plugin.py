@@ -1,0 +1,285 @@
+"""Stage ops as a plugin kind: the ``w2s_register_ops`` hook, ``builder.op``, op identities and execution.
+
+The built-in ops register through the hook (plugin ``builtin:ops``) and declare the same stages as before (their
+ids are pinned in ``test_stage_identity.py``). A plugin op here is a real module written to a temporary package
+(an op module and a strategy module), so edits are real edits of its source. The example plugin's agreement filter
+runs end to end through the CLI at the end.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_pipeline import write_config
+
+from w2s_harness import (
+    Component,
+    ConfigError,
+    OpInput,
+    PlanBuilder,
+    PluginError,
+    StageKind,
+    StageOp,
+    Subset,
+    UnknownComponentError,
+    create_plugin_manager,
+    hookimpl,
+    load_config,
+    main,
+    make_plan,
+)
+from w2s_harness._ops import OpContext, check_output
+from w2s_harness._plan import Stage
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_SRC = REPO / "examples" / "w2s-harness-example-plugin" / "src"
+
+OP_MODULE = '''
+"""An outside plugin's op: keep the labelled rows whose row id is divisible by ``every``."""
+from w2s_harness import ConfigError, OpInput, StageKind, StageOp, hookimpl
+
+
+class KeepEvery(StageOp):
+    inputs = (OpInput("labels"),)
+    kinds = (StageKind.FILTER, StageKind.OP)
+
+    def __init__(self, every: int = 2):
+        if not isinstance(every, int) or every < 1:
+            raise ConfigError(f"op 'keep-every': every must be a positive integer, got {every!r}")
+        self.every = every
+
+    def run(self, ctx, inputs):
+        table = inputs["labels"]
+        keep = table["indices"] % self.every == 0
+        return {"n": int(keep.sum())}, ctx.labels(table["indices"][keep], table["probs"][keep], carry=table)
+
+
+@hookimpl
+def w2s_register_ops(registry):
+    registry.add("keep-every", KeepEvery, description="keep rows whose id is divisible by every")
+'''
+
+STRATEGY_MODULE = '''
+from w2s_harness import hookimpl
+
+
+class KeepEveryStrategy:
+    def __init__(self, every: int = 2):
+        self.every = every
+
+    def plan(self, b):
+        ref, naive = b.naive_rows()
+        kept = b.op("keep-every", inputs=ref.labels, params={"every": self.every}, name="kept")
+        b.transfers("keep-every", ref, kept, baseline=naive)
+
+
+@hookimpl
+def w2s_register_strategies(registry):
+    registry.add("keep-every", KeepEveryStrategy)
+'''
+
+
+@pytest.fixture
+def outside(tmp_path, monkeypatch):
+    """An importable package ``outside_ops_<n>`` with an op module and a strategy module: ``(dir, [modules])``."""
+    name = f"outside_ops_{abs(hash(str(tmp_path))) % 10**8}"
+    pkg = tmp_path / "site" / name
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "ops.py").write_text(OP_MODULE)
+    (pkg / "strategy.py").write_text(STRATEGY_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    modules = [importlib.import_module(f"{name}.ops"), importlib.import_module(f"{name}.strategy")]
+    yield pkg, modules
+    for mod in [m for m in sys.modules if m.startswith(name)]:
+        del sys.modules[mod]
+
+
+class _Cfg:
+    def __init__(self):
+        self.weak, self.strong = Component("w"), Component("s")
+        self.losses = [Component("xent")]
+
+
+def _builder(pm=None) -> PlanBuilder:
+    return PlanBuilder(_Cfg(), 0, {"dataset": "t"}, ops=None if pm is None else pm.registry("op"))
+
+
+# ------------------------------------------------------------------------------------ the hook and the kind
+
+
+def test_builtin_ops_register_through_the_hook(capsys):
+    pm = create_plugin_manager(entry_points=False)
+    assert {e.name: e.plugin for e in pm.registry("op")} == {n: "builtin:ops" for n in ("combine", "filter",
+                                                                                        "label", "train")}
+    assert "w2s_register_ops" in {impl.plugin_name and impl.function.__name__
+                                  for impl in pm.hook.w2s_register_ops.get_hookimpls()}
+    assert main(["list", "ops"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "ops" and "(builtin:ops)" in out and "  filter " in out
+    assert main(["plugins"]) == 0
+    assert "builtin:ops  w2s-harness" in capsys.readouterr().out
+
+
+def test_generic_op_declares_the_same_stages_as_the_builder_methods():
+    b = _builder()
+    weak = b.train("w", on="train1", kind=StageKind.TRAIN_WEAK)
+    assert b.op("train", params={"model": "w", "on": "train1"}, kind="train_weak").id == weak.id
+    labels = b.label(weak, on="train2")
+    assert b.op("label", inputs=[weak], params={"on": Subset("train2")}).id == labels.id
+    assert b.op("filter", inputs=[labels], params={"keep_frac": 0.5}).id == b.filter(labels, keep_frac=0.5).id
+    assert b.op("combine", inputs={"labels": [labels, labels]}).id == b.combine([labels, labels]).id
+    soft = b.train("s", on="train2", labels=labels)
+    assert b.op("train", inputs=[labels], params={"model": {"name": "s"}, "on": "train2"}).id == soft.id
+    # a built-in stage's identity document has no op code: the built-ins' code is the engine's
+    assert set(b.stages[soft.id].identity) == {"op", "spec", "context", "format"}
+    assert b.stages[soft.id].inputs == (("labels", 1),)
+
+
+def test_declaration_errors_name_the_op_and_the_fix():
+    b = _builder()
+    weak = b.train("w", on="train1")
+    labels = b.label(weak, on="train2")
+    with pytest.raises(UnknownComponentError, match=r"unknown op 'filtr'\. Did you mean: filter\?"):
+        b.op("filtr", inputs=[labels])
+    with pytest.raises(ConfigError, match="op 'filter' has no parameter 'keep'"):
+        b.op("filter", inputs=[labels], params={"keep": 0.5})
+    with pytest.raises(ConfigError, match=r"filter keep_frac must be in \(0, 1\], got 2"):
+        b.op("filter", inputs=[labels], params={"keep_frac": 2})
+    with pytest.raises(ConfigError, match="input 'labels' needs stages that produce labels; stage 'train:w' "
+                                          r"\(train\) produces model"):
+        b.op("filter", inputs=[weak], params={"keep_frac": 0.5})
+    with pytest.raises(ConfigError, match="input 'trained' takes 1 stage"):
+        b.op("label", params={"on": "train2"})
+    with pytest.raises(ConfigError, match="op 'combine' has several inputs"):
+        b.op("combine", inputs=[labels, labels, labels], params={"how": "accuracy"})
+    with pytest.raises(ConfigError, match="op 'filter' has no input 'refs'"):
+        b.op("filter", inputs={"refs": labels}, params={"keep_frac": 0.5})
+    with pytest.raises(ConfigError, match="op 'label': kind='filter'; use one of label"):
+        b.op("label", inputs=[weak], params={"on": "train2"}, kind=StageKind.FILTER)
+    with pytest.raises(ConfigError, match="produces no labels"):
+        b.train("s", on="train2", labels=weak)
+
+
+def test_a_factory_must_return_a_stage_op_without_reserved_parameters():
+    class NotAnOp:
+        def __init__(self, seed: int = 0):
+            pass
+
+    class SeedOp(StageOp):
+        def __init__(self, seed: int = 0):
+            pass
+
+    class Plugin:
+        @hookimpl
+        def w2s_register_ops(self, registry):
+            registry.add("not-an-op", NotAnOp)
+            registry.add("seed-op", SeedOp)
+
+    b = _builder(create_plugin_manager([Plugin()], entry_points=False))
+    with pytest.raises(PluginError, match="op 'not-an-op' .*returned NotAnOp, not a StageOp"):
+        b.op("not-an-op")
+    with pytest.raises(PluginError, match="'seed' cannot be a parameter name"):
+        b.op("seed-op")
+    with pytest.raises(PluginError, match="artifact='probs'"):
+        OpInput("x", artifact="probs")
+
+
+def test_check_output_rejects_malformed_tables():
+    stage = Stage("0" * 16, "mine", StageKind.OP, "mine", {}, (), 0)
+    op = StageOp()
+    good = {"indices": np.arange(3), "probs": np.full((3, 2), 0.5)}
+    assert check_output(stage, op, ({}, good))[1] is good
+    for bad, match in [((good,), "must return"), (({}, {"probs": good["probs"]}), "no labels table"),
+                       (({}, {"indices": np.arange(2), "probs": good["probs"]}), "shapes"),
+                       (({}, {"indices": np.zeros(3, int), "probs": good["probs"]}), "twice")]:
+        with pytest.raises(PluginError, match=match):
+            check_output(stage, op, bad)
+
+
+def test_op_context_groups_inputs_as_the_op_declares_them():
+    stage = Stage("0" * 16, "combine", StageKind.COMBINE, "c", {"how": "mean", "seed": 0, "deps": ["a", "b", "c"]},
+                  ("a", "b", "c"), 0, inputs=(("labels", 2), ("scored_by", 1)))
+    slots = (OpInput("labels", max=None), OpInput("scored_by", "model", min=0, max=None), OpInput("x", min=0))
+    ctx = OpContext(None, stage, [("ra", {"t": "a"}), ("rb", {"t": "b"}), ("rc", {"t": "c"})], slots)
+    assert ctx.inputs() == {"labels": [{"t": "a"}, {"t": "b"}], "scored_by": [{"t": "c"}], "x": None}
+    assert ctx.records == {"labels": ["ra", "rb"], "scored_by": ["rc"], "x": None}
+    assert ctx.params == {"how": "mean"} and ctx.seed == 0
+    carried = ctx.labels([1, 2], [[0.5, 0.5]] * 2, carry={"val_indices": np.arange(2), "val_probs": np.ones((2, 2))})
+    assert carried["indices"].dtype == np.int64 and carried["probs"].dtype == np.float32 and "val_probs" in carried
+
+
+# ----------------------------------------------------------------------------------- a plugin op, end to end
+
+
+def _plan_ids(cfg, plugins):
+    pm = create_plugin_manager(list(plugins))
+    return {(s.seed, s.name): s for s in make_plan(cfg, pm).stages}
+
+
+def test_plugin_op_identity_hashes_its_code_and_parameters(tmp_path, outside):
+    pkg, modules = outside
+    path = write_config(tmp_path, loss_block='[[loss]]\nname = "xent"\n', seeds="[0]")
+    text = path.read_text().replace('name = "naive"', 'name = "keep-every"')
+    path.write_text(text)
+    before = _plan_ids(load_config(path), modules)
+    kept = before[0, "kept"]
+    assert (kept.op, kept.kind, kept.spec["every"]) == ("keep-every", StageKind.FILTER, 2)  # default resolved
+    assert kept.identity["op_code"] == {f"{pkg.name}.ops": kept.identity["op_code"][f"{pkg.name}.ops"]}
+    assert kept.identity["inputs"] == {"labels": 1}
+    # editing the op's module reruns its stage and what trains on it; the strategy's module is not hashed
+    (pkg / "ops.py").write_text(OP_MODULE.replace("% self.every == 0", "% self.every == 1"))
+    (pkg / "strategy.py").write_text(STRATEGY_MODULE + "\n\nUNUSED = 1\n")
+    after = _plan_ids(load_config(path), modules)
+    changed = {name for (seed, name), st in before.items() if after[seed, name].id != st.id}
+    assert changed == {"kept", "keep-every transfer[xent]"}
+
+
+def test_plugin_op_runs_through_the_cli_and_a_rerun_is_cached(tmp_path, outside):
+    _, modules = outside
+    path = write_config(tmp_path, loss_block='[[loss]]\nname = "xent"\n', seeds="[0]")
+    args = ["run", "--config", str(path), "--workers", "1", "--strategy", "keep-every"]
+    assert main(args, plugins=modules) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    stages = {s["name"]: s for s in results["stages"]}
+    with np.load(tmp_path / "out" / "stages" / stages["kept"]["id"] / "artifact.npz") as npz:
+        kept = npz["indices"]
+    with np.load(tmp_path / "out" / "stages" / stages["weak labels"]["id"] / "artifact.npz") as npz:
+        labelled = npz["indices"]
+    assert sorted(kept.tolist()) == sorted(r for r in labelled.tolist() if r % 2 == 0)
+    assert stages["keep-every transfer[xent]"]["metrics"]["n_train"] == len(kept)
+    assert stages["kept"]["metrics"] == {"n": len(kept)}
+    assert main(args, plugins=modules) == 0
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["timings"]["stages_computed"] == 0
+
+
+# -------------------------------------------------------------------------- the example plugin's agreement
+
+
+def test_example_agreement_keeps_exactly_the_rows_the_two_weak_models_agree_on(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLE_SRC))
+    plugin = importlib.import_module("w2s_example_plugin")
+    monkeypatch.delenv("W2S_EXAMPLE_RUN_LOG", raising=False)
+    out = tmp_path / "run"
+    args = ["run", "--dataset", "example-parity", "--weak", "example-charhash", "--set", "weak.dim=8",
+            "--strong", "example-charhash", "--loss", "xent", "--strategy", "example-agreement", "--seeds", "0",
+            "--workers", "1", "--device", "cpu", "--output-dir", str(out)]
+    assert main(args, plugins=[plugin]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["status"] == "complete"
+    stages = {s["name"]: s for s in results["stages"]}
+
+    def load(name):
+        with np.load(out / "stages" / stages[name]["id"] / "artifact.npz") as npz:
+            return dict(zip(npz["indices"].tolist(), npz["probs"]))
+
+    weak, partner, agreed = load("weak labels"), load("partner labels"), load("agreement[first]")
+    expected = {r for r, p in weak.items() if p.argmax() == partner[r].argmax()}
+    assert 0 < len(expected) < len(weak)
+    assert set(agreed) == expected
+    assert stages["example-agreement transfer[xent]"]["metrics"]["n_train"] == len(expected)
