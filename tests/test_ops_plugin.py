@@ -283,3 +283,39 @@ def test_example_agreement_keeps_exactly_the_rows_the_two_weak_models_agree_on(t
     assert 0 < len(expected) < len(weak)
     assert set(agreed) == expected
     assert stages["example-agreement transfer[xent]"]["metrics"]["n_train"] == len(expected)
+
+
+# ------------------------------------------------------------------------------------ the docs' example op
+
+
+def _docs_agreement_module():
+    """The "Writing a stage op" example of docs/plugins/strategies.md, executed as a module."""
+    import re
+    import types
+
+    text = (REPO / "docs" / "plugins" / "strategies.md").read_text(encoding="utf-8")
+    [code] = [m for m in re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL) if "class Agree(StageOp)" in m]
+    module = types.ModuleType("w2s_docs_agreement_example")
+    module.__file__ = str(REPO / "docs" / "plugins" / "strategies.md")
+    sys.modules[module.__name__] = module  # as an installed plugin's module is (its code is fingerprinted)
+    exec(compile(code, module.__file__, "exec"), module.__dict__)  # noqa: S102 - the docs' own example
+    return module
+
+
+def test_the_docs_agreement_example_runs_and_keeps_the_agreeing_rows(tmp_path):
+    module = _docs_agreement_module()
+    path = write_config(tmp_path, loss_block='[[loss]]\nname = "xent"\n', seeds="[0]")
+    args = ["run", "--config", str(path), "--workers", "1", "--strategy", "agreement",
+            "--set", 'strategy.partner={name = "glove-bow", epochs = 3}']
+    assert main(args, plugins=[module]) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    stages = {s["name"]: s for s in results["stages"]}
+
+    def load(name):
+        with np.load(tmp_path / "out" / "stages" / stages[name]["id"] / "artifact.npz") as npz:
+            return dict(zip(npz["indices"].tolist(), npz["probs"]))
+
+    weak, partner, agreed = load("weak labels"), load("partner labels"), load("agreement")
+    assert set(agreed) == {r for r, p in weak.items() if p.argmax() == partner[r].argmax()}
+    assert stages["agreement"]["op"] == "agree" and stages["agreement"]["kind"] == "filter"
+    assert stages["agreement"]["metrics"]["n"] == len(agreed)
