@@ -158,7 +158,7 @@ def test_list_all_kinds_in_order(capsys):
     rc, out, _ = run_main(capsys, ["list"], plugins=[SpinePlugin()])
     assert rc == 0
     headers = [x for x in out.splitlines() if not x.startswith(" ")]
-    assert headers == ["datasets", "models", "losses", "strategies", "executors"]
+    assert headers == ["datasets", "models", "losses", "strategies", "ops", "executors"]
     assert "  naive " in out and "(builtin:strategies)" in out
 
 
