@@ -16,7 +16,7 @@ scores are the logits of an ``n``-way softmax (for ``n = 2`` this is the Bradley
   :func:`choice_module` wraps the model's own head built with one output, so a candidate's score is that head on
   its pooled features. Fine-tuning: the model's own classifier with one output scores the flattened ``N * n``
   texts (a causal LM reads the last token, as it does for classification).
-* ``solver = "lbfgs"``: :func:`fit_lbfgs_choice` (through ``_probe.fit_lbfgs``) minimises the configured loss of the softmax over the shared
+* ``solver = "lbfgs"``: ``_probe.fit_lbfgs_choice`` (the training side: ``_probe.fit_lbfgs``) minimises the configured loss of the softmax over the shared
   scores plus ``||w||^2 / 2`` in scikit-learn's ``C`` convention, on features standardised over every
   (example, candidate) row. A bias is the same for every candidate and cancels in the softmax, so the solve has
   none (for ``n = 2`` with ``xent`` this is logistic regression without intercept on the differences
@@ -29,16 +29,13 @@ import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ._components import TextData
 from ._datasets import BaseDataset
-from ._errors import ConfigError, DataError, InputError, TrainingError
-
-if TYPE_CHECKING:
-    from ._probe import LbfgsFit
+from ._errors import ConfigError, DataError, InputError
 
 #: How a (prompt, candidate) pair becomes the one text the model scores, unless a dataset says otherwise.
 DEFAULT_PAIR_TEMPLATE = "{prompt}\n{candidate}"
@@ -336,62 +333,6 @@ def is_choice_head(module: Any) -> bool:
     return bool(getattr(module, "choice_head", False))
 
 
-# --------------------------------------------------------------------------------------------- L-BFGS solve
-
-
-def fit_lbfgs_choice(module, inputs: np.ndarray, targets: np.ndarray, fit: LbfgsFit) -> dict[str, Any]:
-    """The :func:`w2s_harness._probe.fit_lbfgs` branch for a :func:`choice_module` head on ``(N, n, d)`` features
-    (``fit``: its checked settings): one weight vector shared by the candidates, no bias (it cancels), the penalty
-    ``||w||^2 / 2`` in ``C``'s convention, the configured loss on the ``(N, n)`` scores (with the same continuation
-    over ``step_frac``), the same curve points, early stopping and history keys."""
-    import torch
-
-    from ._probe import _Solve, lbfgs_history, solve_with_curve, standardiser
-    from ._training import cpu_head_mode
-
-    where, what, sec = fit.where, fit.what, fit.section
-    scorer = getattr(module, "scorer", None)
-    if not isinstance(scorer, torch.nn.Linear) or scorer.out_features != 1:
-        raise TrainingError(f'{what}: solver = "lbfgs" needs a linear scorer with one output for a choice task; '
-                            f'set {sec}.solver = "adamw"')
-    x = inputs.detach().to("cpu", torch.float64) if isinstance(inputs, torch.Tensor) else torch.as_tensor(
-        np.asarray(inputs), dtype=torch.float64)
-    if x.ndim != 3:
-        raise InputError(f"{where}: choice features must be (N, n, d), got shape {tuple(x.shape)}")
-    n_ex, n, d = (int(s) for s in x.shape)
-    if n_ex == 0:
-        raise TrainingError(f"{what}: no training examples")
-    if d != int(scorer.in_features):
-        raise InputError(f"{where}: features have {d} columns, the head takes {int(scorer.in_features)}")
-    targets = np.asarray(targets)
-    if targets.shape[0] != n_ex:
-        raise InputError(f"{where}: {n_ex} inputs but {targets.shape[0]} targets")
-
-    class Shared(_Solve):
-        def __init__(self, *args):
-            super().__init__(*args)
-            self.theta = torch.zeros(1, d, dtype=torch.float64, requires_grad=True)
-
-        def logits(self):
-            return self.xs @ self.theta[0]
-
-    with cpu_head_mode(True):
-        mean, scale = standardiser(x.reshape(-1, d))
-        xs = (x - mean) / scale
-        y = torch.as_tensor(targets, dtype=torch.float64 if targets.ndim == 2 else torch.long)
-
-        def load(theta) -> None:
-            w = theta[0] / scale
-            with torch.no_grad():
-                scorer.weight.copy_(w.reshape(1, d).to(scorer.weight.dtype))
-                if scorer.bias is not None:  # the standardised scores exactly (a constant shift: cancels anyway)
-                    scorer.bias.copy_((-(w @ mean)).reshape(1).to(scorer.bias.dtype))
-
-        solution, curve = solve_with_curve(Shared(xs, y, n, d, False, fit.loss, fit.cfg, what, sec), load, module,
-                                           inputs, targets, fit)
-    return lbfgs_history(module, solution, curve, n_ex, fit)
-
-
 __all__ = [
     "Choice",
     "ChoiceData",
@@ -399,7 +340,6 @@ __all__ = [
     "choice_class_names",
     "choice_fingerprint",
     "choice_module",
-    "fit_lbfgs_choice",
     "is_choice",
     "shuffle_order",
 ]

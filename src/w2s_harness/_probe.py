@@ -43,6 +43,17 @@ import numpy as np
 
 from ._components import TrainConfig
 from ._errors import InputError, TrainingError
+from ._predict import (
+    _check_inputs,
+    _is_features,
+    _section,
+    _take,
+    accuracy,
+    class_ids,
+    cpu_head_mode,
+    curve_rows,
+    predict_proba,
+)
 
 #: Continuation solves of a step_frac-dependent loss after the one at step_frac = 0 (see the module docstring).
 PHASES = 10
@@ -126,8 +137,6 @@ def fit_lbfgs(
     """
     import torch
 
-    from ._training import _check_inputs, _is_features, _section, cpu_head_mode
-
     if eval_inputs is not None and eval_labels is None:
         raise InputError(f"{where or 'fit'}: eval_inputs given without eval_labels")
     policy = getattr(cfg, "early_stop", "none")
@@ -138,8 +147,6 @@ def fit_lbfgs(
                    policy, int(getattr(cfg, "curve_every", 0) or 0) or CURVE_EVERY)
     what, sec = fit.what, fit.section
     if getattr(module, "choice_head", False):  # one scorer shared by a choice task's candidates (_choice)
-        from ._choice import fit_lbfgs_choice
-
         return fit_lbfgs_choice(module, inputs, targets, fit)
     if not _is_features(inputs):
         raise TrainingError(
@@ -210,9 +217,7 @@ class LbfgsFit:
 def solve_with_curve(solve: _Solve, load, module, inputs, targets, fit: LbfgsFit) -> tuple[_Solve, _Curve]:
     """Run ``solve`` recording a curve point every ``fit.every`` iterations, and leave the head (through ``load``)
     at the solution, or at the best point by validation accuracy under early stopping. Call inside
-    :func:`~w2s_harness._training.cpu_head_mode`."""
-    from ._training import _take, class_ids, curve_rows
-
+    :func:`~w2s_harness._predict.cpu_head_mode`."""
     agree_pos = curve_rows(int(np.asarray(targets).shape[0]), fit.seed)
     curve = _Curve(load, module, fit.device, _take(inputs, agree_pos), class_ids(targets)[agree_pos],
                    fit.eval_inputs, fit.eval_labels, fit.val_inputs,
@@ -227,8 +232,6 @@ def solve_with_curve(solve: _Solve, load, module, inputs, targets, fit: LbfgsFit
 def lbfgs_history(module, solution: _Solve, curve: _Curve, n: int, fit: LbfgsFit) -> dict[str, Any]:
     """The history of an L-BFGS fit of ``n`` examples (keys as documented in :func:`fit_lbfgs`); puts the head in
     eval mode."""
-    from ._training import accuracy, predict_proba
-
     module.eval()
     if fit.progress is not None:
         fit.progress(max(1, fit.cfg.epochs) * n)
@@ -252,7 +255,7 @@ class _Curve:
     """The curve points of one L-BFGS fit and the best of them by validation accuracy (early stopping).
 
     :meth:`point` loads the current iterate into the head and scores it as a point of an AdamW head's curve is
-    scored (the same rows and helpers, inside the caller's :func:`~w2s_harness._training.cpu_head_mode`)."""
+    scored (the same rows and helpers, inside the caller's :func:`~w2s_harness._predict.cpu_head_mode`)."""
 
     def __init__(self, load, module, device, agree_inputs, agree_classes, eval_inputs, eval_labels, val_inputs,
                  val_classes):
@@ -265,8 +268,6 @@ class _Curve:
 
     def point(self, solve: _Solve, step_frac: float, train_loss: float | None = None) -> None:
         import torch
-
-        from ._training import accuracy, predict_proba
 
         if train_loss is None:
             with torch.no_grad():
@@ -420,6 +421,59 @@ class _Solve:
     def _emit(self, on_point, step_frac: float, train_loss: float | None = None) -> None:
         if on_point is not None:
             on_point(self, step_frac, train_loss)
+
+
+# ------------------------------------------------------------------------------- L-BFGS solve of a choice head
+
+
+def fit_lbfgs_choice(module, inputs: np.ndarray, targets: np.ndarray, fit: LbfgsFit) -> dict[str, Any]:
+    """The :func:`fit_lbfgs` branch for a :func:`~w2s_harness._choice.choice_module` head on ``(N, n, d)`` features
+    (``fit``: its checked settings): one weight vector shared by the candidates, no bias (it cancels), the penalty
+    ``||w||^2 / 2`` in ``C``'s convention, the configured loss on the ``(N, n)`` scores (with the same continuation
+    over ``step_frac``), the same curve points, early stopping and history keys."""
+    import torch
+
+    where, what, sec = fit.where, fit.what, fit.section
+    scorer = getattr(module, "scorer", None)
+    if not isinstance(scorer, torch.nn.Linear) or scorer.out_features != 1:
+        raise TrainingError(f'{what}: solver = "lbfgs" needs a linear scorer with one output for a choice task; '
+                            f'set {sec}.solver = "adamw"')
+    x = inputs.detach().to("cpu", torch.float64) if isinstance(inputs, torch.Tensor) else torch.as_tensor(
+        np.asarray(inputs), dtype=torch.float64)
+    if x.ndim != 3:
+        raise InputError(f"{where}: choice features must be (N, n, d), got shape {tuple(x.shape)}")
+    n_ex, n, d = (int(s) for s in x.shape)
+    if n_ex == 0:
+        raise TrainingError(f"{what}: no training examples")
+    if d != int(scorer.in_features):
+        raise InputError(f"{where}: features have {d} columns, the head takes {int(scorer.in_features)}")
+    targets = np.asarray(targets)
+    if targets.shape[0] != n_ex:
+        raise InputError(f"{where}: {n_ex} inputs but {targets.shape[0]} targets")
+
+    class Shared(_Solve):
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.theta = torch.zeros(1, d, dtype=torch.float64, requires_grad=True)
+
+        def logits(self):
+            return self.xs @ self.theta[0]
+
+    with cpu_head_mode(True):
+        mean, scale = standardiser(x.reshape(-1, d))
+        xs = (x - mean) / scale
+        y = torch.as_tensor(targets, dtype=torch.float64 if targets.ndim == 2 else torch.long)
+
+        def load(theta) -> None:
+            w = theta[0] / scale
+            with torch.no_grad():
+                scorer.weight.copy_(w.reshape(1, d).to(scorer.weight.dtype))
+                if scorer.bias is not None:  # the standardised scores exactly (a constant shift: cancels anyway)
+                    scorer.bias.copy_((-(w @ mean)).reshape(1).to(scorer.bias.dtype))
+
+        solution, curve = solve_with_curve(Shared(xs, y, n, d, False, fit.loss, fit.cfg, what, sec), load, module,
+                                           inputs, targets, fit)
+    return lbfgs_history(module, solution, curve, n_ex, fit)
 
 
 __all__ = ["fit_lbfgs", "hard_targets", "standardiser"]

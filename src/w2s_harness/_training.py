@@ -21,14 +21,26 @@ and predict with ONE intra-op thread (restored afterwards) with denormals flushe
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from ._components import TrainConfig
 from ._errors import InputError, TrainingError
+from ._predict import (  # re-exported: callers use _training.predict_proba, _training.accuracy...
+    CURVE_ROWS,  # noqa: F401
+    _as_device,
+    _check_inputs,
+    _is_features,
+    _section,
+    _take,
+    accuracy,
+    class_ids,
+    cpu_head_mode,
+    curve_rows,
+    predict_proba,
+)
 
 
 def zero_linear_head(in_features: int, n_classes: int, device: Any = None):
@@ -67,61 +79,6 @@ def lr_multiplier(step: int, total: int, warmup_steps: int) -> float:
         return step / max(1, warmup_steps)
     progress = (step - warmup_steps) / max(1, total - warmup_steps)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-@contextmanager
-def cpu_head_mode(enabled: bool = True) -> Iterator[None]:
-    """One intra-op thread with denormals flushed (for tiny heads on CPU); restores both to what they were before
-    (torch has no getter for flushing: :func:`~w2s_harness._torch_settings.flush_denormal_enabled` probes it), so
-    a nested use, e.g. an evaluation inside a training loop, leaves the loop's flushing on."""
-    if not enabled:
-        yield
-        return
-    import torch
-
-    from ._torch_settings import flush_denormal_enabled
-
-    prev = torch.get_num_threads()
-    prev_flush = flush_denormal_enabled()
-    torch.set_flush_denormal(True)
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(prev)
-        torch.set_flush_denormal(prev_flush)
-
-
-def _is_features(inputs: Any) -> bool:
-    import torch
-
-    return isinstance(inputs, (np.ndarray, torch.Tensor))
-
-
-def _as_device(device: Any):
-    import torch
-
-    if device is None:
-        return torch.device("cpu")
-    return device if isinstance(device, torch.device) else torch.device(device)
-
-
-def _check_inputs(inputs: Any, what: str) -> int:
-    if _is_features(inputs):
-        if inputs.ndim not in (2, 3):  # (N, n, d): the n candidates of a choice task (_choice)
-            raise InputError(f"{what}: features must be (N, d) (or (N, n, d) for a choice task), got shape "
-                             f"{tuple(inputs.shape)}")
-        return int(inputs.shape[0])
-    if isinstance(inputs, (list, tuple)) and all(
-            isinstance(t, str) or (isinstance(t, tuple) and all(isinstance(c, str) for c in t)) for t in inputs):
-        return len(inputs)  # strings, or a choice task's tuples of candidate texts
-    raise InputError(
-        f"{what}: inputs must be an (N, d) float32 array or a list of strings, got {type(inputs).__name__}"
-    )
-
-
-def _section(where: str) -> str:
-    return "weak" if "weak" in where.lower() else "strong"
 
 
 def fit(
@@ -351,19 +308,6 @@ def fit(
     return out
 
 
-#: At most this many training rows (a fixed seeded subset) score a curve point's agreement with the targets.
-CURVE_ROWS = 1000
-
-
-def curve_rows(n: int, seed: int) -> np.ndarray:
-    """Sorted positions of the training rows a curve point's agreement is measured on: all of them up to
-    :data:`CURVE_ROWS`, else a seeded subset of that size (independent of the training RNG)."""
-    if n <= CURVE_ROWS:
-        return np.arange(n)
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xC0C0]))
-    return np.sort(rng.choice(n, CURVE_ROWS, replace=False))
-
-
 def validation_split(n: int, frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``(train positions, validation positions)`` of ``n`` training rows: a seeded ``frac`` of them (at least one,
     leaving at least one) held out for early stopping; the same for every stage of a seed with the same rows."""
@@ -372,23 +316,6 @@ def validation_split(n: int, frac: float, seed: int) -> tuple[np.ndarray, np.nda
     n_val = min(n - 1, max(1, round(frac * n)))
     order = np.random.default_rng(np.random.SeedSequence([int(seed), 0xE5])).permutation(n)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
-
-
-def class_ids(targets: np.ndarray) -> np.ndarray:
-    """Class ids of targets given as ``(N, k)`` rows (their argmax) or ``(N,)`` ids."""
-    targets = np.asarray(targets)
-    return targets.argmax(axis=1) if targets.ndim == 2 else targets.astype(np.int64)
-
-
-def _take(inputs: Any, positions: np.ndarray) -> Any:
-    """The rows ``positions`` of features (array or tensor) or texts."""
-    if isinstance(inputs, np.ndarray):
-        return inputs[positions]
-    if _is_features(inputs):
-        import torch
-
-        return inputs[torch.as_tensor(positions, device=inputs.device)]
-    return [inputs[int(i)] for i in positions]
 
 
 def _snapshot(module) -> dict[str, Any]:
@@ -502,62 +429,6 @@ def _check_finite(step_losses, b: int, epoch: int, cfg: TrainConfig, steps_per_e
         f"{first + 1}/{steps_per_epoch} (lr {lr:.3g}); lower the learning rate "
         f'(e.g. --set {sec}.lr={cfg.lr / 10:g}) or train in float32 (--set {sec}.dtype="float32")'
     )
-
-
-def predict_proba(
-    module, inputs: np.ndarray | Sequence[str], *, device: Any, batch_size: int = 512, _nested: bool = False
-) -> np.ndarray:
-    """Softmax probabilities ``(N, k)`` float32 of ``module`` on ``inputs`` (eval mode, no grad).
-
-    Text inputs are batched by length (longest first) and returned in the original order. The module's
-    train/eval mode is restored afterwards. ``_nested``: called inside :func:`fit`'s :func:`cpu_head_mode`, whose
-    thread count and denormal flushing stay as they are (a curve point must not change how training continues).
-    """
-    import torch
-
-    device = _as_device(device)
-    n = _check_inputs(inputs, "predict_proba")
-    features = _is_features(inputs)
-    was_training = module.training
-    module.eval()
-    out: list[torch.Tensor] = []
-    try:
-        with cpu_head_mode(features and device.type == "cpu" and not _nested), torch.inference_mode():
-            if features:
-                x_all = torch.as_tensor(inputs, dtype=torch.float32)
-                for s in range(0, n, batch_size):
-                    logits = module(x_all[s : s + batch_size].to(device))
-                    out.append(torch.softmax(logits.float(), dim=-1).cpu())
-                order = None
-            else:
-                texts = list(inputs)
-                order = sorted(range(n), key=lambda i: -len(texts[i]))
-                for s in range(0, n, batch_size):
-                    logits = module([texts[i] for i in order[s : s + batch_size]])
-                    out.append(torch.softmax(logits.float(), dim=-1).cpu())
-    finally:
-        module.train(was_training)
-    if not out:
-        return np.zeros((0, 0), dtype=np.float32)
-    probs = torch.cat(out).numpy().astype(np.float32, copy=False)
-    if order is not None:
-        unsorted = np.empty_like(probs)
-        unsorted[np.asarray(order)] = probs
-        probs = unsorted
-    return probs
-
-
-def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
-    """Fraction of rows whose argmax matches ``labels`` (class ids ``(N,)``, or soft/one-hot ``(N, k)``)."""
-    probs = np.asarray(probs)
-    labels = np.asarray(labels)
-    if labels.ndim == 2:
-        labels = labels.argmax(axis=1)
-    if probs.shape[0] != labels.shape[0]:
-        raise InputError(f"accuracy: {probs.shape[0]} predictions but {labels.shape[0]} labels")
-    if probs.shape[0] == 0:
-        raise InputError("accuracy: no examples")
-    return float(np.mean(probs.argmax(axis=1) == labels))
 
 
 def binary_auroc(scores: np.ndarray, positive: np.ndarray) -> float | None:
