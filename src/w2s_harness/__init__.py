@@ -53,16 +53,16 @@ _LAZY = {
     "Strategy": "_components",
     # plans
     "PlanBuilder": "_plan",
-    "StageRef": "_plan",
-    "Stage": "_plan",
-    "StageKind": "_plan",
-    "Subset": "_plan",
+    "StageRef": "_stage",
+    "Stage": "_stage",
+    "StageKind": "_stage",
+    "Subset": "_stage",
     "Experiment": "_plan",
     "Reference": "_plan",
     "Plan": "_plan",
     "make_plan": "_plan",
-    "StageOp": "_plan",
-    "OpInput": "_plan",
+    "StageOp": "_stage",
+    "OpInput": "_stage",
     "OpContext": "_ops",
     # config
     "Component": "_config",
@@ -290,15 +290,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
     from ._ops import OpContext
     from ._plan import (
         Experiment,
-        OpInput,
         Plan,
         PlanBuilder,
         Reference,
-        Stage,
-        StageKind,
-        StageOp,
-        StageRef,
-        Subset,
         make_plan,
     )
     from ._plots import pyplot as headless_pyplot
@@ -310,4 +304,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
     from ._report import ReportTable, ReportView
     from ._results import SCHEMA_VERSION, ComparisonResult, ExperimentResult, Results, StageRecord, Summary
     from ._runner import run
+    from ._stage import OpInput, Stage, StageKind, StageOp, StageRef, Subset
     from ._training import zero_linear_head

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._codehash import CodeHasher
-from ._plan import ref_key
+from ._stage import ref_key
 
 
 class Identities:

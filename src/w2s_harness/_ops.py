@@ -19,7 +19,8 @@ from typing import Any
 from ._components import check_model, is_feature_model
 from ._datasets import split_rows
 from ._errors import ConfigError, DataError, PluginError, ResourceError
-from ._plan import (
+from ._results import StageRecord
+from ._stage import (
     _TRAIN_KINDS,
     RESERVED_PARAMS,
     OpInput,
@@ -31,7 +32,6 @@ from ._plan import (
     as_subset,
     ref_key,
 )
-from ._results import StageRecord
 from .hookspecs import hookimpl
 
 
