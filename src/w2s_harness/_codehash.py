@@ -4,15 +4,18 @@ A stage id must change when the code that computes the stage changes, or a re-ru
 cache. Three kinds of code go in:
 
 * the **engine**: the harness modules and kernels every stage op runs (:data:`ENGINE_MODULES`, the ``kernels``
-  package). Editing the training loop reruns every train stage (and so everything downstream);
+  package). Editing the training loop reruns every train stage (and so everything downstream). The engine
+  modules are computed, not listed by hand: :data:`ENGINE_ROOTS` and every harness module they import,
+  transitively, as the import graph of the sources has it (:func:`runtime_imports`: imports inside functions
+  count, ``if TYPE_CHECKING:`` ones do not): a module an op starts to import joins the engine by itself;
 * each **component's module**: the module that defines a model's, loss's or dataset's factory, the modules of its
   base classes, and the sibling modules they import (found statically). Editing a loss reruns exactly the stages
   that train with it, whether the loss is built in or comes from a third-party plugin;
-* nothing else: the CLI, the report and the strategies decide *which* stages exist, not what a stage computes (a
-  strategy's edit that changes a stage's spec changes its id through the spec). The planner module (``_plan``) is
-  the exception: it is in :data:`ENGINE_MODULES`, because stage ops run its row selection
-  (:meth:`~w2s_harness.Subset.indices`), so editing any of it (the :class:`~w2s_harness.PlanBuilder` too) reruns
-  every stage.
+* nothing else: the CLI, the planner, the report and the strategies decide *which* stages exist, not what a
+  stage computes (a strategy's or the planner's edit that changes a stage's spec changes its id through the
+  spec). The ops import the stage data model (``_stage``: :class:`~w2s_harness.Subset` and its row selection,
+  :class:`~w2s_harness.StageOp`), never the planner (``_plan``: :class:`~w2s_harness.PlanBuilder`,
+  :func:`~w2s_harness.make_plan`), so editing the planner reruns nothing.
 
 A module that is a **catalogue** of entries (the dataset recipes: one module, one row and a few functions per
 dataset) fingerprints each entry on its own: the factory names the catalogue's top-level name
@@ -38,12 +41,19 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-#: Harness modules whose code determines what a stage computes (ops, training loop, feature cache, splits, subset
-#: selection, loss base and input checks). Relative to the ``w2s_harness`` package.
-ENGINE_MODULES = (
-    "_ops", "_training", "_probe", "_features", "_components", "_datasets", "_plan", "_loss_base", "_loss_checks",
-    "_torch_settings", "_choice", "_difficulty",
-)
+#: Where the engine starts (relative to the ``w2s_harness`` package): ``_ops``, the op entry points (every stage
+#: runs through its :func:`~w2s_harness._ops.execute` and the built-in ops), and ``_loss_base``, the base class and
+#: input checks of losses, which a loss runs but its component fingerprint leaves to the engine (as it leaves every
+#: harness module a component builds on; the others, ``_components``, ``_datasets``, ``_choice``, ``_stage``, are
+#: reached from ``_ops``). :data:`ENGINE_MODULES` is their import closure, today: the ops and the stage data model
+#: (``_ops``, ``_stage``: :meth:`~w2s_harness.Subset.indices` selects every stage's rows); the training loop and the
+#: probe (``_training``, ``_predict``, ``_probe``, ``_torch_settings``); data and models (``_components``,
+#: ``_datasets``, ``_difficulty``, ``_choice``, ``_features``); losses (``_loss_base``, ``_loss_checks``); and what
+#: those import: ``_errors``, ``_registry`` and ``_kinds`` (the built-in op registry), ``hookspecs`` (``hookimpl``),
+#: ``_codehash`` (the feature cache's code salt), ``_results`` (the :class:`~w2s_harness.StageRecord` an op run
+#: returns) and ``_stats`` (which ``_results`` imports). Not in it: the planner (``_plan``, ``_identity``), config,
+#: CLI, runner, executors, store, report and plots: they decide which stages run, where, and how results read.
+ENGINE_ROOTS = ("_ops", "_loss_base")
 #: Packages hashed whole as part of the engine (every module under them).
 ENGINE_PACKAGES = ("w2s_harness.kernels",)
 
@@ -120,6 +130,7 @@ class CodeHasher:
         self._files: dict[tuple[str, str | None], tuple[tuple[int, int], str]] = {}
         self._closures: dict[tuple[str, tuple], dict[str, str]] = {}
         self._functions: dict[Any, str] = {}
+        self._imports: dict[str, tuple[tuple[int, int], frozenset[str]]] = {}
 
     # ---------------------------------------------------------------- files and modules
     def file(self, path: str | os.PathLike, catalogue: str | None = None) -> str:
@@ -217,8 +228,8 @@ class CodeHasher:
     def engine(self) -> str:
         """One digest over the engine modules and packages."""
         h = hashlib.sha256()
-        for rel in ENGINE_MODULES:
-            name = f"w2s_harness.{rel}"
+        for rel in self.engine_modules():
+            name = _core_name(rel)
             h.update(f"{name}={self.module(name)}\n".encode())
         for pkg in ENGINE_PACKAGES:
             path = self.module_file(pkg)
@@ -228,6 +239,36 @@ class CodeHasher:
             for f in sorted(Path(path).parent.glob("*.py")):
                 h.update(f"{pkg}/{f.name}={self.file(f)}\n".encode())
         return h.hexdigest()[:16]
+
+    def engine_modules(self) -> tuple[str, ...]:
+        """:data:`ENGINE_ROOTS` and every harness module they import when they run, transitively (the modules
+        :meth:`engine` hashes), sorted; names relative to the package, ``__init__`` for the package itself. Read
+        from the sources (:meth:`module_file`), nothing is imported."""
+        seen: set[str] = set()
+        todo = list(ENGINE_ROOTS)
+        while todo:
+            rel = todo.pop()
+            if rel not in seen:
+                seen.add(rel)
+                todo.extend(self.core_imports(rel) - seen)
+        return tuple(sorted(seen))
+
+    def core_imports(self, rel: str) -> frozenset[str]:
+        """The harness modules the harness module ``rel`` imports when it runs (:func:`runtime_imports`),
+        memoised by the file's mtime and size."""
+        path = self.module_file(_core_name(rel))
+        if path is None:
+            return frozenset()
+        st = os.stat(path)
+        key = (st.st_mtime_ns, st.st_size)
+        have = self._imports.get(path)
+        if have is not None and have[0] == key:
+            return have[1]
+        package = self.module_file("w2s_harness")
+        modules = core_modules(Path(package).parent) if package else frozenset()
+        deps = frozenset(runtime_imports(Path(path).read_bytes(), rel, modules))
+        self._imports[path] = (key, deps)
+        return deps
 
     def component(self, factory: Any) -> dict[str, str]:
         """``{module: digest}`` of the code behind a registered factory: its module and, for a class, the modules
@@ -298,4 +339,158 @@ def _imports(path: str, module: str) -> list[str]:
     return out
 
 
-__all__ = ["ENGINE_MODULES", "CodeHasher", "catalogue_names", "source_digest"]
+# ------------------------------------------------------------------------------------ the harness's import graph
+PACKAGE = "w2s_harness"
+
+
+def _core_name(rel: str) -> str:
+    return PACKAGE if rel == "__init__" else f"{PACKAGE}.{rel}"
+
+
+def core_modules(directory: str | os.PathLike) -> frozenset[str]:
+    """The modules of the harness package at ``directory``: its ``*.py`` files' stems (``__init__`` included)."""
+    return frozenset(p.stem for p in Path(directory).glob("*.py"))
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def runtime_imports(source: str | bytes, rel: str, modules: frozenset[str] | set[str]) -> set[str]:
+    """The harness modules (of ``modules``, names relative to the package) that the harness module ``rel`` with
+    ``source`` imports when its code runs: every ``import`` statement at any depth (one inside a function runs
+    when the function does), except under ``if TYPE_CHECKING:``, which never runs (annotations only; its
+    ``else`` does). ``from . import name`` imports the module ``name`` if there is one, else a name of the
+    package (``__init__``); subpackages (``kernels``, ``plugins``) are not harness modules."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    out: set[str] = set()
+
+    def package_names(names: list[str]) -> None:
+        for n in names:
+            out.add(n if n in modules else "__init__")
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and _is_type_checking(child.test):
+                for stmt in child.orelse:
+                    visit_stmt(stmt)
+            else:
+                visit_stmt(child)
+
+    def visit_stmt(node: ast.AST) -> None:
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                parts = a.name.split(".")
+                if parts[0] == PACKAGE and (len(parts) == 1 or parts[1] in modules):
+                    out.add(parts[1] if len(parts) > 1 else "__init__")
+        elif isinstance(node, ast.ImportFrom):
+            if node.level > 1:
+                return  # above the package
+            parts = (node.module or "").split(".") if node.module else []
+            if node.level == 0:
+                if not parts or parts[0] != PACKAGE:
+                    return
+                parts = parts[1:]
+            if not parts:
+                package_names([a.name for a in node.names])
+            elif parts[0] in modules:
+                out.add(parts[0])
+        else:
+            visit(node)
+
+    visit(tree)
+    out.discard(rel)
+    return out
+
+
+def import_graph(directory: str | os.PathLike) -> dict[str, set[str]]:
+    """``{module: the harness modules it imports when it runs}`` for every module of the harness package at
+    ``directory`` (:func:`runtime_imports`), read from the sources."""
+    modules = core_modules(directory)
+    return {rel: runtime_imports((Path(directory) / f"{rel}.py").read_bytes(), rel, modules)
+            for rel in sorted(modules)}
+
+
+def import_closure(graph: dict[str, set[str]], roots) -> set[str]:
+    """``roots`` and every module they import, transitively, in ``graph``."""
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        rel = todo.pop()
+        if rel not in seen:
+            seen.add(rel)
+            todo.extend(graph.get(rel, ()))
+    return seen
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One import cycle ``[a, b, ..., a]`` per group of modules that import each other (a strongly connected
+    component of ``graph``): the shortest from the group's first module, so each group is named once."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[set[str]] = []
+
+    def connect(v: str) -> None:  # Tarjan's algorithm (the core is a few dozen modules: recursion is fine)
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = set()
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.add(w)
+                if w == v:
+                    break
+            if len(group) > 1 or v in graph.get(v, ()):
+                groups.append(group)
+
+    for v in sorted(graph):
+        if v not in index:
+            connect(v)
+    cycles = []
+    for group in sorted(groups, key=min):
+        start = min(group)
+        paths = {start: [start]}
+        frontier = [start]
+        cycle = None
+        while frontier and cycle is None:  # breadth first: the shortest way back to start
+            nxt = []
+            for v in frontier:
+                for w in sorted(graph.get(v, ())):
+                    if w == start:
+                        cycle = paths[v] + [start]
+                        break
+                    if w in group and w not in paths:
+                        paths[w] = paths[v] + [w]
+                        nxt.append(w)
+                if cycle is not None:
+                    break
+            frontier = nxt
+        cycles.append(cycle)
+    return cycles
+
+
+def __getattr__(name: str) -> Any:
+    """``ENGINE_MODULES``: the engine's modules, computed from the sources on each access
+    (:meth:`CodeHasher.engine_modules`), never a hand-written list."""
+    if name == "ENGINE_MODULES":
+        return CodeHasher().engine_modules()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["ENGINE_MODULES", "ENGINE_ROOTS",  # noqa: F822 - ENGINE_MODULES: computed (__getattr__)
+           "CodeHasher", "catalogue_names", "import_closure", "import_cycles",
+           "import_graph", "runtime_imports", "source_digest"]
