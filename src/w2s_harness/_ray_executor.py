@@ -115,11 +115,16 @@ def stage_class(ctx, stage: Stage) -> str:
 
 
 def stage_resources(ctx, stage: Stage, overrides: dict, gpus: bool) -> dict[str, Any]:
-    """The Ray resources of ``stage``: :data:`DEFAULT_RESOURCES` for its class, then what its model declares
-    (an optional ``resources()`` method returning any of ``num_cpus`` / ``num_gpus`` / ``memory``), then
+    """The Ray resources of ``stage``: :data:`DEFAULT_RESOURCES` for its class, then what its op declares
+    (:meth:`StageOp.resources`, read through :func:`~w2s_harness._ops.op_resources`: nothing for the built-in
+    ops, a plugin op's own request), then what its model declares (a train stage's model: an optional
+    ``resources()`` method), each any of ``num_cpus`` / ``num_gpus`` / ``memory``, then
     ``run.resources.<class>``. Without ``gpus`` (``run.device = "cpu"``) no stage asks for a GPU."""
+    from ._ops import op_resources
+
     cls = stage_class(ctx, stage)
     res: dict[str, Any] = dict(DEFAULT_RESOURCES[cls])
+    res.update(op_resources(ctx, stage))
     if stage.op == "train":
         declared = getattr(ctx.model(stage.spec["model"]), "resources", None)
         if callable(declared):
