@@ -106,7 +106,7 @@ def _save_bert(d: Path) -> Path:
     vocab = d / "vocab.txt"
     d.mkdir(parents=True, exist_ok=True)
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
-    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(str(d))
+    BertTokenizerFast.from_pretrained(str(d)).save_pretrained(str(d))
     torch.manual_seed(0)
     BertModel(BertConfig(vocab_size=len(words) + 5, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                          intermediate_size=32, max_position_embeddings=64)).save_pretrained(str(d))

@@ -173,7 +173,7 @@ def tiny_arch(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("tiny-arch")
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "movie", "a"]
     (d / "vocab.txt").write_text("\n".join(words) + "\n")
-    BertTokenizerFast(vocab_file=str(d / "vocab.txt")).save_pretrained(str(d))
+    BertTokenizerFast.from_pretrained(str(d)).save_pretrained(str(d))
     torch.manual_seed(0)
     model_cls(config_cls(vocab_size=len(words))).save_pretrained(str(d))
     return d

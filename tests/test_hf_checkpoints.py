@@ -210,7 +210,7 @@ def tiny_model(tmp_path) -> Path:
     d.mkdir()
     vocab = d / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(str(d))
+    BertTokenizerFast.from_pretrained(str(d)).save_pretrained(str(d))
     torch.manual_seed(0)
     cfg = BertConfig(
         vocab_size=160_000,

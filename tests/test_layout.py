@@ -91,7 +91,7 @@ def test_hf_model_loads_with_the_root_first_on_sys_path(tmp_path):
         os.makedirs(d)
         words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "movie"]
         open(os.path.join(d, "vocab.txt"), "w").write("\\n".join(words) + "\\n")
-        BertTokenizerFast(vocab_file=os.path.join(d, "vocab.txt")).save_pretrained(d)
+        BertTokenizerFast.from_pretrained(d).save_pretrained(d)
         torch.manual_seed(0)
         BertModel(BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                              intermediate_size=32, max_position_embeddings=16)).save_pretrained(d)

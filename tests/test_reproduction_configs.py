@@ -132,7 +132,7 @@ def tiny_bert(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("tiny-bert")
     vocab = d / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ","] + WORDS) + "\n")
-    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(str(d))
+    BertTokenizerFast.from_pretrained(str(d)).save_pretrained(str(d))
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=len(WORDS) + 6, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                      intermediate_size=64, max_position_embeddings=64)

@@ -164,7 +164,7 @@ def tiny_bert(tmp_path_factory, csv_path):
     words = sorted({w for line in csv_path.read_text().splitlines()[1:] for w in line.split(",")[0].split()})
     d = tmp_path_factory.mktemp("tiny-bert")
     (d / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
-    transformers.BertTokenizerFast(vocab_file=str(d / "vocab.txt"), do_lower_case=True).save_pretrained(d)
+    transformers.BertTokenizerFast.from_pretrained(d, do_lower_case=True).save_pretrained(d)
     cfg = transformers.BertConfig(vocab_size=len(words) + 5, hidden_size=32, num_hidden_layers=2,
                                   num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
     transformers.set_seed(0)
