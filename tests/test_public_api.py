@@ -213,3 +213,17 @@ def test_a_run_restores_torch_settings(tmp_path, toy_run_args):
     assert torch.get_num_threads() == before
     # denormals are flushed during head training and switched back off afterwards
     assert torch.tensor([1e-40], dtype=torch.float32).item() != 0.0
+
+
+def test_types_a_caller_meets_are_public():
+    """What ``run()`` takes and raises and what results hold are importable from ``w2s_harness`` itself."""
+    from w2s_harness import _interrupts, _results, _runner
+
+    expected = {"StopFlag": _interrupts.StopFlag, "StopRequested": _interrupts.StopRequested,
+                "StagesFailed": _runner.StagesFailed, "Analysis": _results.Analysis,
+                "RungResult": _results.RungResult}
+    for name, obj in expected.items():
+        assert name in w2s_harness.__all__ and getattr(w2s_harness, name) is obj, name
+    import inspect
+
+    assert "StopFlag" in str(inspect.signature(w2s_harness.run).parameters["stop"].annotation)

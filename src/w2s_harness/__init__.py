@@ -76,6 +76,12 @@ _LAZY = {
     "ComparisonResult": "_results",
     "Summary": "_results",
     "StageRecord": "_results",
+    "RungResult": "_results",
+    "Analysis": "_results",
+    # running: what a caller of run() meets (stop requests, failed stages)
+    "StopFlag": "_interrupts",
+    "StopRequested": "_interrupts",
+    "StagesFailed": "_runner",
     # report views (the w2s_report_views hook)
     "ReportView": "_report",
     "ReportTable": "_report",
@@ -114,6 +120,7 @@ __all__ = [
     "HEAD_PARAMETERS",
     "KINDS",
     "SCHEMA_VERSION",
+    "Analysis",
     "BaseDataset",
     "BaseLoss",
     "Choice",
@@ -150,12 +157,16 @@ __all__ = [
     "Results",
     "RunConfig",
     "RunSection",
+    "RungResult",
     "Splits",
     "Stage",
     "StageKind",
     "StageOp",
     "StageRecord",
     "StageRef",
+    "StagesFailed",
+    "StopFlag",
+    "StopRequested",
     "Strategy",
     "Subset",
     "Summary",
@@ -276,6 +287,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
     from ._executor import Execution, Executor, LocalExecutor
     from ._filehash import file_sha256, file_sha256s, user_cache_dir
     from ._hub import hub_endpoint, hub_reachable
+    from ._interrupts import StopFlag, StopRequested
     from ._kinds import KINDS, ComponentKind
     from ._loss_base import BaseLoss
     from ._loss_checks import (
@@ -302,7 +314,16 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
     from ._registry import Entry as RegistryEntry
     from ._registry import Registry
     from ._report import ReportTable, ReportView
-    from ._results import SCHEMA_VERSION, ComparisonResult, ExperimentResult, Results, StageRecord, Summary
-    from ._runner import run
+    from ._results import (
+        SCHEMA_VERSION,
+        Analysis,
+        ComparisonResult,
+        ExperimentResult,
+        Results,
+        RungResult,
+        StageRecord,
+        Summary,
+    )
+    from ._runner import StagesFailed, run
     from ._stage import OpInput, Stage, StageKind, StageOp, StageRef, Subset
     from ._training import zero_linear_head
