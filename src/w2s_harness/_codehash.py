@@ -244,14 +244,7 @@ class CodeHasher:
         """:data:`ENGINE_ROOTS` and every harness module they import when they run, transitively (the modules
         :meth:`engine` hashes), sorted; names relative to the package, ``__init__`` for the package itself. Read
         from the sources (:meth:`module_file`), nothing is imported."""
-        seen: set[str] = set()
-        todo = list(ENGINE_ROOTS)
-        while todo:
-            rel = todo.pop()
-            if rel not in seen:
-                seen.add(rel)
-                todo.extend(self.core_imports(rel) - seen)
-        return tuple(sorted(seen))
+        return tuple(sorted(_closure(self.core_imports, ENGINE_ROOTS)))
 
     def core_imports(self, rel: str) -> frozenset[str]:
         """The harness modules the harness module ``rel`` imports when it runs (:func:`runtime_imports`),
@@ -417,13 +410,18 @@ def import_graph(directory: str | os.PathLike) -> dict[str, set[str]]:
 
 def import_closure(graph: dict[str, set[str]], roots) -> set[str]:
     """``roots`` and every module they import, transitively, in ``graph``."""
+    return _closure(lambda rel: graph.get(rel, ()), roots)
+
+
+def _closure(imports, roots) -> set[str]:
+    """``roots`` and everything ``imports(module)`` reaches from them (read lazily, each module once)."""
     seen: set[str] = set()
     todo = list(roots)
     while todo:
         rel = todo.pop()
         if rel not in seen:
             seen.add(rel)
-            todo.extend(graph.get(rel, ()))
+            todo.extend(imports(rel))
     return seen
 
 
