@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from w2s_harness import BaseLoss, check_backend, check_choice, check_number
+from w2s_harness import BaseLoss, check_backend
 
-from .logconf import WARMUPS, StepSchedule, check_warmup_steps
+from .logconf import StepSchedule, check_schedule
 
 
 class EntropyLoss(StepSchedule, BaseLoss):
@@ -30,14 +30,9 @@ class EntropyLoss(StepSchedule, BaseLoss):
         self, aux_coef: float = 0.5, warmup_frac: float = 0.1, warmup: str = "linear", backend: str = "auto",
         warmup_steps: int | None = None,
     ) -> None:
-        warmup_frac = check_number(warmup_frac, "warmup_frac", loss=self.name, lo=0.0, hi=1.0)
-        warmup = check_choice(warmup, "warmup", WARMUPS, loss=self.name)
         super().__init__(
-            aux_coef=check_number(aux_coef, "aux_coef", loss=self.name, lo=0.0, hi=1.0),
-            warmup_frac=warmup_frac,
-            warmup=warmup,
+            **check_schedule(self.name, aux_coef, warmup_frac, warmup, warmup_steps),
             backend=check_backend(backend, loss=self.name, torch_only=True),
-            warmup_steps=check_warmup_steps(self.name, warmup_steps, warmup_frac, warmup),
         )
 
     def compute(self, logits, targets, step_frac):

@@ -32,6 +32,14 @@ def check_warmup_steps(loss: str, warmup_steps, warmup_frac: float, warmup: str)
     return steps
 
 
+def check_schedule(loss: str, aux_coef, warmup_frac, warmup, warmup_steps) -> dict:
+    """The checked schedule parameters ``logconf`` and ``entropy`` share (see :class:`StepSchedule`)."""
+    warmup_frac = check_number(warmup_frac, "warmup_frac", loss=loss, lo=0.0, hi=1.0)
+    warmup = check_choice(warmup, "warmup", WARMUPS, loss=loss)
+    return {"aux_coef": check_number(aux_coef, "aux_coef", loss=loss, lo=0.0, hi=1.0), "warmup_frac": warmup_frac,
+            "warmup": warmup, "warmup_steps": check_warmup_steps(loss, warmup_steps, warmup_frac, warmup)}
+
+
 class StepSchedule:
     """The ``coef`` schedule of ``logconf`` and ``entropy``: by training fraction (``warmup_frac``, ``warmup``) or,
     with ``warmup_steps``, by optimiser step, ``aux_coef * min(1, step / warmup_steps)`` as EleutherAI/w2s's
@@ -127,16 +135,11 @@ class LogConfLoss(StepSchedule, BaseLoss):
         warmup_steps: int | None = None,
         prior: str = "batch",
     ) -> None:
-        warmup_frac = check_number(warmup_frac, "warmup_frac", loss=self.name, lo=0.0, hi=1.0)
-        warmup = check_choice(warmup, "warmup", WARMUPS, loss=self.name)
         super().__init__(
-            aux_coef=check_number(aux_coef, "aux_coef", loss=self.name, lo=0.0, hi=1.0),
-            warmup_frac=warmup_frac,
-            warmup=warmup,
+            **check_schedule(self.name, aux_coef, warmup_frac, warmup, warmup_steps),
             balance=check_bool(balance, "balance", loss=self.name),
             buffer_size=check_int(buffer_size, "buffer_size", loss=self.name),
             backend=check_backend(backend, loss=self.name),
-            warmup_steps=check_warmup_steps(self.name, warmup_steps, warmup_frac, warmup),
             prior=check_choice(prior, "prior", PRIORS, loss=self.name),
         )
         if self.params["prior"] != "batch" and not self.params["balance"]:
