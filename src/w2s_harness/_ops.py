@@ -256,11 +256,19 @@ def dataset_val(splits):
     return np.zeros(0, dtype=np.int64) if val is None else np.asarray(val, dtype=np.int64)
 
 
+def val_table(arrays: dict) -> dict | None:
+    """The labels of the dataset's validation rows that a labels table carries (``val_indices`` / ``val_probs``),
+    as a table of their own (``{"indices", "probs"}``); None if it carries none."""
+    if "val_indices" not in arrays:
+        return None
+    return {"indices": arrays["val_indices"], "probs": arrays["val_probs"]}
+
+
 def _val_labels(stage: Stage, upstream, val_rows):
     """The weak labels of the dataset's validation rows, carried by the (first) upstream label stage."""
     for _, arrays in upstream:
-        if "val_indices" in arrays:
-            return take_rows({"indices": arrays["val_indices"], "probs": arrays["val_probs"]}, val_rows)
+        if (table := val_table(arrays)) is not None:
+            return take_rows(table, val_rows)
     raise ConfigError(f"stage {stage.name!r}: early_stop = \"weak_val\" needs the weak labels of the dataset's "
                       f"validation rows, and no upstream label stage carries them; use early_stop = \"gt_val\"")
 
@@ -273,7 +281,7 @@ def _with_val(stage_splits, source: dict, out: dict) -> dict:
     val_rows = dataset_val(stage_splits)
     if not len(val_rows):
         return out
-    table = {"indices": source["val_indices"], "probs": source["val_probs"]} if "val_indices" in source else source
+    table = val_table(source) or source
     if not np.isin(val_rows, table["indices"]).all():  # a source that never predicted them: nothing to carry
         return out
     out["val_indices"] = val_rows.astype(np.int64)
@@ -327,11 +335,11 @@ def op_combine(ctx: RunContext, stage: Stage, upstream):
     if held_out_acc is not None:
         metrics["held_out_acc"] = held_out_acc
     out = {"indices": base.astype(np.int64), "probs": probs}
-    if all("val_indices" in t for t in tables):  # the validation rows' labels, combined with the same weights
-        val_rows = tables[0]["val_indices"]
+    vals = [val_table(t) for t in tables]
+    if all(v is not None for v in vals):  # the validation rows' labels, combined with the same weights
+        val_rows = vals[0]["indices"]
         out["val_indices"] = val_rows
-        out["val_probs"] = sum(wi * take_rows({"indices": t["val_indices"], "probs": t["val_probs"]}, val_rows)
-                               for wi, t in zip(w, tables)).astype(np.float32)
+        out["val_probs"] = sum(wi * take_rows(v, val_rows) for wi, v in zip(w, vals)).astype(np.float32)
     return metrics, out
 
 
@@ -355,10 +363,8 @@ def op_filter(ctx: RunContext, stage: Stage, upstream):
     keep = np.sort(order)
     metrics = {"n": int(n_keep), "kept_frac": n_keep / len(idx),
                "label_acc": training.accuracy(probs[keep], ctx.data.labels[idx[keep]])}
-    out = {"indices": idx[keep].astype(np.int64), "probs": probs[keep].astype(np.float32)}
-    if "val_indices" in labels:  # validation rows are never filtered: they only score checkpoints
-        out["val_indices"], out["val_probs"] = labels["val_indices"], labels["val_probs"]
-    return metrics, out
+    # validation rows are never filtered: they only score checkpoints
+    return metrics, OpContext.labels(idx[keep], probs[keep], carry=labels)
 
 
 def op_params(stage: Stage) -> dict[str, Any]:
@@ -441,8 +447,8 @@ class OpContext:
         import numpy as np
 
         out = {"indices": np.asarray(indices, dtype=np.int64), "probs": np.asarray(probs, dtype=np.float32)}
-        if carry is not None and "val_indices" in carry:
-            out["val_indices"], out["val_probs"] = carry["val_indices"], carry["val_probs"]
+        if carry is not None and (table := val_table(carry)) is not None:
+            out["val_indices"], out["val_probs"] = table["indices"], table["probs"]
         return out
 
 
