@@ -24,7 +24,8 @@ from w2s_harness._cli import main
 from w2s_harness._components import Splits, TrainConfig
 from w2s_harness._plan import Experiment, Plan, StageRef
 from w2s_harness._report import parse_metrics, render
-from w2s_harness._results import Results, StageRecord
+from w2s_harness._results import Results
+from w2s_harness._stage import StageRecord
 from w2s_harness._stats import NO_GAP, pgr_per_seed
 from w2s_harness._training import fit, predict_proba, validation_split
 

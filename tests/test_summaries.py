@@ -21,7 +21,7 @@ from w2s_harness import Results, RunConfig, Summary, hookimpl
 from w2s_harness._assemble import assemble
 from w2s_harness._cli import main
 from w2s_harness._plan import Comparison, Experiment, Plan, Stage, StageKind, StageRef
-from w2s_harness._results import StageRecord
+from w2s_harness._stage import StageRecord
 from w2s_harness._stats import NO_GAP, NO_GAP_ON_MEAN, bootstrap_ci
 
 NOT_FINISHED = object()  # an accuracy whose stage did not finish

@@ -75,7 +75,7 @@ _LAZY = {
     "ExperimentResult": "_results",
     "ComparisonResult": "_results",
     "Summary": "_results",
-    "StageRecord": "_results",
+    "StageRecord": "_stage",
     "RungResult": "_results",
     "Analysis": "_results",
     # running: what a caller of run() meets (stop requests, failed stages)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from ._plan import Plan
-from ._results import Analysis, ComparisonResult, ExperimentResult, Results, RungResult, StageRecord, Summary
+from ._results import Analysis, ComparisonResult, ExperimentResult, Results, RungResult, Summary
+from ._stage import StageRecord
 from ._stats import acc_reason, gap_na, pair_reasons, pgr_per_seed
 
 ROLES = ("weak", "ceiling", "transfer")

@@ -37,7 +37,7 @@ from ._components import is_feature_model
 from ._errors import ResourceError
 from ._ops import RunContext, execute
 from ._plan import Stage
-from ._results import StageRecord
+from ._stage import StageRecord
 
 #: What one stage returns: its record and its arrays.
 Finished = tuple[StageRecord, dict]

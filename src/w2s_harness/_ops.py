@@ -19,7 +19,7 @@ from typing import Any
 from ._components import check_model, is_feature_model
 from ._datasets import split_rows
 from ._errors import ConfigError, DataError, PluginError, ResourceError
-from ._results import StageRecord
+from ._stage import StageRecord
 from ._stage import (
     _TRAIN_KINDS,
     RESERVED_PARAMS,

@@ -29,7 +29,7 @@ from typing import Any
 from ._config import memory_bytes
 from ._errors import ConfigError, ResourceError, last_line
 from ._plan import Stage
-from ._results import StageRecord
+from ._stage import StageRecord
 from ._store import CorruptStage, StageStore
 
 #: The install command the one-line error names when Ray is missing.

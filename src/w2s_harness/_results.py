@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import ConfigError
+from ._stage import StageRecord
 
 SCHEMA_VERSION = 1
 
@@ -267,41 +268,6 @@ class ComparisonResult(Summary):
         self.n_run, self.dropped = redo["n_run"], redo["dropped"]
         if self.na is None:
             self.na = pair_reasons(self.a, ra.pgr.na, self.b, rb.pgr.na)
-
-
-@dataclass
-class StageRecord:
-    """What one stage produced (its arrays are stored beside it, not here).
-
-    :ivar kind: a :class:`~w2s_harness.StageKind` value (``"train_weak"``, ``"label"``, ...).
-    :ivar spec: the JSON-able spec the stage id hashes.
-    :ivar metrics: JSON-able metrics (``test_acc`` for train stages); ``None`` if the stage did not finish.
-    :ivar cached: loaded from the stage store instead of computed; ``None`` if it did not finish.
-    """
-
-    id: str
-    op: str
-    kind: str
-    name: str
-    seed: int
-    spec: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] | None = None
-    seconds: float | None = None
-    cached: bool | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.metrics is not None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["kind"] = str(self.kind)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> StageRecord:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 @dataclass

@@ -19,7 +19,8 @@ from ._executor import BUSY, CLAIMED, DONE, Execution, Part, create_executor
 from ._interrupts import StopFlag, StopRequested
 from ._ops import RunContext
 from ._plan import make_plan
-from ._results import Results, StageRecord
+from ._results import Results
+from ._stage import StageRecord
 from ._store import CorruptStage, StageStore, atomic_write_text
 from ._torch_settings import torch_settings
 

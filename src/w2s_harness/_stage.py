@@ -10,6 +10,7 @@ the planner may import the ops (the built-in op registry) without an import cycl
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -251,5 +252,40 @@ class Stage:
     inputs: tuple[tuple[str, int], ...] = ()
 
 
-__all__ = ["ARTIFACTS", "SPLITS", "OpInput", "Stage", "StageKind", "StageOp", "StageRef", "Subset", "as_subset",
-           "ref_key"]
+__all__ = ["ARTIFACTS", "SPLITS", "OpInput", "Stage", "StageKind", "StageOp", "StageRecord", "StageRef", "Subset",
+           "as_subset", "ref_key"]
+
+
+@dataclass
+class StageRecord:
+    """What one stage produced (its arrays are stored beside it, not here).
+
+    :ivar kind: a :class:`~w2s_harness.StageKind` value (``"train_weak"``, ``"label"``, ...).
+    :ivar spec: the JSON-able spec the stage id hashes.
+    :ivar metrics: JSON-able metrics (``test_acc`` for train stages); ``None`` if the stage did not finish.
+    :ivar cached: loaded from the stage store instead of computed; ``None`` if it did not finish.
+    """
+
+    id: str
+    op: str
+    kind: str
+    name: str
+    seed: int
+    spec: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] | None = None
+    seconds: float | None = None
+    cached: bool | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.metrics is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["kind"] = str(self.kind)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> StageRecord:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})

@@ -24,7 +24,7 @@ from typing import Any
 
 from ._errors import W2SError
 from ._filehash import file_sha256  # uncached: a manifest check must read the bytes
-from ._results import StageRecord
+from ._stage import StageRecord
 
 #: Stage ids are 16 lowercase hex digits (a truncated sha256); nothing else becomes a path.
 STAGE_ID = re.compile(r"[0-9a-f]{16}")
