@@ -35,7 +35,7 @@ def main() -> None:
     import slow_plugin
     from test_reliability import write_slow_config
 
-    from w2s_harness._cli import main as cli
+    from w2s_harness._cli.cli import main as cli
 
     tmp = Path(tempfile.mkdtemp(prefix="ray-overhead-"))
     cfg = write_slow_config(tmp)

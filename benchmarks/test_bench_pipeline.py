@@ -69,8 +69,8 @@ def test_head_training_throughput(benchmark, tweets):
     import torch
 
     from w2s_harness import create_loss, create_model
-    from w2s_harness._components import TrainConfig
-    from w2s_harness._training import fit
+    from w2s_harness._contracts.components import TrainConfig
+    from w2s_harness._engine.training import fit
 
     spec = create_model("glove-bow")
     x = spec.features(_texts(tweets, 8000))[spec.feature_key()]
@@ -88,7 +88,7 @@ def test_head_training_throughput(benchmark, tweets):
 
 def test_cold_vs_cached_run(benchmark, tmp_path):
     """A naive glove->glove run on 4k tweets, cold, then the identical run served from the stage cache."""
-    from w2s_harness._cli import main
+    from w2s_harness._cli.cli import main
 
     out = tmp_path / "run"
     argv = ["run", "--weak", "glove-bow", "--strong", "glove-bow", "--loss", "xent", "--seeds", "0",
@@ -108,7 +108,7 @@ def test_head_stages_by_workers(benchmark, tmp_path, workers):
 
     The ratio of the two means (same session) is the executor's speed-up; features are cached before timing.
     """
-    from w2s_harness._cli import main
+    from w2s_harness._cli.cli import main
 
     out = tmp_path / "run"
     argv = ["run", "--weak", "glove-bow", "--strong", "glove-bow", "--loss", "xent,logconf", "--seeds", "0,1,2,3",

@@ -43,8 +43,8 @@ def test_heads_per_second_lbfgs_vs_adamw(benchmark, glove_tweets, width, adamw_l
     import torch
 
     from w2s_harness import create_loss
-    from w2s_harness._components import check_train_config
-    from w2s_harness._training import fit, zero_linear_head
+    from w2s_harness._contracts.components import check_train_config
+    from w2s_harness._engine.training import fit, zero_linear_head
 
     x, y = _features(glove_tweets, width)
     targets = np.eye(2, dtype=np.float32)[y]
@@ -79,8 +79,8 @@ def test_lbfgs_curve_points_overhead(benchmark, glove_tweets, width, C, loss_nam
     import torch
 
     from w2s_harness import create_loss
-    from w2s_harness._components import check_train_config
-    from w2s_harness._training import fit, zero_linear_head
+    from w2s_harness._contracts.components import check_train_config
+    from w2s_harness._engine.training import fit, zero_linear_head
 
     x, y = _features(glove_tweets, width)
     rng = np.random.default_rng(0)

@@ -1,5 +1,5 @@
-"""Why it generalised: agreement, misfit, AUROC and PGR on AUROC (w2s_harness._analysis, assembled per row),
-training curves and early stopping (w2s_harness._training.fit, op_train), and ``report --metrics``.
+"""Why it generalised: agreement, misfit, AUROC and PGR on AUROC (w2s_harness._results.analysis, assembled per row),
+training curves and early stopping (w2s_harness._engine.training.fit, op_train), and ``report --metrics``.
 
 The metrics are checked on small hand-computed cases, through the real ``assemble`` on hand-made stage arrays;
 curves, plots and early stopping in tiny real runs (``local`` CSV, real heads).
@@ -18,16 +18,24 @@ from test_pipeline import write_config
 from toy_hash import ToyHash
 
 from w2s_harness import ConfigError, RunConfig, check_train_config, hookimpl, zero_linear_head
-from w2s_harness._analysis import agreement, agreement_split, auroc, binary_auroc, kl_rows, lookup, misfit
-from w2s_harness._assemble import assemble
-from w2s_harness._cli import main
-from w2s_harness._components import Splits, TrainConfig
-from w2s_harness._plan import Experiment, Plan, StageRef
-from w2s_harness._report import parse_metrics, render
-from w2s_harness._results import Results
-from w2s_harness._stage import StageRecord
-from w2s_harness._stats import NO_GAP, pgr_per_seed
-from w2s_harness._training import fit, predict_proba, validation_split
+from w2s_harness._cli.cli import main
+from w2s_harness._contracts.components import Splits, TrainConfig
+from w2s_harness._engine.stage import StageRecord
+from w2s_harness._engine.training import fit, predict_proba, validation_split
+from w2s_harness._plan.planner import Experiment, Plan, StageRef
+from w2s_harness._results.analysis import (
+    agreement,
+    agreement_split,
+    auroc,
+    binary_auroc,
+    kl_rows,
+    lookup,
+    misfit,
+)
+from w2s_harness._results.assemble import assemble
+from w2s_harness._results.report import parse_metrics, render
+from w2s_harness._results.results import Results
+from w2s_harness._results.stats import NO_GAP, pgr_per_seed
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -288,8 +296,8 @@ def test_denormal_flushing_stays_on_through_the_per_epoch_evaluations_and_is_res
     """The per-epoch evaluation inside the CPU head loop used to switch flushing off for the epochs after it (a
     nested cpu_head_mode restored "off"): every batch of every epoch now trains with it on, and the caller's
     setting is what it was before, on or off."""
-    from w2s_harness._torch_settings import flush_denormal_enabled
-    from w2s_harness._training import cpu_head_mode
+    from w2s_harness._engine.torch_settings import flush_denormal_enabled
+    from w2s_harness._engine.training import cpu_head_mode
 
     x, y, t = separable()
     seen = []
@@ -480,7 +488,7 @@ def test_early_stopping_in_a_real_run_selects_on_its_labels(tmp_path, capsys, po
 
 def dataset_labels(res) -> np.ndarray:
     """Ground-truth class ids of the ``local`` CSV a run read (by row, as the dataset numbers them)."""
-    from w2s_harness._pluginmanager import create_plugin_manager
+    from w2s_harness._plugin_system.manager import create_plugin_manager
 
     params = {k: v for k, v in res["config"]["dataset"].items() if k != "name"}
     return np.asarray(create_plugin_manager().create("dataset", "local", **params).load().labels)

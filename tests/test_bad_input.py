@@ -13,8 +13,8 @@ import pytest
 from test_pipeline import write_config
 
 from w2s_harness import W2SError, hookimpl
-from w2s_harness._cli import main
-from w2s_harness._store import CorruptStage, StageStore, check_stage_id
+from w2s_harness._cli.cli import main
+from w2s_harness._execution.store import CorruptStage, StageStore, check_stage_id
 
 
 def errors(err: str) -> list[str]:
@@ -112,7 +112,7 @@ def test_a_stage_file_holding_a_pickle_is_refused_not_executed(tmp_path, capsys)
     sid = store.stored_ids()[0]
     d = store.root / sid
     np.savez(d / "artifact.npz", probs=np.array([object()], dtype=object))
-    from w2s_harness._store import file_sha256
+    from w2s_harness._execution.store import file_sha256
 
     manifest = json.loads((d / "manifest.json").read_text())
     manifest["files"]["artifact.npz"] = file_sha256(d / "artifact.npz")

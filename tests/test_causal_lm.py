@@ -38,9 +38,10 @@ from w2s_harness.plugins.models.presets import (
     preset_model,
 )
 
-from w2s_harness import ConfigError, TrainConfig, _hub
-from w2s_harness._registry import Registry
-from w2s_harness._training import fit, predict_proba
+from w2s_harness import ConfigError, TrainConfig
+from w2s_harness._data import hub as _hub
+from w2s_harness._engine.training import fit, predict_proba
+from w2s_harness._plugin_system.registry import Registry
 
 CPU = torch.device("cpu")
 CORPUS = [

@@ -349,7 +349,7 @@ def test_binary_errors(tmp_path, monkeypatch):
 def test_both_forms_are_registered():
     from w2s_harness.plugins import datasets as plugin
 
-    from w2s_harness._registry import Registry
+    from w2s_harness._plugin_system.registry import Registry
 
     reg = Registry("dataset")
     plugin.w2s_register_datasets(reg)

@@ -26,10 +26,10 @@ from w2s_harness import (
     check_train_config,
     create_loss,
 )
-from w2s_harness._choice import choice_module, shuffle_order
-from w2s_harness._cli import main
-from w2s_harness._probe import fit_lbfgs
-from w2s_harness._training import fit, predict_proba
+from w2s_harness._cli.cli import main
+from w2s_harness._data.choice import choice_module, shuffle_order
+from w2s_harness._engine.probe import fit_lbfgs
+from w2s_harness._engine.training import fit, predict_proba
 
 # ------------------------------------------------------------------------------------ Bradley-Terry
 

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from w2s_harness import __version__, hookimpl
-from w2s_harness._cli import main
-from w2s_harness._components import TextData
-from w2s_harness._datasets import BaseDataset, fingerprint_examples
+from w2s_harness._cli.cli import main
+from w2s_harness._contracts.components import TextData
+from w2s_harness._data.datasets import BaseDataset, fingerprint_examples
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_SRC = REPO / "examples" / "w2s-harness-example-plugin" / "src"
@@ -274,7 +274,7 @@ def test_cli_does_not_import_torch():
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "W2S_STRICT_PLUGINS")}
     env["PYTHONPATH"] = str(EXAMPLE_SRC)
     script = ("import io, contextlib, json, sys\n"
-              "from w2s_harness._cli import main\n"
+              "from w2s_harness._cli.cli import main\n"
               "out = []\n"
               f"for argv in {LIGHT_COMMANDS!r}:\n"
               "    for plugins in ([], ['w2s_example_plugin']):\n"
@@ -339,7 +339,7 @@ def test_wheel_install_imports_plugins_and_kernels(tmp_path):
         assert member in names
     assert not any(n.startswith(("plugins/", "kernels/", "tests/")) for n in names)  # no top-level leaks
     [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
-    assert "w2s-harness = w2s_harness._cli:console_main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "w2s-harness = w2s_harness._cli.cli:console_main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
     proc = subprocess.run([*pip, "install", "--no-deps", "--no-index", "-q", "--target", str(site), str(wheel)],
                           check=False, capture_output=True, text=True, timeout=600)

@@ -7,11 +7,11 @@ import re
 import pytest
 
 from w2s_harness import hookimpl
-from w2s_harness._config import Component, RunConfig, RunSection, apply_mapping, parse_value, resolve
+from w2s_harness._config.config import Component, RunConfig, RunSection, apply_mapping, parse_value, resolve
 
 DEFAULT_STRONG = "hf:sentence-transformers/all-MiniLM-L6-v2"
-from w2s_harness._errors import ConfigError
-from w2s_harness._pluginmanager import create_plugin_manager
+from w2s_harness._contracts.errors import ConfigError
+from w2s_harness._plugin_system.manager import create_plugin_manager
 
 
 def write(tmp_path, text: str, name: str = "run.toml"):

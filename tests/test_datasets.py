@@ -1,4 +1,4 @@
-"""Dataset plugins and the shared split logic (w2s_harness._datasets.BaseDataset)."""
+"""Dataset plugins and the shared split logic (w2s_harness._data.datasets.BaseDataset)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from w2s_harness.plugins.datasets.local import LocalDataset
 from w2s_harness.plugins.datasets.tweets import TweetsSentiment, corpus_path
 
-from w2s_harness._components import Dataset, TextData
-from w2s_harness._datasets import BaseDataset, fingerprint_examples
-from w2s_harness._errors import ConfigError, DataError
+from w2s_harness._contracts.components import Dataset, TextData
+from w2s_harness._contracts.errors import ConfigError, DataError
+from w2s_harness._data.datasets import BaseDataset, fingerprint_examples
 
 
 class Toy(BaseDataset):
@@ -176,7 +176,7 @@ def test_more_rows_than_the_dataset_has_is_one_warning_line(capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "n_test=30 but only 10 usable rows of its test split; n_train=500 but only 90 usable training rows" in err
-    from w2s_harness._datasets import split_rows
+    from w2s_harness._data.datasets import split_rows
 
     assert split_rows(d.splits(1)) == {"train1": 45, "train2": 45, "test": 10}
 
@@ -314,7 +314,7 @@ def test_local_errors(tmp_path):
 def test_local_registered_and_validates_keys():
     from w2s_harness.plugins import datasets as plugin
 
-    from w2s_harness._registry import Registry
+    from w2s_harness._plugin_system.registry import Registry
 
     reg = Registry("dataset")
     plugin.w2s_register_datasets(reg)

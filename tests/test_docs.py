@@ -47,12 +47,12 @@ def _main():
 
     if callable(getattr(w2s_harness, "main", None)):
         return w2s_harness.main
-    for module in ("w2s_harness._cli", "w2s_harness.cli"):
+    for module in ("w2s_harness._cli.cli", "w2s_harness.cli"):
         try:
             return importlib.import_module(module).main
         except ImportError:
             continue
-    raise ImportError("no in-process CLI entry point: w2s_harness.main, w2s_harness._cli.main or w2s_harness.cli.main")
+    raise ImportError("no in-process CLI entry point: w2s_harness.main, w2s_harness._cli.cli.main or w2s_harness.cli.main")
 
 
 def _fences(text: str):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from w2s_harness import Component, ConfigError, DataError, plugin_manager
-from w2s_harness._cli import main
-from w2s_harness._difficulty import EasyToHard, create, labels, parts
+from w2s_harness._cli.cli import main
+from w2s_harness._data.difficulty import EasyToHard, create, labels, parts
 
 POS = ["good", "great", "excellent", "happy", "love", "wonderful", "best", "nice"]
 NEG = ["bad", "terrible", "awful", "sad", "hate", "worst", "horrible", "poor"]
@@ -213,7 +213,7 @@ def test_end_to_end_run_reports_both_splits(csv, tmp_path, capsys):
     from rich.console import Console
 
     from w2s_harness import Results
-    from w2s_harness._report import render
+    from w2s_harness._results.report import render
 
     buf = io.StringIO()
     render(Results.from_dict(res), Console(file=buf, width=250))

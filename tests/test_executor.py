@@ -9,10 +9,10 @@ import pytest
 from test_pipeline import write_config
 
 from w2s_harness import hookimpl
-from w2s_harness._cli import main
-from w2s_harness._config import RunSection
-from w2s_harness._errors import ConfigError
-from w2s_harness._executor import MAX_AUTO_WORKERS, available_cores, resolve_workers
+from w2s_harness._cli.cli import main
+from w2s_harness._config.config import RunSection
+from w2s_harness._contracts.errors import ConfigError
+from w2s_harness._execution.local import MAX_AUTO_WORKERS, available_cores, resolve_workers
 
 
 class PidXent:

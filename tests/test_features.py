@@ -1,4 +1,4 @@
-"""The feature cache's chunked, resumable, locked encoder pass (w2s_harness._features)."""
+"""The feature cache's chunked, resumable, locked encoder pass (w2s_harness._data.features)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from w2s_harness._components import TextData
-from w2s_harness._errors import ConfigError, W2SError
-from w2s_harness._features import FeatureCache, cache_name
-from w2s_harness._interrupts import StopRequested
+from w2s_harness._contracts.components import TextData
+from w2s_harness._contracts.errors import ConfigError, W2SError
+from w2s_harness._data.features import FeatureCache, cache_name
+from w2s_harness._execution.interrupts import StopRequested
 
 N = 300
 CHUNK = 64

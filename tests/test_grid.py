@@ -12,8 +12,8 @@ from test_pipeline import make_csv, write_config
 from w2s_harness.plugins.strategies.grid_view import summary
 
 from w2s_harness import ConfigError, create_plugin_manager, load_config, make_plan
-from w2s_harness._cli import main
-from w2s_harness._results import Results
+from w2s_harness._cli.cli import main
+from w2s_harness._results.results import Results
 
 MODELS = ('[{name = "glove-bow", epochs = 2}, {name = "glove-bow", epochs = 5}, '
           '{name = "glove-bow", epochs = 20, lr = 0.01}]')
@@ -77,7 +77,7 @@ def test_a_grid_run_reports_the_median_over_pairs_and_draws_both_figures(tmp_pat
 
 
 def test_summary_leaves_out_weak_equals_strong_and_undefined_pairs():
-    from w2s_harness._results import ExperimentResult, Summary
+    from w2s_harness._results.results import ExperimentResult, Summary
 
     def row(weak, strong, pgr, na=None):
         return ExperimentResult(name=f"grid/{weak}->{strong}/xent", dataset="d", strategy="grid", loss="xent",

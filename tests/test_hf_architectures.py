@@ -19,7 +19,7 @@ from w2s_harness.plugins.models.hf import ARCHITECTURES, Architecture, architect
 from w2s_harness.plugins.models.hf.architectures import inferred_architecture, known_types
 
 from w2s_harness import ConfigError
-from w2s_harness._codehash import CodeHasher
+from w2s_harness._engine.codehash import CodeHasher
 
 CPU = torch.device("cpu")
 #: the encoders that got position ids following the mask before the table (``MASK_POSITION_ENCODERS``)

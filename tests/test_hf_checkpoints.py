@@ -18,7 +18,9 @@ import pytest
 from w2s_harness.plugins.models import hf
 from w2s_harness.plugins.models.hf import dir_fingerprint, hf_model, resolve_checkpoint
 
-from w2s_harness import ConfigError, _filehash, _hub, user_cache_dir
+from w2s_harness import ConfigError, user_cache_dir
+from w2s_harness._data import filehash as _filehash
+from w2s_harness._data import hub as _hub
 
 MIB = 1 << 20
 HOUR_AGO_NS = time.time_ns() - 3600 * 10**9

@@ -95,7 +95,7 @@ def test_hf_model_loads_with_the_root_first_on_sys_path(tmp_path):
         torch.manual_seed(0)
         BertModel(BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                              intermediate_size=32, max_position_embeddings=16)).save_pretrained(d)
-        from w2s_harness._registry import Registry
+        from w2s_harness._plugin_system.registry import Registry
         from w2s_harness.plugins import models
         reg = Registry("model")
         models.w2s_register_models(reg)

@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from w2s_harness._errors import ConfigError, InputError
-from w2s_harness._pluginmanager import create_plugin_manager
+from w2s_harness._contracts.errors import ConfigError, InputError
+from w2s_harness._plugin_system.manager import create_plugin_manager
 
 F64, F32 = torch.float64, torch.float32
 NAMES = ("xent", "product", "logconf", "kl", "entropy", "window")

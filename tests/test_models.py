@@ -15,10 +15,10 @@ from w2s_harness.plugins.models.glove import GloveBow, tokenize
 from w2s_harness.plugins.models.hf import HFFeatureModel as HFModel
 from w2s_harness.plugins.models.hf import hf_model, resolve_checkpoint
 
-from w2s_harness._components import FeatureModel, FineTuneModel, TextData, TrainConfig
-from w2s_harness._errors import ConfigError
-from w2s_harness._features import FeatureCache
-from w2s_harness._training import fit, predict_proba
+from w2s_harness._contracts.components import FeatureModel, FineTuneModel, TextData, TrainConfig
+from w2s_harness._contracts.errors import ConfigError
+from w2s_harness._data.features import FeatureCache
+from w2s_harness._engine.training import fit, predict_proba
 
 CPU = torch.device("cpu")
 WORDS = [
@@ -102,7 +102,7 @@ def test_glove_features_shape_and_determinism():
 def test_registration_and_prefix(tiny_bert):
     from w2s_harness.plugins import models as plugin
 
-    from w2s_harness._registry import Registry
+    from w2s_harness._plugin_system.registry import Registry
 
     reg = Registry("model")
     plugin.w2s_register_models(reg)

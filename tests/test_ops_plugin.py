@@ -33,8 +33,8 @@ from w2s_harness import (
     main,
     make_plan,
 )
-from w2s_harness._ops import OpContext, check_output
-from w2s_harness._plan import Stage
+from w2s_harness._engine.ops import OpContext, check_output
+from w2s_harness._plan.planner import Stage
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_SRC = REPO / "examples" / "w2s-harness-example-plugin" / "src"

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from w2s_harness import hookimpl
-from w2s_harness._cli import main
+from w2s_harness._cli.cli import main
 
 POS = ["good", "great", "excellent", "happy", "love", "wonderful", "best", "nice", "fantastic", "enjoyed"]
 NEG = ["bad", "terrible", "awful", "sad", "hate", "worst", "horrible", "poor", "boring", "disappointing"]

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from w2s_harness._errors import PluginError
-from w2s_harness._pluginmanager import create_plugin_manager
+from w2s_harness._contracts.errors import PluginError
+from w2s_harness._plugin_system.manager import create_plugin_manager
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "w2s-harness-example-plugin"

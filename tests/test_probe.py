@@ -1,4 +1,4 @@
-"""The L-BFGS probe solver (w2s_harness._probe): scikit-learn parity, hard weak labels, parameters and errors.
+"""The L-BFGS probe solver (w2s_harness._engine.probe): scikit-learn parity, hard weak labels, parameters and errors.
 
 Real data, kept small: the test CSV of test_pipeline.py (600 rows) embedded by the real ``glove-bow`` model. The
 reference is scikit-learn's ``StandardScaler`` + ``LogisticRegression(C)``; soft labels are compared with the
@@ -16,11 +16,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from test_pipeline import make_csv
 
-from w2s_harness._cli import main
-from w2s_harness._components import check_train_config
-from w2s_harness._errors import ConfigError, InputError, TrainingError
-from w2s_harness._probe import fit_lbfgs, hard_targets
-from w2s_harness._training import fit, predict_proba, zero_linear_head
+from w2s_harness._cli.cli import main
+from w2s_harness._contracts.components import check_train_config
+from w2s_harness._contracts.errors import ConfigError, InputError, TrainingError
+from w2s_harness._engine.probe import fit_lbfgs, hard_targets
+from w2s_harness._engine.training import fit, predict_proba, zero_linear_head
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

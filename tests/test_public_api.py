@@ -18,7 +18,7 @@ from w2s_harness import (
     StageRecord,
     hookimpl,
 )
-from w2s_harness._cli import main
+from w2s_harness._cli.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -217,7 +217,9 @@ def test_a_run_restores_torch_settings(tmp_path, toy_run_args):
 
 def test_types_a_caller_meets_are_public():
     """What ``run()`` takes and raises and what results hold are importable from ``w2s_harness`` itself."""
-    from w2s_harness import _interrupts, _results, _runner
+    from w2s_harness._execution import interrupts as _interrupts
+    from w2s_harness._execution import runner as _runner
+    from w2s_harness._results import results as _results
 
     expected = {"StopFlag": _interrupts.StopFlag, "StopRequested": _interrupts.StopRequested,
                 "StagesFailed": _runner.StagesFailed, "Analysis": _results.Analysis,

@@ -21,8 +21,8 @@ import pytest
 import slow_plugin
 from test_reliability import HERE, LAUNCH, finished_stages, write_slow_config
 
-from w2s_harness._cli import main
-from w2s_harness._store import StageStore
+from w2s_harness._cli.cli import main
+from w2s_harness._execution.store import StageStore
 
 try:
     import ray

@@ -29,9 +29,9 @@ from pathlib import Path
 import pytest
 from test_pipeline import make_csv
 
-from w2s_harness._cli import main
-from w2s_harness._ray_executor import DEFAULT_RESOURCES, stage_resources
-from w2s_harness._stage import Stage, StageKind
+from w2s_harness._cli.cli import main
+from w2s_harness._engine.stage import Stage, StageKind
+from w2s_harness._execution.ray import DEFAULT_RESOURCES, stage_resources
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

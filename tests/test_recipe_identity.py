@@ -18,8 +18,8 @@ import pytest
 from w2s_harness.plugins.datasets import recipes as R
 
 from w2s_harness import create_plugin_manager
-from w2s_harness._codehash import CodeHasher, catalogue_names
-from w2s_harness._identity import Identities
+from w2s_harness._engine.codehash import CodeHasher, catalogue_names
+from w2s_harness._plan.identity import Identities
 
 SOURCES = Path(R.__file__).parent
 

@@ -22,8 +22,8 @@ import pytest
 from w2s_harness.plugins.datasets import recipes as R
 
 from w2s_harness import ConfigError, DataError, hookimpl, zero_linear_head
-from w2s_harness._cli import main
-from w2s_harness._registry import Registry
+from w2s_harness._cli.cli import main
+from w2s_harness._plugin_system.registry import Registry
 
 pytestmark = pytest.mark.usefixtures("offline_hub")
 

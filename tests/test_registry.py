@@ -6,9 +6,9 @@ import pytest
 
 import w2s_harness
 from w2s_harness import hookimpl
-from w2s_harness._errors import ConfigError, PluginError, UnknownComponentError, W2SError
-from w2s_harness._pluginmanager import create_plugin_manager
-from w2s_harness._registry import Registry
+from w2s_harness._contracts.errors import ConfigError, PluginError, UnknownComponentError, W2SError
+from w2s_harness._plugin_system.manager import create_plugin_manager
+from w2s_harness._plugin_system.registry import Registry
 
 
 class Smooth:

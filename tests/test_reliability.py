@@ -19,13 +19,13 @@ import pytest
 import slow_plugin
 from test_pipeline import make_csv
 
-from w2s_harness._cli import main
-from w2s_harness._store import StageStore
+from w2s_harness._cli.cli import main
+from w2s_harness._execution.store import StageStore
 
 HERE = Path(__file__).parent
 N_ROWS = 320
 CHUNK = 32
-LAUNCH = "import sys; from w2s_harness._cli import main; sys.exit(main(sys.argv[1:], plugins=['slow_plugin']))"
+LAUNCH = "import sys; from w2s_harness._cli.cli import main; sys.exit(main(sys.argv[1:], plugins=['slow_plugin']))"
 
 
 def write_slow_config(tmp_path: Path) -> Path:

@@ -17,7 +17,7 @@ from test_recipes import CountingPlugin, counting_run, ref_openbookqa, ref_sciq,
 from w2s_harness.plugins.datasets import recipes as R
 
 from w2s_harness import ConfigError, DataError, create_plugin_manager, hookimpl, load_config, make_plan
-from w2s_harness._ops import RunContext
+from w2s_harness._engine.ops import RunContext
 
 pytestmark = pytest.mark.usefixtures("offline_hub")
 
@@ -275,7 +275,7 @@ def test_the_planner_and_each_run_context_prepare_the_runs_seeds(tmp_path):
 def test_a_run_with_more_rows_than_a_split_prints_one_warning_line_and_records_the_rows(tmp_path, capsys):
     import json
 
-    from w2s_harness._cli import main
+    from w2s_harness._cli.cli import main
 
     files, _, _ = sciq_files(40, 10)
     cfg = counting_run(tmp_path, f'name = "sciq"\ndata_files = {{train = "{files["train"]}", '
@@ -318,9 +318,9 @@ def test_train_stages_select_checkpoints_on_the_datasets_validation_rows(tmp_pat
     nothing is held out of the halves (val_frac does not apply)."""
     import json
 
-    from w2s_harness import _training
-    from w2s_harness._cli import main
-    from w2s_harness._store import StageStore
+    from w2s_harness._cli.cli import main
+    from w2s_harness._engine import training as _training
+    from w2s_harness._execution.store import StageStore
 
     seen: dict[str, dict] = {}
     real_fit = _training.fit

@@ -18,8 +18,8 @@ import pytest
 from test_pipeline import write_config
 
 from w2s_harness import create_plugin_manager, load_config, make_plan
-from w2s_harness._cli import main
-from w2s_harness._codehash import CodeHasher, source_digest
+from w2s_harness._cli.cli import main
+from w2s_harness._engine.codehash import CodeHasher, source_digest
 
 LOSS_MODULE = '''
 """An outside plugin's loss (the docstring is not code)."""
@@ -150,7 +150,7 @@ def test_docstring_and_comment_edits_change_nothing(tmp_path, outside):
 
 def test_a_changed_line_in_the_training_loop_reruns_every_train_stage(tmp_path, monkeypatch):
     """The training loop is engine code: a copy of _training.py with one changed line stands in for the edit."""
-    import w2s_harness._training as training
+    from w2s_harness._engine import training
 
     cfg = load_config(write_config(tmp_path))
     before = plan_ids(cfg)
@@ -159,7 +159,7 @@ def test_a_changed_line_in_the_training_loop_reruns_every_train_stage(tmp_path, 
     real_module_file = CodeHasher.module_file
 
     def module_file(name):
-        return str(copy) if name == "w2s_harness._training" else real_module_file(name)
+        return str(copy) if name == "w2s_harness._engine.training" else real_module_file(name)
 
     monkeypatch.setattr(CodeHasher, "module_file", staticmethod(module_file))
     copy.write_text(source + "\n# a comment only\n")

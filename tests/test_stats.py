@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from w2s_harness._stats import (
+from w2s_harness._results.stats import (
     NO_GAP,
     NO_GAP_ON_MEAN,
     bootstrap_ci,

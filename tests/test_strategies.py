@@ -9,14 +9,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from w2s_harness._components import Splits, TextData
-from w2s_harness._config import Component, RunConfig, resolve
+from w2s_harness._config.config import Component, RunConfig, resolve
+from w2s_harness._contracts.components import Splits, TextData
 
 DEFAULT_STRONG = "hf:sentence-transformers/all-MiniLM-L6-v2"
-from w2s_harness._datasets import BaseDataset, fingerprint_examples
-from w2s_harness._errors import ConfigError, W2SError
-from w2s_harness._plan import PlanBuilder, Subset, make_plan
-from w2s_harness._pluginmanager import create_plugin_manager
+from w2s_harness._contracts.errors import ConfigError, W2SError
+from w2s_harness._data.datasets import BaseDataset, fingerprint_examples
+from w2s_harness._plan.planner import PlanBuilder, Subset, make_plan
+from w2s_harness._plugin_system.manager import create_plugin_manager
 from w2s_harness.hookspecs import hookimpl
 
 WEAK, MID1, MID2, STRONG = "toy-weak", {"name": "toy-strong", "layers": 1}, {"name": "toy-strong", "layers": 2}, "toy-strong"

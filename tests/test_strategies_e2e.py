@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from toy_hash import PLUGINS
 
-from w2s_harness._cli import main
+from w2s_harness._cli.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -200,8 +200,8 @@ def test_ensemble_weighted_by_out_of_bag_accuracy(csv_path, tmp_path):
     import numpy as np
 
     from w2s_harness import create_dataset
-    from w2s_harness._plan import Subset
-    from w2s_harness._store import StageStore
+    from w2s_harness._execution.store import StageStore
+    from w2s_harness._plan.planner import Subset
 
     out = tmp_path / "acc"
     res = run(csv_path, out, "ensemble", "strategy.bags=3", 'strategy.how="accuracy"', seeds="0")

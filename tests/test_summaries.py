@@ -18,11 +18,11 @@ from rich.console import Console
 from toy_hash import ToyHash
 
 from w2s_harness import Results, RunConfig, Summary, hookimpl
-from w2s_harness._assemble import assemble
-from w2s_harness._cli import main
-from w2s_harness._plan import Comparison, Experiment, Plan, Stage, StageKind, StageRef
-from w2s_harness._stage import StageRecord
-from w2s_harness._stats import NO_GAP, NO_GAP_ON_MEAN, bootstrap_ci
+from w2s_harness._cli.cli import main
+from w2s_harness._engine.stage import StageRecord
+from w2s_harness._plan.planner import Comparison, Experiment, Plan, Stage, StageKind, StageRef
+from w2s_harness._results.assemble import assemble
+from w2s_harness._results.stats import NO_GAP, NO_GAP_ON_MEAN, bootstrap_ci
 
 NOT_FINISHED = object()  # an accuracy whose stage did not finish
 
@@ -64,7 +64,7 @@ def round_trip(results: Results) -> dict:
 
 
 def render_text(results: Results) -> str:
-    from w2s_harness._report import render
+    from w2s_harness._results.report import render
 
     console = Console(file=io.StringIO(), width=240, record=True, color_system=None, highlight=False)
     render(results, console)

@@ -17,8 +17,8 @@ from test_pluginmanager import cli, example_site  # noqa: F401 - example_site is
 
 import w2s_harness
 from w2s_harness import Executor, hookimpl
-from w2s_harness._cli import main
-from w2s_harness._pluginmanager import create_plugin_manager
+from w2s_harness._cli.cli import main
+from w2s_harness._plugin_system.manager import create_plugin_manager
 
 #: every thread that computed a stage with ``thread-xent`` (runs here are in-process)
 THREADS: set[str] = set()

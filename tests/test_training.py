@@ -1,4 +1,4 @@
-"""fit / predict_proba / accuracy (w2s_harness._training) and the feature cache (w2s_harness._features)."""
+"""fit / predict_proba / accuracy (w2s_harness._engine.training) and the feature cache (w2s_harness._data.features)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from w2s_harness._components import TextData, TrainConfig, check_train_config
-from w2s_harness._errors import ConfigError, TrainingError
-from w2s_harness._features import FeatureCache, cache_name
-from w2s_harness._training import (
+from w2s_harness._contracts.components import TextData, TrainConfig, check_train_config
+from w2s_harness._contracts.errors import ConfigError, TrainingError
+from w2s_harness._data.features import FeatureCache, cache_name
+from w2s_harness._engine.training import (
     accuracy,
     fit,
     lr_multiplier,
@@ -141,7 +141,7 @@ def test_learning_rate_follows_schedule(monkeypatch):
         return real_step(self, *a, **k)
 
     monkeypatch.setattr(torch.optim.AdamW, "step", step)
-    import w2s_harness._training as tr
+    import w2s_harness._engine.training as tr
 
     monkeypatch.setattr(tr, "_stepper", lambda optimizer: optimizer.step)  # every step through AdamW.step
     x, _, t = separable(64)
@@ -265,7 +265,7 @@ def test_feature_cache_accepts_plain_array_and_checks_shape(tmp_path):
         def features(self, texts, progress=None, device=None):
             return {self.feature_key(): np.ones((2, 5))}
 
-    from w2s_harness._errors import W2SError
+    from w2s_harness._contracts.errors import W2SError
 
     with pytest.raises(W2SError, match="shape"):
         FeatureCache(tmp_path / "w").get(Wrong(), _data())
@@ -275,7 +275,7 @@ def test_feature_cache_accepts_plain_array_and_checks_shape(tmp_path):
 
 
 def _trained(loss, monkeypatch=None, plain_step=False, targets=None, seed=3):
-    import w2s_harness._training as tr
+    import w2s_harness._engine.training as tr
 
     x, _, t = separable(n=300, d=16, seed=seed)
     if monkeypatch is not None and plain_step:
@@ -288,7 +288,7 @@ def _trained(loss, monkeypatch=None, plain_step=False, targets=None, seed=3):
 
 @pytest.mark.parametrize("name", ["xent", "logconf", "product"])
 def test_prevalidated_fast_path_trains_exactly_like_the_checked_call(name):
-    from w2s_harness._pluginmanager import create_plugin_manager
+    from w2s_harness._plugin_system.manager import create_plugin_manager
 
     pm = create_plugin_manager(entry_points=False)
     loss = pm.create("loss", name)
@@ -308,8 +308,8 @@ def test_functional_adamw_step_is_bitwise_optimizer_step(monkeypatch):
 
 
 def test_bad_target_after_the_first_batch_is_still_caught():
-    from w2s_harness._errors import InputError
-    from w2s_harness._pluginmanager import create_plugin_manager
+    from w2s_harness._contracts.errors import InputError
+    from w2s_harness._plugin_system.manager import create_plugin_manager
 
     x, _, t = separable(n=300, d=16)
     t = t.copy()
@@ -377,7 +377,7 @@ def test_two_epoch_finetune_step_fracs_are_the_references(n):
 
 
 def step_fracs_of(n, cfg):
-    from w2s_harness._training import step_fracs
+    from w2s_harness._engine.training import step_fracs
 
     return step_fracs(n, cfg)
 
@@ -423,7 +423,7 @@ def test_warmup_steps_betas_and_clipping(monkeypatch):
         return real_step(self, *a, **k)
 
     monkeypatch.setattr(torch.optim.AdamW, "step", step)
-    import w2s_harness._training as tr
+    import w2s_harness._engine.training as tr
 
     monkeypatch.setattr(tr, "_stepper", lambda optimizer: optimizer.step)
     x, _, t = separable(64)
@@ -475,7 +475,7 @@ def test_gradient_accumulation_gives_the_batch_gradient_and_calls_the_loss_per_m
 
 
 def test_early_stopping_by_auroc():
-    from w2s_harness._training import auroc
+    from w2s_harness._engine.training import auroc
 
     x, y, t = separable(300)
     cfg = TrainConfig(lr=5e-2, epochs=4, batch_size=32, early_stop="weak_val", val_metric="auroc")
@@ -489,7 +489,7 @@ def test_early_stopping_by_auroc():
     assert out["early_stop"]["val_auroc"] == points[best]["val_auroc"]
     assert out["early_stop"]["val_acc"] == points[best]["val_acc"]
     assert auroc(predict_proba(head, x[200:], device="cpu"), y[200:]) == pytest.approx(points[best]["val_auroc"])
-    from w2s_harness._errors import InputError
+    from w2s_harness._contracts.errors import InputError
 
     with pytest.raises(InputError, match="needs both classes"):
         fit(zero_linear_head(8, 2), x[:200], t[:200], xent, cfg, seed=0, device="cpu", val_inputs=x[200:210],

@@ -19,7 +19,7 @@ pytest.importorskip("timm")
 import torch
 
 from w2s_harness import ConfigError, DataError, create_dataset, create_model
-from w2s_harness._cli import main
+from w2s_harness._cli.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -74,7 +74,7 @@ def test_image_folder_rows_are_torchvisions_imagefolder(tmp_path):
 def test_image_hashes_are_read_once_and_served_from_the_hash_cache(tmp_path, monkeypatch):
     """Image digests go through the shared file-hash cache: a second load (even in a fresh process, memo emptied)
     reads no image again, with the same fingerprint; a changed image is read again."""
-    from w2s_harness import _filehash
+    from w2s_harness._data import filehash as _filehash
 
     monkeypatch.setenv("W2S_HARNESS_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(_filehash, "_SHA256_MEMO", {})
@@ -319,7 +319,7 @@ def test_pretrained_head_makes_the_weak_model_the_backbones_own_classifier(tmp_p
     pred = direct_features(net, data.texts, 32).argmax(axis=1)
     stages = {s["kind"]: s["metrics"] for s in res["stages"]}
     # the weak stage's stored predictions on every row are the network's softmax
-    from w2s_harness._store import StageStore
+    from w2s_harness._execution.store import StageStore
 
     weak_id = next(s["id"] for s in res["stages"] if s["kind"] == "train_weak")
     _, arrays = StageStore(tmp_path / "out").load(weak_id)

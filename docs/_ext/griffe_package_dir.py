@@ -11,7 +11,7 @@
    empty although the module assigns ``__all__``, the extension imports the package (which is import-light)
    and takes the runtime ``__all__``, so the reference documents exactly the public names.
 3. **Sphinx roles.** The docstrings use ``:param x:`` fields (parsed by griffe's sphinx parser) and Sphinx
-   cross-reference roles such as ``:class:`~w2s_harness._registry.Registry```, which Markdown would print
+   cross-reference roles such as ``:class:`~w2s_harness._plugin_system.registry.Registry```, which Markdown would print
    literally. A role whose target is a public name becomes a link to its entry in the API reference; any
    other role becomes inline code. A reST literal-block marker (``text::``) becomes ``text:``.
 """

@@ -20,98 +20,98 @@ __version__ = "0.1.0"
 # public name -> private module that defines it
 _LAZY = {
     # plugin registration
-    "Registry": "_registry",
-    "RegistryEntry": "_registry",
-    "ComponentKind": "_kinds",
-    "KINDS": "_kinds",
+    "Registry": "_plugin_system.registry",
+    "RegistryEntry": "_plugin_system.registry",
+    "ComponentKind": "_plugin_system.kinds",
+    "KINDS": "_plugin_system.kinds",
     # component contracts
-    "Dataset": "_components",
-    "TextData": "_components",
-    "Splits": "_components",
-    "BaseDataset": "_datasets",
-    "fingerprint_examples": "_datasets",
-    "Choice": "_choice",
-    "ChoiceData": "_choice",
-    "ChoiceDataset": "_choice",
-    "FeatureModel": "_components",
-    "FineTuneModel": "_components",
-    "TrainConfig": "_components",
-    "check_train_config": "_components",
-    "HEAD_PARAMETERS": "_components",
-    "head_train_config": "_components",
-    "takes_head_parameters": "_components",
-    "zero_linear_head": "_training",
-    "Loss": "_components",
-    "BaseLoss": "_loss_base",
-    "check_loss_inputs": "_loss_checks",
-    "check_step_frac": "_loss_checks",
-    "check_backend": "_loss_checks",
-    "check_number": "_loss_checks",
-    "check_int": "_loss_checks",
-    "check_bool": "_loss_checks",
-    "check_choice": "_loss_checks",
-    "Strategy": "_components",
+    "Dataset": "_contracts.components",
+    "TextData": "_contracts.components",
+    "Splits": "_contracts.components",
+    "BaseDataset": "_data.datasets",
+    "fingerprint_examples": "_data.datasets",
+    "Choice": "_data.choice",
+    "ChoiceData": "_data.choice",
+    "ChoiceDataset": "_data.choice",
+    "FeatureModel": "_contracts.components",
+    "FineTuneModel": "_contracts.components",
+    "TrainConfig": "_contracts.components",
+    "check_train_config": "_contracts.components",
+    "HEAD_PARAMETERS": "_contracts.components",
+    "head_train_config": "_contracts.components",
+    "takes_head_parameters": "_contracts.components",
+    "zero_linear_head": "_engine.training",
+    "Loss": "_contracts.components",
+    "BaseLoss": "_contracts.loss_base",
+    "check_loss_inputs": "_contracts.checks",
+    "check_step_frac": "_contracts.checks",
+    "check_backend": "_contracts.checks",
+    "check_number": "_contracts.checks",
+    "check_int": "_contracts.checks",
+    "check_bool": "_contracts.checks",
+    "check_choice": "_contracts.checks",
+    "Strategy": "_contracts.components",
     # plans
-    "PlanBuilder": "_plan",
-    "StageRef": "_stage",
-    "Stage": "_stage",
-    "StageKind": "_stage",
-    "Subset": "_stage",
-    "Experiment": "_plan",
-    "Reference": "_plan",
-    "Plan": "_plan",
-    "make_plan": "_plan",
-    "StageOp": "_stage",
-    "OpInput": "_stage",
-    "OpContext": "_ops",
+    "PlanBuilder": "_plan.planner",
+    "StageRef": "_engine.stage",
+    "Stage": "_engine.stage",
+    "StageKind": "_engine.stage",
+    "Subset": "_engine.stage",
+    "Experiment": "_plan.planner",
+    "Reference": "_plan.planner",
+    "Plan": "_plan.planner",
+    "make_plan": "_plan.planner",
+    "StageOp": "_engine.stage",
+    "OpInput": "_engine.stage",
+    "OpContext": "_engine.ops",
     # config
-    "Component": "_config",
-    "RunConfig": "_config",
-    "RunSection": "_config",
-    "load_config": "_config",
+    "Component": "_config.config",
+    "RunConfig": "_config.config",
+    "RunSection": "_config.config",
+    "load_config": "_config.config",
     # results
-    "SCHEMA_VERSION": "_results",
-    "Results": "_results",
-    "ExperimentResult": "_results",
-    "ComparisonResult": "_results",
-    "Summary": "_results",
-    "StageRecord": "_stage",
-    "RungResult": "_results",
-    "Analysis": "_results",
+    "SCHEMA_VERSION": "_results.results",
+    "Results": "_results.results",
+    "ExperimentResult": "_results.results",
+    "ComparisonResult": "_results.results",
+    "Summary": "_results.results",
+    "StageRecord": "_engine.stage",
+    "RungResult": "_results.results",
+    "Analysis": "_results.results",
     # running: what a caller of run() meets (stop requests, failed stages)
-    "StopFlag": "_interrupts",
-    "StopRequested": "_interrupts",
-    "StagesFailed": "_runner",
+    "StopFlag": "_execution.interrupts",
+    "StopRequested": "_execution.interrupts",
+    "StagesFailed": "_execution.runner",
     # report views (the w2s_report_views hook)
-    "ReportView": "_report",
-    "ReportTable": "_report",
-    "headless_pyplot": "_plots",
-    "save_figure": "_plots",
+    "ReportView": "_results.report",
+    "ReportTable": "_results.report",
+    "headless_pyplot": "_results.plots",
+    "save_figure": "_results.plots",
     # errors
-    "W2SError": "_errors",
-    "ConfigError": "_errors",
-    "UnknownComponentError": "_errors",
-    "PluginError": "_errors",
-    "DataError": "_errors",
-    "TrainingError": "_errors",
-    "InputError": "_errors",
-    "ResourceError": "_errors",
+    "W2SError": "_contracts.errors",
+    "ConfigError": "_contracts.errors",
+    "UnknownComponentError": "_contracts.errors",
+    "PluginError": "_contracts.errors",
+    "DataError": "_contracts.errors",
+    "TrainingError": "_contracts.errors",
+    "InputError": "_contracts.errors",
+    "ResourceError": "_contracts.errors",
     # the Hugging Face hub
-    "hub_endpoint": "_hub",
-    "file_sha256": "_filehash",
-    "file_sha256s": "_filehash",
-    "user_cache_dir": "_filehash",
-    "hub_reachable": "_hub",
+    "hub_endpoint": "_data.hub",
+    "file_sha256": "_data.filehash",
+    "file_sha256s": "_data.filehash",
+    "user_cache_dir": "_data.filehash",
+    "hub_reachable": "_data.hub",
     # entry points
-    "PluginManager": "_pluginmanager",
-    "create_plugin_manager": "_pluginmanager",
-    "run": "_runner",
-    "main": "_cli",
+    "PluginManager": "_plugin_system.manager",
+    "create_plugin_manager": "_plugin_system.manager",
+    "run": "_execution.runner",
+    "main": "_cli.cli",
     # executors (the w2s_register_executors hook)
-    "Executor": "_executor",
-    "Execution": "_executor",
-    "LocalExecutor": "_executor",
-    "RayExecutor": "_ray_executor",
+    "Executor": "_execution.local",
+    "Execution": "_execution.local",
+    "LocalExecutor": "_execution.local",
+    "RayExecutor": "_execution.ray",
 }
 _ALIASES = {"RegistryEntry": "Entry", "check_loss_inputs": "prepare", "load_config": "resolve",
             "headless_pyplot": "pyplot", "save_figure": "save"}
@@ -228,7 +228,7 @@ def __dir__() -> list[str]:
 
 def plugin_manager(*, reload: bool = False):
     """The process-wide :class:`PluginManager` (built-ins + installed entry points), created on first use."""
-    from ._pluginmanager import plugin_manager as _pm
+    from ._plugin_system.manager import plugin_manager as _pm
 
     return _pm(reload=reload)
 
@@ -255,9 +255,19 @@ def create_strategy(name: str, **params: Any):
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time __getattr__ loads these
-    from ._choice import Choice, ChoiceData, ChoiceDataset
-    from ._cli import main
-    from ._components import (
+    from ._cli.cli import main
+    from ._config.config import Component, RunConfig, RunSection
+    from ._config.config import resolve as load_config
+    from ._contracts.checks import (
+        check_backend,
+        check_bool,
+        check_choice,
+        check_int,
+        check_number,
+        check_step_frac,
+    )
+    from ._contracts.checks import prepare as check_loss_inputs
+    from ._contracts.components import (
         HEAD_PARAMETERS,
         Dataset,
         FeatureModel,
@@ -271,10 +281,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
         head_train_config,
         takes_head_parameters,
     )
-    from ._config import Component, RunConfig, RunSection
-    from ._config import resolve as load_config
-    from ._datasets import BaseDataset, fingerprint_examples
-    from ._errors import (
+    from ._contracts.errors import (
         ConfigError,
         DataError,
         InputError,
@@ -284,37 +291,33 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
         UnknownComponentError,
         W2SError,
     )
-    from ._executor import Execution, Executor, LocalExecutor
-    from ._filehash import file_sha256, file_sha256s, user_cache_dir
-    from ._hub import hub_endpoint, hub_reachable
-    from ._interrupts import StopFlag, StopRequested
-    from ._kinds import KINDS, ComponentKind
-    from ._loss_base import BaseLoss
-    from ._loss_checks import (
-        check_backend,
-        check_bool,
-        check_choice,
-        check_int,
-        check_number,
-        check_step_frac,
-    )
-    from ._loss_checks import prepare as check_loss_inputs
-    from ._ops import OpContext
-    from ._plan import (
+    from ._contracts.loss_base import BaseLoss
+    from ._data.choice import Choice, ChoiceData, ChoiceDataset
+    from ._data.datasets import BaseDataset, fingerprint_examples
+    from ._data.filehash import file_sha256, file_sha256s, user_cache_dir
+    from ._data.hub import hub_endpoint, hub_reachable
+    from ._engine.ops import OpContext
+    from ._engine.stage import OpInput, Stage, StageKind, StageOp, StageRef, Subset
+    from ._engine.training import zero_linear_head
+    from ._execution.interrupts import StopFlag, StopRequested
+    from ._execution.local import Execution, Executor, LocalExecutor
+    from ._execution.ray import RayExecutor
+    from ._execution.runner import StagesFailed, run
+    from ._plan.planner import (
         Experiment,
         Plan,
         PlanBuilder,
         Reference,
         make_plan,
     )
-    from ._plots import pyplot as headless_pyplot
-    from ._plots import save as save_figure
-    from ._pluginmanager import PluginManager, create_plugin_manager
-    from ._ray_executor import RayExecutor
-    from ._registry import Entry as RegistryEntry
-    from ._registry import Registry
-    from ._report import ReportTable, ReportView
-    from ._results import (
+    from ._plugin_system.kinds import KINDS, ComponentKind
+    from ._plugin_system.manager import PluginManager, create_plugin_manager
+    from ._plugin_system.registry import Entry as RegistryEntry
+    from ._plugin_system.registry import Registry
+    from ._results.plots import pyplot as headless_pyplot
+    from ._results.plots import save as save_figure
+    from ._results.report import ReportTable, ReportView
+    from ._results.results import (
         SCHEMA_VERSION,
         Analysis,
         ComparisonResult,
@@ -324,6 +327,3 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
         StageRecord,
         Summary,
     )
-    from ._runner import StagesFailed, run
-    from ._stage import OpInput, Stage, StageKind, StageOp, StageRef, Subset
-    from ._training import zero_linear_head

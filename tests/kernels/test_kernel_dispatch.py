@@ -67,7 +67,7 @@ def test_backend_triton_runs_the_kernels(device):
                                          ("logconf", {"balance": False}), ("kl", {})])
 def test_loss_plugins_reach_the_kernels(name, params, device):
     """The losses from the losses issue, with backend="triton", equal backend="torch" (values and grads)."""
-    from w2s_harness._pluginmanager import create_plugin_manager
+    from w2s_harness._plugin_system.manager import create_plugin_manager
 
     pm = create_plugin_manager(entry_points=False)
     fused = pm.create("loss", name, backend="triton", **params)

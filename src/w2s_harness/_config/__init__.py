@@ -1,0 +1,1 @@
+"""Config: the typed run configuration (TOML file < ``--set`` < flags) and its defaults (``default.toml``)."""

@@ -1,0 +1,52 @@
+"""Common behaviour of the built-in losses: input checks, ``step_frac`` checks, repr, parameters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .checks import check_step_frac, prepare
+
+
+class BaseLoss:
+    """Callable ``loss(logits, targets, step_frac=0.0) -> scalar tensor``.
+
+    Subclasses set :attr:`name`, store their parameters in :attr:`params` (JSON-able), and implement
+    :meth:`compute` on validated inputs: ``logits`` ``(N, k)`` and ``targets`` ``(N, k)`` soft labels.
+    """
+
+    name = "loss"
+    #: Whether the loss keeps state between calls (see :meth:`reset`).
+    stateful = False
+
+    def __init__(self, **params: Any) -> None:
+        self.params = dict(params)
+
+    def __call__(self, logits, targets, step_frac: float = 0.0):
+        logits, targets = prepare(logits, targets, loss=self.name)
+        step_frac = check_step_frac(step_frac, loss=self.name)
+        return self.compute(logits, targets, step_frac)
+
+    def prevalidate(self, targets, n_classes: int):
+        """Check a whole ``(N, k)`` soft-label (or ``(N,)`` class-id) matrix once; return it as ``(N, k)`` floats.
+
+        A training loop that feeds row slices of one target matrix calls this once and then :meth:`compute` per
+        batch, instead of paying the value checks (finite, non-negative, rows sum to 1) on every step.
+        """
+        import torch
+
+        shape_only = torch.empty((int(targets.shape[0]), int(n_classes)), device=targets.device)
+        return prepare(shape_only, targets, loss=self.name)[1]
+
+    def compute(self, logits, targets, step_frac: float):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget any state kept between calls (no-op for stateless losses)."""
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{self.name}({args})"
+
+    @property
+    def backend(self) -> str:
+        return self.params.get("backend", "auto")
