@@ -7,7 +7,14 @@ import re
 import pytest
 
 from w2s_harness import hookimpl
-from w2s_harness._config.config import Component, RunConfig, RunSection, apply_mapping, parse_value, resolve
+from w2s_harness._config.config import (
+    Component,
+    RunConfig,
+    RunSection,
+    apply_mapping,
+    load_config,
+    parse_value,
+)
 
 DEFAULT_STRONG = "hf:sentence-transformers/all-MiniLM-L6-v2"
 from w2s_harness._contracts.errors import ConfigError
@@ -51,7 +58,7 @@ output_dir = "runs/from-file"
 
 
 def test_defaults_layer():
-    cfg = resolve()
+    cfg = load_config()
     assert cfg.dataset == Component("tweets-sentiment")
     assert cfg.weak == Component("glove-bow")
     assert cfg.strong == Component(DEFAULT_STRONG)
@@ -62,7 +69,7 @@ def test_defaults_layer():
 
 
 def test_file_layer_overrides_defaults(tmp_path):
-    cfg = resolve(write(tmp_path, FILE))
+    cfg = load_config(write(tmp_path, FILE))
     assert cfg.dataset == Component("local", {"path": "reviews.csv", "text_columns": ["text"], "n_train": 800})
     assert cfg.weak == Component("weak-from-file", {"lr": 0.01})
     assert cfg.strong == Component(DEFAULT_STRONG)  # not in the file: default kept
@@ -72,7 +79,7 @@ def test_file_layer_overrides_defaults(tmp_path):
 
 
 def test_flags_override_file(tmp_path):
-    cfg = resolve(write(tmp_path, FILE), shortcuts={"weak": "weak-from-flag", "dataset": "local", "strategy": None},
+    cfg = load_config(write(tmp_path, FILE), shortcuts={"weak": "weak-from-flag", "dataset": "local", "strategy": None},
                   run={"seeds": RunSection.parse_flag("seeds", "1,2,3"), "output_dir": "runs/flag", "device": "cpu"})
     assert cfg.weak == Component("weak-from-flag")  # a different name: the file's parameters are dropped
     assert cfg.dataset.params["n_train"] == 800  # the same name: the file's parameters are kept
@@ -81,7 +88,7 @@ def test_flags_override_file(tmp_path):
 
 
 def test_set_overrides_flags_and_file(tmp_path):
-    cfg = resolve(write(tmp_path, FILE), run={"seeds": [1, 2]},
+    cfg = load_config(write(tmp_path, FILE), run={"seeds": [1, 2]},
                   sets=["run.seeds=[7]", "dataset.n_train=100", "weak.lr=3e-4", "strong.name=hf:other"])
     assert cfg.run.seeds == [7]
     assert cfg.dataset.params["n_train"] == 100 and cfg.dataset.params["path"] == "reviews.csv"
@@ -90,7 +97,7 @@ def test_set_overrides_flags_and_file(tmp_path):
 
 
 def test_sets_apply_in_order():
-    cfg = resolve(sets=["run.threads=2", "run.threads=4"])
+    cfg = load_config(sets=["run.threads=2", "run.threads=4"])
     assert cfg.run.threads == 4
 
 
@@ -117,7 +124,7 @@ def test_parse_value_as_toml(text, value):
 
 
 def test_set_values_reach_the_config_typed():
-    cfg = resolve(sets=["dataset.n_train=64", "dataset.frac=0.25", "dataset.text_columns=[\"q\", \"a\"]",
+    cfg = load_config(sets=["dataset.n_train=64", "dataset.frac=0.25", "dataset.text_columns=[\"q\", \"a\"]",
                         "dataset.template=\"{q} {a}\"", "dataset.path=data/x.csv", "run.device=cuda:1"])
     assert cfg.dataset.params == {"n_train": 64, "frac": 0.25, "text_columns": ["q", "a"],
                                   "template": "{q} {a}", "path": "data/x.csv"}
@@ -125,14 +132,14 @@ def test_set_values_reach_the_config_typed():
 
 
 def test_set_name_replaces_component_name():
-    cfg = resolve(sets=["dataset.name=local", "dataset.path=a.csv"])
+    cfg = load_config(sets=["dataset.name=local", "dataset.path=a.csv"])
     assert cfg.dataset == Component("local", {"path": "a.csv"})
 
 
 @pytest.mark.parametrize("bad", ["run.seeds", "seeds=1", "=3"])
 def test_set_syntax_errors(bad):
     with pytest.raises(ConfigError, match=r"--set expects section\.key=value \(e\.g\. loss\.aux_coef=0\.3\), got"):
-        resolve(sets=[bad])
+        load_config(sets=[bad])
 
 
 # ------------------------------------------------------------------------------------ unknown keys
@@ -141,14 +148,14 @@ def test_set_syntax_errors(bad):
 def test_unknown_section_in_file_names_it_and_valid_ones(tmp_path):
     path = write(tmp_path, '[datset]\nname = "local"\n')
     with pytest.raises(ConfigError) as info:
-        resolve(path)
+        load_config(path)
     assert str(info.value) == (f"unknown section [datset] in {path}. Did you mean: dataset? "
                                f"Valid sections: dataset, weak, strong, loss, strategy, run")
 
 
 def test_unknown_run_key_in_file(tmp_path):
     with pytest.raises(ConfigError) as info:
-        resolve(write(tmp_path, "[run]\nseed = [1]\n"))
+        load_config(write(tmp_path, "[run]\nseed = [1]\n"))
     msg = str(info.value)
     assert msg.startswith("unknown key run.seed. Did you mean: seeds? Valid keys: seeds, device, ")
     assert "output_dir" in msg
@@ -156,23 +163,23 @@ def test_unknown_run_key_in_file(tmp_path):
 
 def test_unknown_section_and_key_in_set():
     with pytest.raises(ConfigError, match=r"^--set modle\.x: unknown section 'modle'\."):
-        resolve(sets=["modle.x=1"])
+        load_config(sets=["modle.x=1"])
     with pytest.raises(ConfigError, match=r"^unknown key run\.outdir\. Did you mean: output_dir\? Valid keys: "):
-        resolve(sets=["run.outdir=x"])
+        load_config(sets=["run.outdir=x"])
 
 
 def test_component_section_needs_a_name(tmp_path):
     with pytest.raises(ConfigError, match=r"\[weak\] needs a 'name'"):
-        resolve(write(tmp_path, "[weak]\nlr = 0.1\n"))
+        load_config(write(tmp_path, "[weak]\nlr = 0.1\n"))
     with pytest.raises(ConfigError, match=r"\[run\] in .* must be a table"):
-        resolve(write(tmp_path, "run = 3\n", "r2.toml"))
+        load_config(write(tmp_path, "run = 3\n", "r2.toml"))
 
 
 def test_missing_and_invalid_files(tmp_path):
     with pytest.raises(ConfigError, match="does not exist; pass an existing TOML file to --config"):
-        resolve(tmp_path / "nope.toml")
+        load_config(tmp_path / "nope.toml")
     with pytest.raises(ConfigError, match="is not valid TOML"):
-        resolve(write(tmp_path, "[dataset\nname=1"))
+        load_config(write(tmp_path, "[dataset\nname=1"))
 
 
 @pytest.mark.parametrize("assignment, fragment", [
@@ -188,7 +195,7 @@ def test_missing_and_invalid_files(tmp_path):
 ])
 def test_run_section_values_are_type_checked(assignment, fragment):
     with pytest.raises(ConfigError, match=re.escape(fragment)):
-        resolve(sets=[assignment])
+        load_config(sets=[assignment])
 
 
 def test_seeds_flag_must_be_integers():
@@ -229,27 +236,27 @@ def accepts():
 
 
 def test_loss_flag_with_several_names():
-    cfg = resolve(shortcuts={"loss": "t-plain, t-aux ,"})
+    cfg = load_config(shortcuts={"loss": "t-plain, t-aux ,"})
     assert cfg.losses == [Component("t-plain"), Component("t-aux")]
 
 
 def test_loss_tables_in_file(tmp_path):
-    cfg = resolve(write(tmp_path, '[[loss]]\nname = "t-plain"\n[[loss]]\nname = "t-aux"\naux_coef = 0.7\n'))
+    cfg = load_config(write(tmp_path, '[[loss]]\nname = "t-plain"\n[[loss]]\nname = "t-aux"\naux_coef = 0.7\n'))
     assert [c.as_dict() for c in cfg.losses] == [{"name": "t-plain"}, {"name": "t-aux", "aux_coef": 0.7}]
     # a single [loss] table and a bare list of names work too
-    assert resolve(write(tmp_path, '[loss]\nname = "t-aux"\n', "b.toml")).losses == [Component("t-aux")]
-    assert resolve(write(tmp_path, 'loss = ["t-aux", "t-plain"]\n', "c.toml")).losses == [
+    assert load_config(write(tmp_path, '[loss]\nname = "t-aux"\n', "b.toml")).losses == [Component("t-aux")]
+    assert load_config(write(tmp_path, 'loss = ["t-aux", "t-plain"]\n', "c.toml")).losses == [
         Component("t-aux"), Component("t-plain")]
 
 
 def test_loss_flag_keeps_parameters_from_file(tmp_path):
     path = write(tmp_path, '[[loss]]\nname = "t-aux"\naux_coef = 0.7\n')
-    cfg = resolve(path, shortcuts={"loss": "t-plain,t-aux"})
+    cfg = load_config(path, shortcuts={"loss": "t-plain,t-aux"})
     assert [c.as_dict() for c in cfg.losses] == [{"name": "t-plain"}, {"name": "t-aux", "aux_coef": 0.7}]
 
 
 def test_set_loss_param_goes_to_losses_accepting_it(accepts):
-    cfg = resolve(shortcuts={"loss": "t-plain,t-aux,t-aux2"}, sets=["loss.aux_coef=0.3"], accepts=accepts)
+    cfg = load_config(shortcuts={"loss": "t-plain,t-aux,t-aux2"}, sets=["loss.aux_coef=0.3"], accepts=accepts)
     assert [c.as_dict() for c in cfg.losses] == [
         {"name": "t-plain"}, {"name": "t-aux", "aux_coef": 0.3}, {"name": "t-aux2", "aux_coef": 0.3}]
 
@@ -257,12 +264,12 @@ def test_set_loss_param_goes_to_losses_accepting_it(accepts):
 def test_set_loss_param_no_loss_accepts_is_an_error(accepts):
     with pytest.raises(ConfigError, match=r"--set loss\.aux_coef: none of the losses \(t-plain, t-aux\) has "
                                           r"a parameter 'aux_coef'"):
-        resolve(shortcuts={"loss": "t-plain,t-aux"}, sets=["loss.aux_coef=0.3", "loss.temperature=2"],
+        load_config(shortcuts={"loss": "t-plain,t-aux"}, sets=["loss.aux_coef=0.3", "loss.temperature=2"],
                 accepts=lambda name, key: False)
 
 
 def test_set_on_a_single_loss_is_checked_later_against_the_component(accepts):
-    cfg = resolve(shortcuts={"loss": "t-plain"}, sets=["loss.aux_coef=0.3"], accepts=accepts)
+    cfg = load_config(shortcuts={"loss": "t-plain"}, sets=["loss.aux_coef=0.3"], accepts=accepts)
     assert cfg.losses == [Component("t-plain", {"aux_coef": 0.3})]
     reg = create_plugin_manager(plugins=[LossPlugin()], entry_points=False).registry("loss")
     with pytest.raises(ConfigError, match=r"loss 't-plain' has no parameter 'aux_coef'\. .*"
@@ -271,7 +278,7 @@ def test_set_on_a_single_loss_is_checked_later_against_the_component(accepts):
 
 
 def test_resolved_config_round_trips_through_to_dict(tmp_path):
-    cfg = resolve(write(tmp_path, FILE), sets=["loss.aux_coef=0.3"], accepts=lambda n, k: n == "logconf")
+    cfg = load_config(write(tmp_path, FILE), sets=["loss.aux_coef=0.3"], accepts=lambda n, k: n == "logconf")
     d = cfg.to_dict()
     assert d["loss"] == [{"name": "xent"}, {"name": "logconf", "aux_coef": 0.3}]
     # the resolved config (as stored in results.json) is itself a valid config mapping

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from w2s_harness._config.config import Component, RunConfig, resolve
+from w2s_harness._config.config import Component, RunConfig, load_config
 from w2s_harness._contracts.components import Splits, TextData
 
 DEFAULT_STRONG = "hf:sentence-transformers/all-MiniLM-L6-v2"
@@ -382,7 +382,7 @@ def test_relabel_graph(pm):
 
 @pytest.mark.parametrize("strategy", ["naive", "confidence", "bootstrap", "ensemble", "filter", "relabel"])
 def test_make_plan_dedupes_across_seeds(pm, strategy):
-    cfg = resolve(shortcuts={"strategy": strategy, "dataset": "toy", "weak": WEAK, "strong": STRONG,
+    cfg = load_config(shortcuts={"strategy": strategy, "dataset": "toy", "weak": WEAK, "strong": STRONG,
                              "loss": "xent"}, run={"seeds": [0, 1]},
                   sets=['strategy.rungs=["toy-weak", {name = "toy-strong", layers = 1}, "toy-strong"]']
                   if strategy == "bootstrap" else [])

@@ -113,8 +113,7 @@ _LAZY = {
     "LocalExecutor": "_execution.local",
     "RayExecutor": "_execution.ray",
 }
-_ALIASES = {"RegistryEntry": "Entry", "check_loss_inputs": "prepare", "load_config": "resolve",
-            "headless_pyplot": "pyplot", "save_figure": "save"}
+_ALIASES = {"check_loss_inputs": "prepare", "headless_pyplot": "pyplot", "save_figure": "save"}
 
 __all__ = [
     "HEAD_PARAMETERS",
@@ -256,8 +255,7 @@ def create_strategy(name: str, **params: Any):
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time __getattr__ loads these
     from ._cli.cli import main
-    from ._config.config import Component, RunConfig, RunSection
-    from ._config.config import resolve as load_config
+    from ._config.config import Component, RunConfig, RunSection, load_config
     from ._contracts.checks import (
         check_backend,
         check_bool,
@@ -312,8 +310,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
     )
     from ._plugin_system.kinds import KINDS, ComponentKind
     from ._plugin_system.manager import PluginManager, create_plugin_manager
-    from ._plugin_system.registry import Entry as RegistryEntry
-    from ._plugin_system.registry import Registry
+    from ._plugin_system.registry import Registry, RegistryEntry
     from ._results.plots import pyplot as headless_pyplot
     from ._results.plots import save as save_figure
     from ._results.report import ReportTable, ReportView

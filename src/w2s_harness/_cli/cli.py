@@ -100,7 +100,7 @@ def build_parser(pm=None) -> argparse.ArgumentParser:
 def _resolve_config(args, pm):
     """The run config from parsed ``run`` / ``validate`` arguments; plugins' options go to ``config.extra`` and
     ``w2s_configure`` runs (for both commands)."""
-    from .._config.config import RunSection, resolve
+    from .._config.config import RunSection, load_config
     from .._data.difficulty import KEYS as DIFFICULTY_KEYS
 
     def accepts(name: str, key: str) -> bool:
@@ -121,7 +121,7 @@ def _resolve_config(args, pm):
     for key, value in vars(args).items():
         if key.startswith("run__") and value is not None:
             run[key[5:]] = RunSection.parse_flag(key[5:], value)
-    config = resolve(args.config, shortcuts=shortcuts, run=run, sets=args.sets, accepts=accepts)
+    config = load_config(args.config, shortcuts=shortcuts, run=run, sets=args.sets, accepts=accepts)
     config.extra = {dest: getattr(args, dest) for dest in getattr(args, "_plugin_dests", ())}
     pm.hook.w2s_configure(config=config)
     from .._execution.local import check_executor

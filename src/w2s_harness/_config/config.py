@@ -319,7 +319,7 @@ def apply_set(config: RunConfig, assignment: str, accepts=None) -> RunConfig:
     return config
 
 
-def resolve(
+def load_config(
     file: str | Path | None = None,
     *,
     shortcuts: dict[str, Any] | None = None,

@@ -37,7 +37,7 @@ def jsonable(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
-class Entry:
+class RegistryEntry:
     """One registered component: its factory, a one-line description, and the plugin that provided it."""
 
     name: str
@@ -63,14 +63,14 @@ class Entry:
 
 @dataclass
 class Registry:
-    """A mapping of component name -> :class:`Entry` for one kind (``"dataset"``, ``"loss"``, ...).
+    """A mapping of component name -> :class:`RegistryEntry` for one kind (``"dataset"``, ``"loss"``, ...).
 
     Plugins call :meth:`add` from their registration hook; the plugin manager sets :attr:`current_plugin`
     around each hook call so collisions can name both providers.
     """
 
     kind: str
-    entries: dict[str, Entry] = field(default_factory=dict)
+    entries: dict[str, RegistryEntry] = field(default_factory=dict)
     current_plugin: str = "<unknown>"
 
     def add(self, name: str, factory: Callable[..., Any], description: str = "") -> None:
@@ -83,7 +83,7 @@ class Registry:
                 f"{self.kind} {name!r} is registered by both plugin {other!r} and plugin "
                 f"{self.current_plugin!r}; uninstall one of them or rename the component"
             )
-        self.entries[name] = Entry(name, factory, description.strip(), self.current_plugin)
+        self.entries[name] = RegistryEntry(name, factory, description.strip(), self.current_plugin)
 
     def names(self) -> list[str]:
         return sorted(self.entries)
@@ -101,7 +101,7 @@ class Registry:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def resolve(self, name: str) -> tuple[Entry, dict[str, Any]]:
+    def resolve(self, name: str) -> tuple[RegistryEntry, dict[str, Any]]:
         """Find the entry for ``name``; prefix entries (``hf:``) get the rest as ``target=...``."""
         if name in self.entries:
             return self.entries[name], {}
