@@ -412,3 +412,23 @@ def test_example_configs_validate_without_downloading(path, capsys):
     hub data and weights that this machine cannot download)."""
     assert _main()(["validate", "--offline", "--config", str(path)]) == 0, capsys.readouterr().err
     assert "config OK" in capsys.readouterr().out
+
+
+def test_the_extension_methods_the_dataset_pages_name_are_in_the_api_reference():
+    """A dataset author overrides underscored methods (``_load``, ``_keep_rows``, ``_all_choices``...): each one the
+    plugin pages name is a documented method of :class:`BaseDataset` or :class:`ChoiceDataset`, and the API
+    reference's member filter lets it through (the filter hides every other private name)."""
+    import w2s_harness
+
+    named = set()
+    for page in (DOCS / "plugins" / "datasets.md", DOCS / "choice.md"):
+        named |= set(re.findall(r"`(_[a-z][a-z_]*)\(", page.read_text()))
+    assert {"_load", "_load_rows", "_keep_rows", "_row_difficulty", "_all_choices"} <= named
+    api = (DOCS / "reference" / "api.md").read_text()
+    hidden = [re.compile(f[1:]) for f in json.loads(re.search(r"filters: (\[.*\])", api).group(1)) if f[0] == "!"]
+    for name in sorted(named):
+        owner = next((cls for cls in (w2s_harness.BaseDataset, w2s_harness.ChoiceDataset) if name in vars(cls)), None)
+        assert owner is not None, f"{name} is named in the docs but is no method of BaseDataset/ChoiceDataset"
+        assert (getattr(owner, name).__doc__ or "").strip(), f"{owner.__name__}.{name} has no docstring"
+        assert not any(f.search(name) for f in hidden), f"the API reference's filter hides {name}"
+    assert any(f.search("_validate") for f in hidden)  # the filter still hides the rest
