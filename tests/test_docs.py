@@ -146,9 +146,10 @@ def _plugin_example_blocks() -> list[tuple[str, str]]:
     """``(page stem, code)`` of every complete plugin example in ``docs/plugins/``."""
     blocks = []
     for path in sorted((DOCS / "plugins").glob("*.md")):
-        for info, _, body, before in _fences(path.read_text(encoding="utf-8")):
-            if info == "python" and PLUGIN_EXAMPLE in before:
-                blocks.append((path.stem, body))
+        examples = [body for info, _, body, before in _fences(path.read_text(encoding="utf-8"))
+                    if info == "python" and PLUGIN_EXAMPLE in before]
+        # a page's second example is its own module (``datasets_2``): each block is a separate plugin
+        blocks += [(path.stem if i == 0 else f"{path.stem}_{i + 1}", body) for i, body in enumerate(examples)]
     return blocks
 
 
@@ -167,15 +168,15 @@ def _doc_plugins() -> tuple[types.ModuleType, ...]:
 
 def test_every_plugin_page_has_a_complete_example():
     stems = {stem for stem, _ in _plugin_example_blocks()}
-    assert {"datasets", "models", "losses", "strategies", "observers"} <= stems, stems
+    assert {"datasets", "datasets_2", "models", "losses", "strategies", "observers"} <= stems, stems
 
 
 def test_plugin_examples_register_their_components(capsys):
     rc = _main()(["plugins"], plugins=list(_doc_plugins()))
     out = capsys.readouterr().out
     assert rc == 0, out
-    for name in ("arith-check", "hashed-bow", "hashed-bag", "smoothed-xent", "focal", "co-supervised",
-                 "w2s_run_end"):
+    for name in ("arith-check", "arith-pick", "hashed-bow", "hashed-bag", "smoothed-xent", "focal",
+                 "co-supervised", "w2s_run_end"):
         assert name in out, f"`w2s-harness plugins` with the docs' examples does not list {name}:\n{out}"
 
 
@@ -231,6 +232,55 @@ output_dir = "{(tmp_path / "out").as_posix()}"
         logged = list(csv.DictReader(fh))
     assert len(logged) == len(results["stages"])
     assert "csv_log:" in err and "stages logged" in err
+
+
+def test_the_choice_dataset_example_runs_as_a_choice_task(tmp_path, capsys):
+    """The docs' ChoiceDataset example: its rows are shuffled n-way choices whose label is the true sum's position,
+    and a real run on it (the docs' feature models, naive transfer) finishes with every train stage measured."""
+    import numpy as np
+
+    import w2s_harness
+
+    pm = w2s_harness.create_plugin_manager(plugins=list(_doc_plugins()))
+    data = pm.create("dataset", "arith-pick", n=300, n_candidates=4).load()
+    assert isinstance(data, w2s_harness.ChoiceData) and data.n_candidates == 4 and len(data.texts) == 300
+    for prompt, pair, label in zip(data.texts, data.pairs, data.labels):
+        a, b = (int(x) for x in prompt.removesuffix(" = ?").split(" + "))
+        sums = [int(p.rsplit("\n", 1)[1]) for p in pair]  # the default pair template: prompt, newline, candidate
+        assert sums[label] == a + b and len(set(sums)) == 4
+    assert len(set(np.asarray(data.labels).tolist())) == 4  # the true answer's position is shuffled
+
+    config = tmp_path / "run.toml"
+    config.write_text(f"""
+[dataset]
+name = "arith-pick"
+n = 240
+
+[weak]
+name = "hashed-bow"
+dim = 64
+epochs = 3
+
+[strong]
+name = "hashed-bag"
+width = 16
+epochs = 2
+
+[strategy]
+name = "naive"
+
+[run]
+seeds = [0]
+device = "cpu"
+workers = 1
+output_dir = "{(tmp_path / "out").as_posix()}"
+""", encoding="utf-8")
+    rc = _main()(["run", "--config", str(config)], plugins=list(_doc_plugins()))
+    assert rc == 0, capsys.readouterr().err
+    results = json.loads((tmp_path / "out" / "results.json").read_text(encoding="utf-8"))
+    assert results["status"] == "complete"
+    train = [s for s in results["stages"] if s["op"] == "train"]
+    assert train and all(0.0 <= s["metrics"]["test_acc"] <= 1.0 for s in train)
 
 
 # ------------------------------------------------------------------------------------------- TOML examples

@@ -16,7 +16,7 @@ scores are the logits of an ``n``-way softmax (for ``n = 2`` this is the Bradley
   :func:`choice_module` wraps the model's own head built with one output, so a candidate's score is that head on
   its pooled features. Fine-tuning: the model's own classifier with one output scores the flattened ``N * n``
   texts (a causal LM reads the last token, as it does for classification).
-* ``solver = "lbfgs"``: ``_probe.fit_lbfgs_choice`` (the training side: ``_probe.fit_lbfgs``) minimises the configured loss of the softmax over the shared
+* ``solver = "lbfgs"``: ``_engine.probe.fit_lbfgs_choice`` (the training side: ``_engine.probe.fit_lbfgs``) minimises the configured loss of the softmax over the shared
   scores plus ``||w||^2 / 2`` in scikit-learn's ``C`` convention, on features standardised over every
   (example, candidate) row. A bias is the same for every candidate and cancels in the softmax, so the solve has
   none (for ``n = 2`` with ``xent`` this is logistic regression without intercept on the differences

@@ -263,6 +263,8 @@ class StageRecord:
     :ivar kind: a :class:`~w2s_harness.StageKind` value (``"train_weak"``, ``"label"``, ...).
     :ivar spec: the JSON-able spec the stage id hashes.
     :ivar metrics: JSON-able metrics (``test_acc`` for train stages); ``None`` if the stage did not finish.
+    :ivar seconds: how long computing the stage took, in the run that computed it; a cached stage keeps that
+        original time (loading it takes milliseconds and is not recorded); ``None`` if it did not finish.
     :ivar cached: loaded from the stage store instead of computed; ``None`` if it did not finish.
     """
 

@@ -1,6 +1,7 @@
 """The one table of component kinds: what each is called, which hook fills its registry, which config
-sections name one. The registry, the plugin manager, the CLI and the config all read this table, so a new kind
-is one row here."""
+sections name one. The registry, the plugin manager, the CLI (``list``, did-you-mean) and the config all read this
+table, so a new kind is one row here plus its registration hookspec in :mod:`w2s_harness.hookspecs` (and whatever
+consumes the components: the ops, the executors, the report)."""
 
 from __future__ import annotations
 

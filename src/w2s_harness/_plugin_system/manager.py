@@ -3,7 +3,7 @@
 It holds one piece of process-wide state: the default plugin manager of :func:`plugin_manager`, created on first
 use (``reload=True`` rebuilds it); ``create_plugin_manager`` and ``main(argv, plugins=...)`` build fresh ones.
 It is not the only module-level state in the process: some modules keep memo caches (the hub's reachability per
-endpoint in ``_hub``, the Triton kernels' dtype probe, the built-in plugins' loaded tables and checkpoint configs,
+endpoint in ``_data.hub``, the Triton kernels' dtype probe, the built-in plugins' loaded tables and checkpoint configs,
 ``functools.cache`` helpers), and worker processes keep their run context (the executors); none of them decides
 which plugins are loaded.
 """
