@@ -238,6 +238,15 @@ def test_plugin_op_identity_hashes_its_code_and_parameters(tmp_path, outside):
     after = _plan_ids(load_config(path), modules)
     changed = {name for (seed, name), st in before.items() if after[seed, name].id != st.id}
     assert changed == {"kept", "keep-every transfer[xent]"}
+    # --dry-run names the op's code change in words (the transfer names its upstream stage)
+    from w2s_harness._cli.explain import differences
+
+    names = {st.id: name for (_, name), st in after.items()}
+    assert differences(kept.identity, after[0, "kept"].identity, names) == [
+        f"code of the stage op changed ({pkg.name}.ops)"]
+    transfer = before[0, "keep-every transfer[xent]"]
+    assert differences(transfer.identity, after[0, "keep-every transfer[xent]"].identity, names) == [
+        "upstream stage changed: kept"]
 
 
 def test_plugin_op_runs_through_the_cli_and_a_rerun_is_cached(tmp_path, outside):

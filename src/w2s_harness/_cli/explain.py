@@ -48,6 +48,8 @@ def _describe(path: tuple, old: Any, new: Any) -> str:
     head = path[:2]
     if path == ("context", "engine"):
         return "harness code changed (ops, training loop, feature cache or kernels)"
+    if path[:1] == ("op_code",):  # a plugin op's code fingerprint: {module: digest}
+        return f"code of the stage op changed ({path[1] if len(path) > 1 else '?'})"
     if path == ("format",):
         return "stage format changed (a harness upgrade)"
     if head == ("context", "dataset"):
