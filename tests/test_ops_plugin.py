@@ -267,6 +267,94 @@ def test_plugin_op_runs_through_the_cli_and_a_rerun_is_cached(tmp_path, outside)
     assert json.loads((tmp_path / "out" / "results.json").read_text())["timings"]["stages_computed"] == 0
 
 
+# ------------------------------------------------------------------------- a plugin op that produces a model
+COPY_MODULE = '''
+"""An op that produces a model without training: it re-emits the predictions of an upstream model stage."""
+from w2s_harness import OpInput, StageKind, StageOp, hookimpl
+
+
+class CopyModel(StageOp):
+    inputs = (OpInput("model", artifact="model"),)
+    output = "model"
+    kinds = (StageKind.TRAIN_TRANSFER, StageKind.OP)
+
+    def __init__(self, acc_key: str = "test_acc"):
+        self.acc_key = acc_key
+
+    def run(self, ctx, inputs):
+        table = inputs["model"]
+        probs = ctx.take(table, ctx.splits.test)
+        acc = float((probs.argmax(axis=1) == ctx.data.labels[ctx.splits.test]).mean())
+        return {self.acc_key: acc}, {"indices": table["indices"], "probs": table["probs"]}
+
+
+class CopyWeak:
+    """Report the weak model itself as a transfer: its PGR is 0 by construction."""
+
+    def __init__(self, acc_key: str = "test_acc"):
+        self.acc_key = acc_key
+
+    def plan(self, b):
+        ref, naive = b.naive_rows()
+        copied = b.op("copy-model", inputs=ref.weak, params={"acc_key": self.acc_key}, name="weak copy")
+        b.experiment("copy-weak/xent", strategy="copy-weak", loss="xent", weak=ref.weak, ceiling=ref.ceiling,
+                     transfer=copied, baseline=naive["xent"])
+
+
+@hookimpl
+def w2s_register_ops(registry):
+    registry.add("copy-model", CopyModel)
+
+
+@hookimpl
+def w2s_register_strategies(registry):
+    registry.add("copy-weak", CopyWeak)
+'''
+
+
+@pytest.fixture
+def copy_plugin(tmp_path, monkeypatch):
+    name = f"copy_model_{abs(hash(str(tmp_path))) % 10**8}"
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / f"{name}.py").write_text(COPY_MODULE)
+    monkeypatch.syspath_prepend(str(site))
+    yield importlib.import_module(name)
+    sys.modules.pop(name, None)
+
+
+def test_a_plugin_model_op_can_be_a_result_row(tmp_path, copy_plugin):
+    """A stage op with ``output = "model"`` stands as an experiment's transfer: the weak model re-emitted as its
+    own transfer recovers none of the gap, PGR exactly 0 on every seed, with the weak model's test accuracy."""
+    path = write_config(tmp_path, loss_block='[[loss]]\nname = "xent"\n', seeds="[0, 1]")
+    args = ["run", "--config", str(path), "--workers", "1", "--strategy", "copy-weak"]
+    assert main(args, plugins=[copy_plugin]) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    [row] = [e for e in results["experiments"] if e["name"] == "copy-weak/xent"]
+    weak = [s["metrics"]["test_acc"] for s in results["stages"] if s["name"] == "weak"]
+    copies = [s["metrics"]["test_acc"] for s in results["stages"] if s["name"] == "weak copy"]
+    assert sorted(copies) == sorted(weak) and len(copies) == 2
+    assert row["pgr"]["per_seed"] == [0.0, 0.0]
+
+
+def test_a_model_op_without_test_acc_is_a_one_line_error(tmp_path, copy_plugin, capsys):
+    path = write_config(tmp_path, loss_block='[[loss]]\nname = "xent"\n', seeds="[0]")
+    args = ["run", "--config", str(path), "--workers", "1", "--strategy", "copy-weak",
+            "--set", 'strategy.acc_key="accuracy"']
+    rc = main(args, plugins=[copy_plugin])
+    err = capsys.readouterr().err
+    assert rc != 0
+    assert "op 'copy-model' (stage 'weak copy') produces a model: its metrics need 'test_acc'" in err
+
+
+def test_an_experiment_row_needs_a_model_stage():
+    b = _builder()
+    weak = b.train(Component("w"), on="train1", kind=StageKind.TRAIN_WEAK, name="weak")
+    labels = b.label(weak, on="train2", name="weak labels")
+    with pytest.raises(ConfigError, match="transfer must be a stage that produces a model"):
+        b.experiment("bad", strategy="s", loss="xent", weak=weak, ceiling=weak, transfer=labels)
+
+
 # -------------------------------------------------------------------------- the example plugin's agreement
 
 

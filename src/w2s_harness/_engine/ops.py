@@ -607,6 +607,11 @@ def check_output(stage: Stage, op: StageOp, result: Any) -> tuple[dict, dict]:
                           f"{idx.shape} {idx.dtype} and {probs.shape}")
     if op.output == "labels" and len(np.unique(idx)) != len(idx):
         raise PluginError(f"{where}: its labels name a row twice; each row must be labelled once")
+    if op.output == "model":  # a model may be a result row's weak, ceiling or transfer: rows read its test_acc
+        acc = metrics.get("test_acc")
+        if isinstance(acc, bool) or not isinstance(acc, (int, float)) or not 0.0 <= acc <= 1.0:
+            raise PluginError(f"{where} produces a model: its metrics need 'test_acc', the test accuracy in [0, 1] "
+                              f"(as the train op's), got {acc!r}")
     return metrics, arrays
 
 

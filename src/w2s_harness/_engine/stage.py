@@ -194,7 +194,11 @@ class StageOp:
 
     #: The upstream stages the op takes, in order (their ids are the stage's ``deps`` in this order).
     inputs: tuple[OpInput, ...] = ()
-    #: What the op produces: ``"labels"`` (trainable soft labels) or ``"model"``, see :data:`ARTIFACTS`.
+    #: What the op produces: ``"labels"`` (trainable soft labels) or ``"model"``, see :data:`ARTIFACTS`. A
+    #: ``"model"`` stage is predictions, not weights: its table holds the probabilities of the rows it predicts
+    #: (``builder.label`` reads train rows from it) and its metrics must carry ``test_acc`` (``test_auroc`` is
+    #: optional, else computed from the test rows' probabilities), so it can be a result row's weak, ceiling or
+    #: transfer stage (``builder.experiment``), e.g. a prompted model that is never fine-tuned.
     output: str = "labels"
     #: The :class:`StageKind` values its stages may have; the first is the default.
     kinds: tuple[StageKind, ...] = (StageKind.OP,)

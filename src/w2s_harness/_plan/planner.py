@@ -407,8 +407,9 @@ class PlanBuilder:
         if any(e.name == name for e in self.experiments):
             raise ConfigError(f"strategy declared experiment {name!r} twice")
         for what, ref in (("weak", weak), ("ceiling", ceiling), ("transfer", transfer)):
-            if not isinstance(ref, StageRef) or ref.op != "train":
-                raise ConfigError(f"experiment {name!r}: {what} must be a train stage (a builder.train(...) result)")
+            if not isinstance(ref, StageRef) or self.artifact(ref) != "model":
+                raise ConfigError(f"experiment {name!r}: {what} must be a stage that produces a model (a "
+                                  f"builder.train(...) result or a plugin op with output = \"model\")")
         exp = Experiment(name=name, strategy=strategy, loss=loss, weak=weak, ceiling=ceiling, transfer=transfer,
                          rungs=list(rungs), baseline=baseline,
                          weak_model=self.model_label(self.config.weak) if weak_model is None else weak_model,
