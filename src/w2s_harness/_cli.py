@@ -91,7 +91,9 @@ def build_parser(pm=None) -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="re-render a run's table and write plots")
     rep.add_argument("run_dir", help="a run's output directory (or its results.json)")
     rep.add_argument("--json", action="store_true", help="print results.json to stdout")
-    rep.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+    rep.add_argument("--no-plots", action="store_true", help="do not write figures")
+    rep.add_argument("--fig-format", choices=("png", "svg", "pdf"), default="png",
+                     help="file format of the figures (default: png)")
     rep.add_argument("--metrics", metavar="NAME[,NAME...]",
                      help="add analysis columns: agreement, misfit, auroc (comma-separated, or all)")
     return parser
@@ -272,6 +274,8 @@ def cmd_run(args, pm) -> int:
 
 
 def cmd_report(args, pm) -> int:
+    from rich.markup import escape
+
     from ._plots import write_plots
     from ._report import parse_metrics, render
     from ._results import Results
@@ -283,7 +287,7 @@ def cmd_report(args, pm) -> int:
     console = _console()
     render(results, console, metrics=metrics, pm=pm)
     if not args.no_plots:
-        for p in write_plots(results, path.parent, pm=pm):
+        for p in write_plots(results, path.parent, pm=pm, fmt=args.fig_format, note=lambda line: console.print(escape(line), soft_wrap=True)):
             console.print(f"wrote {p}")
     if args.json:
         sys.stdout.write(results.to_json())
