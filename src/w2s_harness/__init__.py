@@ -87,6 +87,7 @@ _LAZY = {
     "ReportTable": "_report",
     "headless_pyplot": "_plots",
     "save_figure": "_plots",
+    "write_figures": "_plots",
     # errors
     "W2SError": "_errors",
     "ConfigError": "_errors",
@@ -114,7 +115,8 @@ _LAZY = {
     "RayExecutor": "_ray_executor",
 }
 _ALIASES = {"RegistryEntry": "Entry", "check_loss_inputs": "prepare", "load_config": "resolve",
-            "headless_pyplot": "pyplot", "save_figure": "save"}
+            "headless_pyplot": "pyplot", "save_figure": "save",
+            "write_figures": "write_plots"}
 
 __all__ = [
     "HEAD_PARAMETERS",
@@ -206,6 +208,7 @@ __all__ = [
     "save_figure",
     "takes_head_parameters",
     "user_cache_dir",
+    "write_figures",
     "zero_linear_head",
 ]
 
@@ -309,6 +312,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
     )
     from ._plots import pyplot as headless_pyplot
     from ._plots import save as save_figure
+    from ._plots import write_plots as write_figures
     from ._pluginmanager import PluginManager, create_plugin_manager
     from ._ray_executor import RayExecutor
     from ._registry import Entry as RegistryEntry
