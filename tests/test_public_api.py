@@ -201,8 +201,7 @@ def test_observer_hooks_receive_typed_records_and_plugin_options_are_recorded(tm
     assert {str(k) for k, _ in obs.stages} >= {"train_weak", "label", "train_ceiling", "train_transfer"}
     assert isinstance(obs.results, Results) and obs.results.status == "complete"
     on_disk = Results.read(tmp_path / "out")
-    # every plugin's options are recorded, the built-in tracking observer's too (not given: None)
-    assert on_disk.config["extra"] == {"obs_tag": "r", "track": None, "mlflow_uri": None}
+    assert on_disk.config["extra"] == {"obs_tag": "r"}
     assert on_disk.to_dict() == obs.results.to_dict()
 
 

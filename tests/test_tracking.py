@@ -52,6 +52,7 @@ def test_mlflow_logs_config_seeds_summary_and_figures(config, tmp_path, capsys, 
 
     monkeypatch.chdir(tmp_path)  # the default store is ./mlruns
     results = tracked_run(config, capsys, "--track", "mlflow")
+    assert results.config["extra"] == {"track": "mlflow"}  # given options are recorded, the others are not
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("w2s")
     runs = client.search_runs([experiment.experiment_id])

@@ -182,10 +182,17 @@ def parse_track(value: str | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+#: the options this plugin adds (their ``config.extra`` keys)
+OPTIONS = ("track", "mlflow_uri")
+
+
 @hookimpl
 def w2s_configure(config):
     _active.clear()
     extra = config.extra
+    for key in OPTIONS:  # not given: not recorded, so a run without tracking has the results.json it always had
+        if extra.get(key) is None:
+            extra.pop(key, None)
     for name in parse_track(extra.get("track")):
         module = importlib.import_module(f"{__name__}.{TRACKERS[name][0]}")
         _active.append(module.make(extra))
