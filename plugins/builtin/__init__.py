@@ -6,4 +6,5 @@ BUILTIN_PLUGINS = (
     "w2s_harness.plugins.losses",
     "w2s_harness.plugins.strategies",
     "w2s_harness.plugins.executors",
+    "w2s_harness.plugins.observers",
 )

@@ -87,6 +87,7 @@ _LAZY = {
     "ReportTable": "_results.report",
     "headless_pyplot": "_results.plots",
     "save_figure": "_results.plots",
+    "write_figures": "_results.plots",
     # errors
     "W2SError": "_contracts.errors",
     "ConfigError": "_contracts.errors",
@@ -113,7 +114,8 @@ _LAZY = {
     "LocalExecutor": "_execution.local",
     "RayExecutor": "_execution.ray",
 }
-_ALIASES = {"check_loss_inputs": "prepare", "headless_pyplot": "pyplot", "save_figure": "save"}
+_ALIASES = {"check_loss_inputs": "prepare", "headless_pyplot": "pyplot", "save_figure": "save",
+            "write_figures": "write_plots"}
 
 __all__ = [
     "HEAD_PARAMETERS",
@@ -205,6 +207,7 @@ __all__ = [
     "save_figure",
     "takes_head_parameters",
     "user_cache_dir",
+    "write_figures",
     "zero_linear_head",
 ]
 
@@ -313,6 +316,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
     from ._plugin_system.registry import Registry, RegistryEntry
     from ._results.plots import pyplot as headless_pyplot
     from ._results.plots import save as save_figure
+    from ._results.plots import write_plots as write_figures
     from ._results.report import ReportTable, ReportView
     from ._results.results import (
         SCHEMA_VERSION,

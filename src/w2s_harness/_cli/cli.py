@@ -91,7 +91,12 @@ def build_parser(pm=None) -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="re-render a run's table and write plots")
     rep.add_argument("run_dir", help="a run's output directory (or its results.json)")
     rep.add_argument("--json", action="store_true", help="print results.json to stdout")
-    rep.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+    rep.add_argument("--no-plots", action="store_true", help="do not write figures")
+    rep.add_argument("--fig-format", choices=("png", "svg", "pdf"), default="png",
+                     help="file format of the figures (default: png)")
+    rep.add_argument("--html", nargs="?", const="", default=None, metavar="FILE",
+                     help="also write one self-contained HTML page (tables, figures, config, environment, stage "
+                          "timings; default FILE: RUN_DIR/report.html)")
     rep.add_argument("--metrics", metavar="NAME[,NAME...]",
                      help="add analysis columns: agreement, misfit, auroc (comma-separated, or all)")
     return parser
@@ -272,6 +277,8 @@ def cmd_run(args, pm) -> int:
 
 
 def cmd_report(args, pm) -> int:
+    from rich.markup import escape
+
     from .._results.plots import write_plots
     from .._results.report import parse_metrics, render
     from .._results.results import Results
@@ -282,9 +289,19 @@ def cmd_report(args, pm) -> int:
     results = Results.read(path)
     console = _console()
     render(results, console, metrics=metrics, pm=pm)
+    figures, notes = None, []
     if not args.no_plots:
-        for p in write_plots(results, path.parent, pm=pm):
+        figures = write_plots(results, path.parent, pm=pm, fmt=args.fig_format, note=notes.append)
+        for line in notes:  # plain text: a row name such as "d[easy-to-hard]" is not rich markup
+            console.print(escape(line), soft_wrap=True)
+        for p in figures:
             console.print(f"wrote {p}")
+    if args.html is not None:
+        from .._results.html import write_html
+
+        page = write_html(results, Path(args.html) if args.html else path.parent / "report.html", figures=figures,
+                          notes=notes, metrics=metrics, pm=pm, source=str(path))
+        console.print(f"wrote {page}")
     if args.json:
         sys.stdout.write(results.to_json())
     return 0

@@ -1,14 +1,23 @@
-"""Matplotlib figures for ``w2s-harness report``: accuracies, PGR (mean with CI whiskers, median
-markers, seeds used per row, ``n/a`` where weak >= ceiling), accuracy along a ladder, the gain against the misfit
+"""Matplotlib figures for ``w2s-harness report``: accuracies, PGR and the paired comparisons (drawn by
+:mod:`._figures`), accuracy along a ladder, the gain against the misfit
 per seed (``misfit.png``) and the transfers' training curves (``curves.png``); then the figures of the plugins'
 report views (``w2s_report_views``, :func:`~w2s_harness._results.report.report_views`). :func:`pyplot` and :func:`save`
 are public (``headless_pyplot``, ``save_figure``) for those views."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 
 from .results import Results, Summary
+
+#: the formats ``report --fig-format`` writes
+FORMATS = ("png", "svg", "pdf")
+#: the format :func:`save` writes, set by :func:`write_plots` for the figures of one report
+_FORMAT: ContextVar[str] = ContextVar("w2s_fig_format", default="png")
+#: no creation date or software version in the files: the same results give the same bytes
+_METADATA = {".svg": {"Date": None}, ".pdf": {"CreationDate": None, "Producer": None}, ".png": {"Software": None}}
 
 
 def _value(v: float | None) -> float:
@@ -31,56 +40,51 @@ def pyplot():
 
 
 def save(fig, path: Path) -> Path:
-    """Lay out, write (PNG, 110 dpi) and close ``fig``; its path (as :class:`~pathlib.Path`)."""
+    """Lay out, write (PNG at 110 dpi, or the format ``report --fig-format`` chose: a ``.png`` path becomes
+    ``.svg`` / ``.pdf``) and close ``fig``; its path as written (as :class:`~pathlib.Path`)."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    path = Path(path)
+    fmt = _FORMAT.get()
+    if fmt != "png" and path.suffix == ".png":  # a view names its figure .png; the report's format wins
+        path = path.with_suffix(f".{fmt}")
+    if fig.get_layout_engine() is None:  # a figure made with layout="constrained" is laid out already
+        fig.tight_layout()
+    # bbox "tight" keeps what sits outside the axes (a legend below the plot, text in the right margin)
+    fig.savefig(path, dpi=110, bbox_inches="tight", metadata=_METADATA.get(path.suffix, {}))
     plt.close(fig)
-    return Path(path)
+    return path
 
 
-def write_plots(results: Results, out_dir: Path, pm=None) -> list[Path]:
-    """Write PNG plots next to results.json, then the figures of the report views of ``pm``'s plugins (default:
-    the process-wide plugin manager); return their paths."""
+def write_plots(results: Results, out_dir: Path, pm=None, fmt: str = "png",
+                note: Callable[[str], None] | None = None) -> list[Path]:
+    """Write the figures next to results.json (``fmt``: png, svg or pdf), then the figures of the report views
+    of ``pm``'s plugins (default: the process-wide plugin manager); return their paths. ``note`` receives one line
+    for a figure left out on purpose (e.g. training curves with too few points to draw)."""
+    if fmt not in FORMATS:
+        from .._contracts.errors import ConfigError
+
+        raise ConfigError(f"unknown figure format {fmt!r}; use one of {', '.join(FORMATS)}")
+    token = _FORMAT.set(fmt)
+    try:
+        return _write_plots(results, Path(out_dir), pm, note or (lambda line: None))
+    finally:
+        _FORMAT.reset(token)
+
+
+def _write_plots(results: Results, out_dir: Path, pm, note: Callable[[str], None]) -> list[Path]:
+    from .figures import accuracy_figure, comparisons_figure, pgr_figure
+
     plt = pyplot()
-    import numpy as np
-
-    out_dir = Path(out_dir)
     exps = results.experiments
     if not exps:
         return []
     written = []
-    labels = [e.name for e in exps]
-    x = np.arange(len(exps))
-
-    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(exps)), 4))
-    for j, (key, name) in enumerate([("weak_acc", "weak"), ("transfer_acc", "transfer"), ("ceiling_acc", "ceiling")]):
-        ax.bar(x + (j - 1) * 0.27, [_mean(getattr(e, key)) for e in exps], width=0.27, label=name)
-    weak_means = [_mean(e.weak_acc) for e in exps]
-    lo = np.nanmin(weak_means) if not np.all(np.isnan(weak_means)) else 0.05  # a failed run has no accuracy
-    ax.set_ylim(max(0.0, lo - 0.05), 1.0)
-    ax.set_xticks(x, labels, rotation=20, ha="right")
-    ax.set_ylabel("test accuracy (mean over seeds)")
-    ax.legend()
-    written.append(save(fig, out_dir / "accuracy.png"))
-
-    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(exps)), 4))
-    # a row whose PGR does not apply (weak >= ceiling) gets no bar, only an "n/a" mark
-    means = np.array([float("nan") if e.pgr.na else _mean(e.pgr) for e in exps])
-    medians = np.array([float("nan") if e.pgr.na else _value(e.pgr.median) for e in exps])
-    err = np.array([[m - e.pgr.ci95[0], e.pgr.ci95[1] - m] if e.pgr.ci95 and not e.pgr.na else [0, 0]
-                    for m, e in zip(means, exps)]).T
-    ax.bar(x, np.nan_to_num(means), yerr=err, capsize=4, color="tab:purple", label="mean, 95% CI")
-    ax.scatter(x[~np.isnan(medians)], medians[~np.isnan(medians)], marker="D", color="k", zorder=3, label="median")
-    for xi, e, m in zip(x, exps, means):
-        if np.isnan(m):
-            ax.annotate("n/a: " + e.pgr.na if e.pgr.na else "n/a", (xi, 0), ha="center", va="bottom", fontsize=8)
-    ax.axhline(0, color="k", lw=0.8)
-    ax.set_xticks(x, [f"{e.name}\n{e.pgr.n}/{e.pgr.n_run} seeds" for e in exps], rotation=20, ha="right")
-    ax.set_ylabel("PGR over the seeds used")
-    ax.legend(fontsize=8)
-    written.append(save(fig, out_dir / "pgr.png"))
+    for figure, name in ((accuracy_figure, "accuracy.png"), (pgr_figure, "pgr.png"),
+                         (comparisons_figure, "comparisons.png")):
+        fig = figure(results, plt)
+        if fig is not None:
+            written.append(save(fig, out_dir / name))
 
     ladders = [e for e in exps if len(e.rung_acc) > 2]
     if ladders:
@@ -94,10 +98,10 @@ def write_plots(results: Results, out_dir: Path, pm=None) -> list[Path]:
         ax.set_xticks(range(len(first.rung_acc)), [r.model for r in first.rung_acc], rotation=20, ha="right")
         ax.set_ylabel("test accuracy")
         ax.set_xlabel("rung")
+        ax.set_title("Test accuracy along the ladder (mean over seeds)", fontsize=10)
         ax.legend(fontsize=8)
         written.append(save(fig, out_dir / "ladder.png"))
-    for figure in (misfit_figure, curves_figure):
-        path = figure(results, out_dir)
+    for path in (misfit_figure(results, out_dir), curves_figure(results, out_dir, note)):
         if path is not None:
             written.append(path)
     from .report import report_views
@@ -131,7 +135,7 @@ def misfit_figure(results: Results, out_dir: Path) -> Path | None:
         ax.axhline(0, color="k", lw=0.6)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("gain: transfer acc - weak acc (test)")
-    axes[0].legend(fontsize=7)
+        ax.legend(fontsize=7)  # every panel: a reader looking at one panel needs its key
     fig.suptitle("gain against misfit, one point per seed")
     return save(fig, Path(out_dir) / "misfit.png")
 
@@ -153,41 +157,78 @@ def _transfer_curves(results: Results):
     return out
 
 
-def curves_figure(results: Results, out_dir: Path) -> Path | None:
+#: fewer points than this along every transfer curve: no figure (a line through 1-2 points says nothing)
+MIN_CURVE_POINTS = 3
+
+
+def _carried(curve: list[dict], key: str, steps):
+    """``curve``'s ``key`` at each of ``steps``: the value of its last point at or before the step (NaN before
+    its first point), so seeds that stopped after different step counts (L-BFGS) share one x axis; a seed that
+    stopped keeps its final value, which is the model it returned."""
+    import numpy as np
+
+    xs = np.array([p["step"] for p in curve])
+    vs = np.array([_value(p.get(key)) for p in curve], dtype=float)
+    idx = np.searchsorted(xs, steps, side="right") - 1
+    return np.where(idx >= 0, vs[np.clip(idx, 0, None)], np.nan)
+
+
+def curves_figure(results: Results, out_dir: Path, note: Callable[[str], None] | None = None) -> Path | None:
     """``curves.png``: every row's transfer test accuracy, agreement with its training labels and train loss
-    against the optimiser step (AdamW steps or L-BFGS iterations; mean over seeds at the steps every seed
-    recorded, thin lines per seed, a marker at an early-stopped step); ``None`` when no transfer recorded a
-    curve."""
-    plt = pyplot()
+    against the optimiser step (AdamW) or iteration (L-BFGS): the mean over seeds as a line with the range over
+    seeds as a band, each seed as a faint line, a star at an early-stopped checkpoint. ``None`` when no transfer
+    recorded a curve, or when no row has a seed's curve of :data:`MIN_CURVE_POINTS` points (then ``note`` gets one line
+    saying so and how to record more)."""
     import numpy as np
 
     rows = _transfer_curves(results)
     if not rows:
         return None
+    drawn = [(name, curves, chosen, np.array(sorted({p["step"] for c in curves for p in c})))
+             for name, curves, chosen in rows]
+    # judged per seed: two seeds of 2 points each at different steps are still 2-point curves
+    short = [r for r in drawn if max(len(c) for c in r[1]) < MIN_CURVE_POINTS]
+    drawn = [r for r in drawn if r not in short]
+    if short and note is not None:
+        most = max(len(c) for _, curves, _, _ in short for c in curves)
+        what = ("curves.png not written: the transfer curves have" if not drawn else
+                f"curves.png leaves out {', '.join(r[0] for r in short)}: its transfer curves have")
+        note(f"{what} at most {most} point(s), too few to draw; record more with the strong model's "
+             f"curve_every (e.g. --set strong.curve_every=2)")
+    if not drawn:
+        return None
+    plt = pyplot()
+    adamw = all("epoch" in c[0] for _, curves, _, _ in drawn for c in curves)
+    lbfgs = not any("epoch" in c[0] for _, curves, _, _ in drawn for c in curves)
+    xlabel = "optimiser step (AdamW)" if adamw else "L-BFGS iteration" if lbfgs else "AdamW step or L-BFGS iteration"
     panels = (("test_acc", "test accuracy"), ("agreement", "agreement with training labels"),
               ("train_loss", "train loss"))
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    for i, (name, curves, chosen) in enumerate(rows):
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), layout="constrained")
+    starred = False
+    for i, (name, curves, chosen, steps) in enumerate(drawn):
         color = f"C{i % 10}"
-        if all("epoch" in c[0] for c in curves):  # AdamW: the n-th point of every seed is the same epoch/step
-            length = min(len(c) for c in curves)
-            aligned = [c[:length] for c in curves]
-        else:  # L-BFGS seeds stop after different iteration counts: the steps every seed recorded
-            steps = sorted(set.intersection(*({p["step"] for p in c} for c in curves)))
-            aligned = [[p for p in c if p["step"] in steps] for c in curves]
         for ax, (key, label) in zip(axes, panels):
+            per_seed = np.array([_carried(c, key, steps) for c in curves])
             for c in curves:
-                ax.plot([p["step"] for p in c], [_value(p.get(key)) for p in c], color=color, alpha=0.2, lw=0.8)
-            ax.set_xlabel("optimiser step (AdamW) or iteration (L-BFGS)")
+                ax.plot([p["step"] for p in c], [_value(p.get(key)) for p in c], color=color, alpha=0.25, lw=0.7)
+            with np.errstate(all="ignore"):  # a step before every seed's first point is NaN for all of them
+                mean = np.nanmean(per_seed, axis=0)
+                lo, hi = np.nanmin(per_seed, axis=0), np.nanmax(per_seed, axis=0)
+            ax.fill_between(steps, lo, hi, color=color, alpha=0.15, lw=0)
+            ax.plot(steps, mean, color=color, lw=2, label=f"{name} (mean of {len(curves)} seeds)")
+            ax.set_xlabel(xlabel)
             ax.set_ylabel(label)
-            if aligned[0]:
-                mean = np.nanmean([[_value(p.get(key)) for p in c] for c in aligned], axis=0)
-                ax.plot([p["step"] for p in aligned[0]], mean, color=color, lw=1.8, label=name,
-                        marker="o" if len(aligned[0]) < 30 else None, ms=3)
         for c, step in zip(curves, chosen):
             hit = [p for p in c if step is not None and p["step"] == step]
             if hit:
-                axes[0].scatter([step], [_value(hit[0].get("test_acc"))], color=color, marker="*", s=60, zorder=3)
-    axes[0].legend(fontsize=7)
-    fig.suptitle("transfer training curves (mean over seeds; * = early-stopped checkpoint)")
+                axes[0].scatter([step], [_value(hit[0].get("test_acc"))], color=color, marker="*", s=70, zorder=3,
+                                label=None if starred else "early-stopped checkpoint")
+                starred = True
+    for ax in axes:
+        # the faint per-seed lines and the band have one key, shared by every row
+        ax.plot([], [], color="gray", alpha=0.4, lw=0.7, label="each seed")
+        ax.fill_between([], [], [], color="gray", alpha=0.2, lw=0, label="range over seeds")
+        ax.legend(fontsize=7)
+    fig.suptitle("Transfer training curves: mean over seeds, band = range over seeds, faint lines = each seed",
+                 fontsize=10)
     return save(fig, Path(out_dir) / "curves.png")
