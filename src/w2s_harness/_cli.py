@@ -1,4 +1,4 @@
-"""The ``w2s-harness`` command line: run, list, plugins, validate, report.
+"""The ``w2s-harness`` command line: run, list, plugins, validate, report, compare.
 
 ``main(argv, plugins=[...])`` is the in-process entry point (tests call it); it returns an exit code and never
 lets a user error escape as a traceback. Heavy libraries load only inside ``run``/``report``.
@@ -23,8 +23,10 @@ def _console(stderr: bool = True):
 
     # rich honours NO_COLOR and disables animation/colour when the stream is not a TTY.
     console = Console(stderr=stderr, highlight=False)
-    if not console.is_terminal:
-        console.width = max(console.width, 150)  # logs and pipes: keep the results table readable
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        # logs and pipes: rich would assume 80 columns; wide enough for the results table, whose long cells fold
+        # onto the next line rather than end in an ellipsis (see _export.to_rich)
+        console.width = max(console.width, 200)
     return console
 
 
@@ -94,7 +96,23 @@ def build_parser(pm=None) -> argparse.ArgumentParser:
     rep.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     rep.add_argument("--metrics", metavar="NAME[,NAME...]",
                      help="add analysis columns: agreement, misfit, auroc (comma-separated, or all)")
+    _add_export_options(rep)
+
+    cmp_ = sub.add_parser("compare", help="one table of the rows of several runs, with paired differences")
+    cmp_.add_argument("runs", nargs="+", metavar="RUN",
+                      help="run output directories (or their results.json); the first is the baseline")
+    cmp_.add_argument("--label", action="append", default=[], metavar="NAME",
+                      help="a run's label, once per run in order (default: the run's folder name)")
+    _add_export_options(cmp_)
     return parser
+
+
+def _add_export_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", default="table", metavar="FORMAT",
+                   help="table (rich, on stderr), md, csv, latex or json (on stdout unless --output)")
+    p.add_argument("--output", metavar="PATH",
+                   help="write the tables to this file, or one file per table into this folder (an existing "
+                        "folder or a path ending in /)")
 
 
 def _resolve_config(args, pm):
@@ -272,16 +290,22 @@ def cmd_run(args, pm) -> int:
 
 
 def cmd_report(args, pm) -> int:
+    from ._export import check_export_args, report_tables, write
     from ._plots import write_plots
     from ._report import parse_metrics, render
     from ._results import Results
 
     metrics = parse_metrics(args.metrics)
+    check_export_args(args)
     path = Path(args.run_dir)
     path = path / "results.json" if path.is_dir() else path
     results = Results.read(path)
     console = _console()
-    render(results, console, metrics=metrics, pm=pm)
+    if args.format == "table" and args.output is None:
+        render(results, console, metrics=metrics, pm=pm)
+    else:  # the same tables, exported (render's rich tables are built from them too)
+        for p in write(report_tables(results, metrics, pm=pm), args.format, args.output, console):
+            console.print(f"wrote {p}", markup=False, highlight=False, soft_wrap=True)
     if not args.no_plots:
         for p in write_plots(results, path.parent, pm=pm):
             console.print(f"wrote {p}")
@@ -290,7 +314,14 @@ def cmd_report(args, pm) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "plugins": cmd_plugins, "validate": cmd_validate, "report": cmd_report}
+def cmd_compare(args, pm) -> int:
+    from ._compare import cmd_compare as compare
+
+    return compare(args, pm, _console())
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "plugins": cmd_plugins, "validate": cmd_validate, "report": cmd_report,
+            "compare": cmd_compare}
 
 
 def main(argv: Sequence[str] | None = None, plugins: Sequence[Any] = ()) -> int:

@@ -239,51 +239,18 @@ def render(results: Results, console, metrics: Sequence[str] = (), pm=None) -> N
     (:data:`METRICS` groups) adds the analysis columns in a table of their own, one row per experiment
     (:func:`render_analysis`); then the tables of the plugins' report views (:func:`report_views`, from ``pm``:
     default the process-wide plugin manager)."""
-    from rich.markup import escape  # names are text: "local[easy-to-hard]" must show, not be read as markup
-    from rich.table import Table
+    from ._export import comparisons_table, print_rich, summary_table, summary_title
 
     metrics = parse_metrics(metrics)
     status = results.status
-    n_seeds = max((len(e.seeds) for e in results.experiments), default=0)
-    table = Table(title=f"Weak-to-strong results ({status}, {n_seeds} seeds run; "
-                        f"PGR mean [95% bootstrap CI] and median over the seeds used)")
-    columns = ("dataset", "strategy", "loss", "weak", "strong", "weak acc", "transfer acc", "ceiling acc",
-               "PGR mean [95% CI]", "PGR median", "seeds used/run")
-    for col in columns:
-        table.add_column(col, justify="left" if col in columns[:5] else "right")
-    lines = []
-    for e in results.experiments:
-        table.add_row(escape(e.dataset), escape(e.strategy), escape(e.loss), escape(e.weak), escape(e.strong),
-                      _fmt_acc(e.weak_acc),
-                      _fmt_acc(e.transfer_acc), _fmt_acc(e.ceiling_acc), fmt_ci(e.pgr), fmt_median(e.pgr),
-                      fmt_seeds(e.pgr))
-        means = (f"mean weak acc {e.weak_acc.mean:.3f}, mean ceiling acc {e.ceiling_acc.mean:.3f}"
-                 if e.weak_acc.mean is not None and e.ceiling_acc.mean is not None else None)
-        lines.append(notes(e.name, e.pgr, detail=means))
-        lines.append(oracle_note(e))
-        for i, rung in enumerate(e.rung_acc):
-            table.add_row("", "", f"  rung {i}", rung.model, "", "", fmt_ci(rung.acc), "", "", "",
-                          fmt_seeds(rung.acc), style="dim")
-    console.print(table)
-    for line in lines:
-        if line:
-            console.print(line, markup=False, highlight=False)
+    # The terminal tables are built from the same data the exports write (report --format md|csv|latex|json),
+    # so a printed and an exported table cannot disagree.
+    print_rich([summary_table([(None, results)], summary_title(results))], console)
     if metrics:
         render_analysis(results, console, metrics)
-    comps = results.comparisons
-    if comps:
-        ct = Table(title="Paired per-seed PGR differences (same seed, same split)")
-        for col in ("comparison", "PGR difference mean [95% CI]", "median", "wins / seeds", "seeds used/run"):
-            ct.add_column(col)
-        lines = []
-        for c in comps:
-            ct.add_row(escape(f"{c.a} - {c.b}"), fmt_ci(c, signed=True), fmt_median(c, signed=True), f"{c.wins} / {c.seeds}",
-                       fmt_seeds(c))
-            lines.append(notes(f"{c.a} - {c.b}", c, what="difference"))
-        console.print(ct)
-        for line in lines:
-            if line:
-                console.print(line, markup=False, highlight=False)
+    comps = comparisons_table(results)
+    if comps is not None:
+        print_rich([comps], console)
     for view in report_views(results, pm):
         for table in view.tables:
             console.print(table)
