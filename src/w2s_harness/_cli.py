@@ -263,7 +263,14 @@ def cmd_run(args, pm) -> int:
         console.print(f"{sum(counts.values())} stages: {counts['cached']} cached, {counts['new']} new, "
                       f"{counts['changed']} changed (dry run: nothing executed; store {config.run.output_dir})")
         return 0
-    progress, inner, on_stage = _progress_hooks(console)
+    on_start = None
+    if console.is_terminal:
+        progress, inner, on_stage = _progress_hooks(console)
+    else:  # a log or a pipe: rich would draw its bars once, at the end; plain lines as the run goes instead
+        from ._progress_lines import LineProgress
+
+        progress = LineProgress(console)
+        inner, on_stage, on_start = progress.inner, progress.on_stage, progress.on_start
     flag = StopFlag()
 
     def on_first(signum: int) -> None:
@@ -272,7 +279,8 @@ def cmd_run(args, pm) -> int:
 
     try:
         with graceful_signals(flag, on_first), progress:
-            results = run(config, pm, resume=args.resume, progress=inner, on_stage=on_stage, stop=flag,
+            results = run(config, pm, resume=args.resume, progress=inner, on_stage=on_stage, on_start=on_start,
+                          stop=flag,
                           warn=lambda m: console.print(f"warning: {escape(m)}", soft_wrap=True),
                           on_failure=lambda st, m: console.print(
                               f"[red]failed:[/] stage {escape(repr(st.name))} ({st.id}): {escape(m)}", soft_wrap=True))
