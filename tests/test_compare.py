@@ -279,3 +279,26 @@ def test_compare_subprocess_with_pipes(runs):
     assert proc.returncode == 0, proc.stderr
     assert "\x1b[" not in proc.stderr and "…" not in proc.stderr  # piped: no escape codes, nothing truncated
     assert "filter: filter/xent - naive: naive/xent" in proc.stderr
+
+
+def test_report_view_tables_are_exported_too(tmp_path, capsys):
+    from test_report_views import Views, row as view_row, write_results
+
+    run = write_results(tmp_path, [view_row("acme", "w", "s", 0.25), view_row("acme", "w", "m", 0.75)])
+    code = main(["report", str(run), "--format", "json", "--no-plots"], plugins=[Views()])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    tables = json_tables(out.out)
+    assert list(tables) == ["summary", "view-acme-1", "view-acme-2"]
+    acme = tables["view-acme-1"]
+    assert acme["title"] == "acme: PGR per row" and acme["notes"] == ["acme: [1 note]"]
+    assert acme["rows"] == [{"row": "acme/w->s/xent", "PGR": "0.250", "[not markup]": None},
+                            {"row": "acme/w->m/xent", "PGR": "0.750", "[not markup]": None}]
+    assert tables["view-acme-2"]["rows"] == [{"rows": "2"}]  # a rich table: its rendered cells
+    code = main(["compare", str(run), str(run / "results.json"), "--label", "a", "--label", "b", "--format", "csv"],
+                plugins=[Views()])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    blocks = csv_blocks(out.out)
+    assert {"view-acme-1-a", "view-acme-1-b", "view-acme-2-a"} <= set(blocks)
+    assert [r["PGR"] for r in blocks["view-acme-1-b"]] == ["0.250", "0.750"]

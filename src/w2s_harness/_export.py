@@ -221,8 +221,8 @@ def view_tables(results, pm=None) -> list[Table]:
         for i, t in enumerate(view.tables):
             name = f"view-{_slug(view.name)}-{i + 1}"
             if isinstance(t, ReportTable):
-                rows = [[None if c is None else (c if isinstance(c, (int, float, bool)) else str(c)) for c in row]
-                        for row in t.rows]
+                rows = [[None if c is None else (_num(c) if isinstance(c, (int, float, bool)) else str(c))
+                         for c in row] for row in t.rows]
                 out.append(Table(name, t.title, list(t.columns), rows, list(t.columns),
                                  [["-" if c is None else str(c) for c in row] for row in t.rows], list(t.notes),
                                  list(t.justify)))
