@@ -260,7 +260,17 @@ def test_fewer_than_five_seeds_warns_that_the_ci_is_unreliable():
     five = build({"naive/xent": {s: (0.7, 0.8, t) for s, t in enumerate(pgr_values(0.7, 0.8, [.1, .2, .3, .4, .5]))}})
     assert "CI unreliable" not in render_text(five)
     four = build({"naive/xent": {s: (0.7, 0.8, t) for s, t in enumerate(pgr_values(0.7, 0.8, [.1, .2, .3, .4]))}})
-    assert "naive/xent: PGR over 4 seeds used (< 5): CI unreliable" in render_text(four)
+    assert ("warning: PGR over fewer than 5 seeds, CI unreliable: naive/xent (4/4); run more seeds (--seeds)"
+            in render_text(four))
+    # one line for the table, naming every such row
+    two = build({"naive/xent": {s: (0.7, 0.8, 0.75) for s in range(2)},
+                 "naive/logconf": {s: (0.7, 0.8, 0.78) for s in range(2)}}, comparisons=[("naive/logconf",
+                                                                                         "naive/xent")])
+    lines = [line for line in render_text(two).splitlines() if "CI unreliable" in line]
+    assert lines == ["warning: PGR over fewer than 5 seeds, CI unreliable: naive/xent (2/2), naive/logconf (2/2); "
+                     "run more seeds (--seeds)",
+                     "warning: difference over fewer than 5 seeds, CI unreliable: naive/logconf - naive/xent (2/2); "
+                     "run more seeds (--seeds)"]
 
 
 # --------------------------------------------------------------------------------------------- subprocess
@@ -282,7 +292,8 @@ def test_compare_subprocess_with_pipes(runs):
 
 
 def test_report_view_tables_are_exported_too(tmp_path, capsys):
-    from test_report_views import Views, row as view_row, write_results
+    from test_report_views import Views, write_results
+    from test_report_views import row as view_row
 
     run = write_results(tmp_path, [view_row("acme", "w", "s", 0.25), view_row("acme", "w", "m", 0.75)])
     code = main(["report", str(run), "--format", "json", "--no-plots"], plugins=[Views()])

@@ -167,8 +167,9 @@ def cross_table(runs: Sequence[Run]):
         table.text_rows.append([label, p.shared, fmt_ci(p.pgr, signed=True), fmt_median(p.pgr, signed=True),
                                 f"{p.pgr.wins} / {p.pgr.seeds}", fmt_seeds(p.pgr),
                                 fmt_ci(p.transfer_acc, signed=True)])
-        table.notes.extend(n for n in (notes(label, p.pgr, what="difference"),
-                                       few_seeds_note(label, p.pgr, what="difference")) if n)
+        table.notes.extend(n for n in (notes(label, p.pgr, what="difference"),) if n)
+    table.notes.extend(n for n in (few_seeds_note([(f"{p.a_run}: {p.a} - {p.b_run}: {p.b}", p.pgr) for p in pairs],
+                                                  "difference"),) if n)
     if any(p.shared != "weak+ceiling" for p in pairs):
         table.notes.append("shared stages other than weak+ceiling: the two rows' PGRs are over different gaps "
                            "(another weak model, ceiling or split); the transfer acc difference is the cleaner "

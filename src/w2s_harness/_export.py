@@ -77,12 +77,15 @@ def summary_data(prefix: str, s, signed: bool = False) -> dict[str, Any]:
             f"{prefix}_na": s.na}
 
 
-def few_seeds_note(label: str, s, what: str = "PGR") -> str | None:
-    """The warning under a table for a figure over fewer than :data:`MIN_SEEDS_FOR_CI` seeds."""
-    if s.na or s.mean is None or s.n >= MIN_SEEDS_FOR_CI:
+def few_seeds_note(items: Sequence[tuple[str, Any]], what: str = "PGR") -> str | None:
+    """One warning line under a table naming its figures over fewer than :data:`MIN_SEEDS_FOR_CI` seeds
+    (``items``: ``(label, summary)``; a figure that is ``n/a`` or undefined has its own note instead)."""
+    few = [f"{label} ({s.n}/{s.n_run})" for label, s in items
+           if not s.na and s.mean is not None and s.n < MIN_SEEDS_FOR_CI]
+    if not few:
         return None
-    return (f"{label}: {what} over {s.n} seed{'s' if s.n != 1 else ''} used (< {MIN_SEEDS_FOR_CI}): "
-            f"CI unreliable; run more seeds (--seeds)")
+    return (f"warning: {what} over fewer than {MIN_SEEDS_FOR_CI} seeds, CI unreliable: {', '.join(few)}; "
+            f"run more seeds (--seeds)")
 
 
 # --------------------------------------------------------------------------------------------- results -> tables
@@ -104,6 +107,7 @@ def summary_table(runs: Sequence[tuple[str | None, Any]], title: str) -> Table:
     justify = ["left"] * ((1 if labelled else 0) + 5) + ["right"] * (6 + len(extras))
     table = Table("summary", title, [], [], text_columns, [], justify=justify)
     data_cols: list[str] | None = None
+    few = []
     for label, results in runs:
         for e in results.experiments:
             sup = sups[(label, e.name)]
@@ -124,16 +128,17 @@ def summary_table(runs: Sequence[tuple[str | None, Any]], title: str) -> Table:
             name = f"{label}: {e.name}" if labelled else e.name
             means = (f"mean weak acc {e.weak_acc.mean:.3f}, mean ceiling acc {e.ceiling_acc.mean:.3f}"
                      if e.weak_acc.mean is not None and e.ceiling_acc.mean is not None else None)
-            table.notes.extend(n for n in (notes(name, e.pgr, detail=means), oracle_note(e)) if n)
-            if e.oracle and labelled:  # oracle_note names the row without its run
-                table.notes[-1] = f"{label}: {table.notes[-1]}"
-            table.notes.extend(n for n in (few_seeds_note(name, e.pgr),) if n)
+            oracle = oracle_note(e)  # names the row without its run
+            oracle = f"{label}: {oracle}" if oracle and labelled else oracle
+            table.notes.extend(n for n in (notes(name, e.pgr, detail=means), oracle) if n)
+            few.append((name, e.pgr))
             for i, rung in enumerate(e.rung_acc):
                 table.text_rows.append(([""] if labelled else []) + [
                     "", "", f"  rung {i}", rung.model, "", "", fmt_ci(rung.acc), "", "", "", fmt_seeds(rung.acc)]
                     + [""] * len(extras))
                 table.styles.append("dim")
     table.columns = data_cols or (["run"] if labelled else []) + ["name"]
+    table.notes.extend(n for n in (few_seeds_note(few),) if n)
     return table
 
 
@@ -174,8 +179,8 @@ def comparisons_table(results) -> Table | None:
         table.rows.append([c.a, c.b, c.metric, *summary_data("diff", c).values(), c.wins, c.seeds])
         table.text_rows.append([f"{c.a} - {c.b}", fmt_ci(c, signed=True), fmt_median(c, signed=True),
                                 f"{c.wins} / {c.seeds}", fmt_seeds(c)])
-        table.notes.extend(n for n in (notes(f"{c.a} - {c.b}", c, what="difference"),
-                                       few_seeds_note(f"{c.a} - {c.b}", c, what="difference")) if n)
+        table.notes.extend(n for n in (notes(f"{c.a} - {c.b}", c, what="difference"),) if n)
+    table.notes.extend(n for n in (few_seeds_note([(f"{c.a} - {c.b}", c) for c in comps], "difference"),) if n)
     return table
 
 
