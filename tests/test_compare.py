@@ -313,3 +313,16 @@ def test_report_view_tables_are_exported_too(tmp_path, capsys):
     blocks = csv_blocks(out.out)
     assert {"view-acme-1-a", "view-acme-1-b", "view-acme-2-a"} <= set(blocks)
     assert [r["PGR"] for r in blocks["view-acme-1-b"]] == ["0.250", "0.750"]
+
+
+def test_metrics_analysis_table_is_exported(runs, capsys):
+    tables = json_tables(export(capsys, ["report", str(runs["filter"]), "--metrics", "agreement,auroc", "--format",
+                                         "json", "--no-plots"]))
+    assert list(tables) == ["summary", "analysis", "comparisons"]
+    rows = tables["analysis"]["rows"]
+    exps = doc(runs["filter"])["experiments"]
+    assert [r["name"] for r in rows] == [e["name"] for e in exps]
+    for r, e in zip(rows, exps):
+        assert r["agreement"] == e["analysis"]["agreement"]["mean"]
+        assert r["pgr_auroc"] == e["analysis"]["pgr_auroc"]["mean"]
+        assert "misfit_err_test" not in r  # only the groups asked for

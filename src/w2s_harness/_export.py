@@ -246,6 +246,8 @@ def _from_rich(name: str, t) -> Table | None:
     if not isinstance(t, RichTable):
         return None
     headers = [str(c.header) for c in t.columns]
+    # rich keeps a table's cells per column (``Column._cells``) and has no public accessor; a cell that is itself a
+    # renderable (a Text, a nested table) exports as its str()
     cells = [[str(cell) for cell in c._cells] for c in t.columns]
     rows = [list(r) for r in zip(*cells)] if cells else []
     return Table(name, str(t.title or name), headers, rows, headers, [list(r) for r in rows])
