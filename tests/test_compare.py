@@ -267,10 +267,10 @@ def test_fewer_than_five_seeds_warns_that_the_ci_is_unreliable():
                  "naive/logconf": {s: (0.7, 0.8, 0.78) for s in range(2)}}, comparisons=[("naive/logconf",
                                                                                          "naive/xent")])
     lines = [line for line in render_text(two).splitlines() if "CI unreliable" in line]
-    assert lines == ["warning: PGR over fewer than 5 seeds, CI unreliable: naive/xent (2/2), naive/logconf (2/2); "
-                     "run more seeds (--seeds)",
-                     "warning: difference over fewer than 5 seeds, CI unreliable: naive/logconf - naive/xent (2/2); "
-                     "run more seeds (--seeds)"]
+    assert lines == [("warning: PGR over fewer than 5 seeds, CI unreliable: naive/xent (2/2), naive/logconf (2/2); "
+                      "run more seeds (--seeds)"),
+                     ("warning: difference over fewer than 5 seeds, CI unreliable: naive/logconf - naive/xent (2/2); "
+                      "run more seeds (--seeds)")]
 
 
 # --------------------------------------------------------------------------------------------- subprocess

@@ -66,3 +66,22 @@ def test_piped_tables_wrap_long_names_instead_of_truncating(tmp_path):
     cells = "".join(line.split("│")[3].strip() for line in err.splitlines() if line.startswith("│"))
     assert loss in cells
     assert max(len(line) for line in err.splitlines() if line.startswith(("│", "┃"))) <= 90
+
+
+def test_cache_hits_are_one_line_before_the_next_computed_stage():
+    from types import SimpleNamespace as NS
+
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    stage = [NS(id=f"s{i}", name=f"stage {i}", seed=0, kind="train_weak") for i in range(5)]
+    with LineProgress(console) as progress:
+        for i in range(3):
+            progress.on_stage(stage[i], NS(cached=True, seconds=None), i + 1, 5)
+        progress.on_start(stage[3])
+        progress.on_stage(stage[3], NS(cached=False, seconds=2.5), 4, 5)
+        progress.on_stage(stage[4], NS(cached=True, seconds=None), 5, 5)
+    assert console.file.getvalue().splitlines() == [
+        "[3/5] 3 stages loaded from the stage cache",
+        "started  stage 3 (seed 0, train_weak)",
+        "[4/5] finished stage 3 (seed 0) in 2.5 s",
+        "[5/5] 1 stage loaded from the stage cache",
+    ]

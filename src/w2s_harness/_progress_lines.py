@@ -22,6 +22,7 @@ class LineProgress:
     def __init__(self, console):
         self.console = console
         self.cached = 0  # cache hits not yet reported
+        self.cached_at = (0, 0)  # (done, total) at the last of them
         self.started: dict[str, float] = {}
 
     def __enter__(self):
@@ -31,13 +32,18 @@ class LineProgress:
         self._flush_cached()
 
     def _line(self, text: str) -> None:
+        self._flush_cached()
+        self._print(text)
+
+    def _print(self, text: str) -> None:
         self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
-    def _flush_cached(self, done: int | None = None, total: int | None = None) -> None:
+    def _flush_cached(self) -> None:
+        """Report the cache hits since the last line, before any other line so the counts stay in order."""
         if self.cached:
-            where = f"[{done}/{total}] " if done is not None else ""
-            self._line(f"{where}{self.cached} stage{'s' if self.cached != 1 else ''} loaded from the stage cache")
-            self.cached = 0
+            done, total = self.cached_at
+            count, self.cached = self.cached, 0
+            self._print(f"[{done}/{total}] {count} stage{'s' if count != 1 else ''} loaded from the stage cache")
 
     def inner(self, description: str, total: int):
         """``progress(description, total) -> advance(n)``: a line at every :data:`STEP_PERCENT` of ``total``."""
@@ -64,10 +70,10 @@ class LineProgress:
     def on_stage(self, stage, record, done: int, total: int) -> None:
         if record.cached:
             self.cached += 1
+            self.cached_at = (done, total)
             if done == total:
-                self._flush_cached(done, total)
+                self._flush_cached()
             return
-        self._flush_cached()
         seconds = record.seconds
         if seconds is None and stage.id in self.started:
             seconds = time.perf_counter() - self.started[stage.id]
