@@ -326,3 +326,10 @@ def test_metrics_analysis_table_is_exported(runs, capsys):
         assert r["agreement"] == e["analysis"]["agreement"]["mean"]
         assert r["pgr_auroc"] == e["analysis"]["pgr_auroc"]["mean"]
         assert "misfit_err_test" not in r  # only the groups asked for
+
+
+def test_latex_row_starting_with_a_bracket_is_not_an_optional_argument():
+    from w2s_harness._export import Table, to_latex
+
+    tex = to_latex([Table("t", "t", ["a", "b"], [["[x]", 1]], ["a", "b"], [["[x]", "1"], ["y", "[2]"]])])
+    assert "\\\\\n{}[x] & 1 \\\\\ny & [2] \\\\" in tex.replace(r"\midrule", "\\\\")

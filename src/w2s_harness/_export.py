@@ -308,7 +308,9 @@ def to_latex(tables: Sequence[Table]) -> str:
                        for j in (t.justify or ["left"] * len(t.text_columns)))
         lines = [r"\begin{table}", r"\centering", rf"\caption{{{_tex(t.title)}}}", rf"\begin{{tabular}}{{{spec}}}",
                  r"\toprule", " & ".join(_tex(c) for c in t.text_columns) + r" \\", r"\midrule"]
-        lines += [" & ".join(_tex(c) for c in row) + r" \\" for row in t.text_rows]
+        # "{}" keeps a row that starts with "[" from being read as the optional argument of the "\\" before it
+        lines += [" & ".join(("{}" if i == 0 and c.startswith("[") else "") + _tex(c) for i, c in enumerate(row))
+                  + r" \\" for row in t.text_rows]
         lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
         lines += [f"% {_tex(n)}" for n in t.notes]
         parts.append("\n".join(lines) + "\n")
