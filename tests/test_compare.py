@@ -333,3 +333,12 @@ def test_latex_row_starting_with_a_bracket_is_not_an_optional_argument():
 
     tex = to_latex([Table("t", "t", ["a", "b"], [["[x]", 1]], ["a", "b"], [["[x]", "1"], ["y", "[2]"]])])
     assert "\\\\\n{}[x] & 1 \\\\\ny & [2] \\\\" in tex.replace(r"\midrule", "\\\\")
+
+
+def test_runs_with_nothing_in_common_say_so(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d, loss in ((a, "xent"), (b, "logconf")):
+        d.mkdir()
+        (d / "results.json").write_text(build({f"naive/{loss}": {s: (0.6, 0.8, 0.7) for s in range(5)}}).to_json())
+    cross = json_tables(export(capsys, ["compare", str(a), str(b), "--format", "json"]))["cross-run"]
+    assert cross["rows"] == [] and cross["notes"] == ["no row of b has the dataset and loss of a row of a: nothing to pair"]

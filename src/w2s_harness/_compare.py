@@ -175,6 +175,9 @@ def cross_table(runs: Sequence[Run]):
                            "(another weak model, ceiling or split); the transfer acc difference is the cleaner "
                            "figure")
     table.notes.extend(skipped)
+    if not pairs and not skipped:
+        table.notes.append(f"no row of {', '.join(r.label for r in runs[1:])} has the dataset and loss of a row of "
+                           f"{runs[0].label}: nothing to pair")
     return table
 
 

@@ -46,9 +46,10 @@ def _mean(values: list[float]) -> float | None:
     return fmean(values) if values else None
 
 
-def supervision(results, e) -> Supervision:
-    """The :class:`Supervision` of row ``e`` (an :class:`~w2s_harness.ExperimentResult`) of ``results``."""
-    records = {s.id: s for s in results.stages}
+def supervision(results, e, records: dict | None = None) -> Supervision:
+    """The :class:`Supervision` of row ``e`` (an :class:`~w2s_harness.ExperimentResult`) of ``results``
+    (``records``: its stage records by id, when the caller has them: a grid run has thousands)."""
+    records = records if records is not None else {s.id: s for s in results.stages}
     sup_acc, n_sup, label_acc, kept = [], [], [], []
     seeds = 0
     for tid in e.stage_ids.get("transfer") or []:
@@ -82,7 +83,8 @@ def supervision(results, e) -> Supervision:
 
 def supervisions(results) -> dict[str, Supervision]:
     """Per row name, its :class:`Supervision`."""
-    return {e.name: supervision(results, e) for e in results.experiments}
+    records = {s.id: s for s in results.stages}
+    return {e.name: supervision(results, e, records) for e in results.experiments}
 
 
 def extra_columns(sups: dict[str, Supervision]) -> list[tuple[str, str, Any]]:
