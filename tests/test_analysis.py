@@ -33,7 +33,8 @@ from w2s_harness._results.analysis import (
     misfit,
 )
 from w2s_harness._results.assemble import assemble
-from w2s_harness._results.report import parse_metrics, render
+from w2s_harness._results.cells import parse_metrics
+from w2s_harness._results.report import render
 from w2s_harness._results.results import Results
 from w2s_harness._results.stats import NO_GAP, pgr_per_seed
 

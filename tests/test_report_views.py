@@ -23,7 +23,8 @@ from w2s_harness import (
     save_figure,
 )
 from w2s_harness._cli.cli import main
-from w2s_harness._results.report import render, report_views
+from w2s_harness._results.report import render
+from w2s_harness._results.views import report_views
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "src" / "w2s_harness"

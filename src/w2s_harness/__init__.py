@@ -83,8 +83,8 @@ _LAZY = {
     "StopRequested": "_execution.interrupts",
     "StagesFailed": "_execution.runner",
     # report views (the w2s_report_views hook)
-    "ReportView": "_results.report",
-    "ReportTable": "_results.report",
+    "ReportView": "_results.views",
+    "ReportTable": "_results.views",
     "headless_pyplot": "_results.plots",
     "save_figure": "_results.plots",
     "write_figures": "_results.plots",
@@ -317,7 +317,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
     from ._results.plots import pyplot as headless_pyplot
     from ._results.plots import save as save_figure
     from ._results.plots import write_plots as write_figures
-    from ._results.report import ReportTable, ReportView
     from ._results.results import (
         SCHEMA_VERSION,
         Analysis,
@@ -328,3 +327,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
         StageRecord,
         Summary,
     )
+    from ._results.views import ReportTable, ReportView

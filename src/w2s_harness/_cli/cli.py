@@ -1,4 +1,4 @@
-"""The ``w2s-harness`` command line: run, list, plugins, validate, report.
+"""The ``w2s-harness`` command line: run, list, plugins, validate, report, compare.
 
 ``main(argv, plugins=[...])`` is the in-process entry point (tests call it); it returns an exit code and never
 lets a user error escape as a traceback. Heavy libraries load only inside ``run``/``report``.
@@ -23,8 +23,10 @@ def _console(stderr: bool = True):
 
     # rich honours NO_COLOR and disables animation/colour when the stream is not a TTY.
     console = Console(stderr=stderr, highlight=False)
-    if not console.is_terminal:
-        console.width = max(console.width, 150)  # logs and pipes: keep the results table readable
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        # logs and pipes: rich would assume 80 columns; wide enough for the results table, whose long cells fold
+        # onto the next line rather than end in an ellipsis (see _export.to_rich)
+        console.width = max(console.width, 200)
     return console
 
 
@@ -99,7 +101,23 @@ def build_parser(pm=None) -> argparse.ArgumentParser:
                           "timings; default FILE: RUN_DIR/report.html)")
     rep.add_argument("--metrics", metavar="NAME[,NAME...]",
                      help="add analysis columns: agreement, misfit, auroc (comma-separated, or all)")
+    _add_export_options(rep)
+
+    cmp_ = sub.add_parser("compare", help="one table of the rows of several runs, with paired differences")
+    cmp_.add_argument("runs", nargs="+", metavar="RUN",
+                      help="run output directories (or their results.json); the first is the baseline")
+    cmp_.add_argument("--label", action="append", default=[], metavar="NAME",
+                      help="a run's label, once per run in order (default: the run's folder name)")
+    _add_export_options(cmp_)
     return parser
+
+
+def _add_export_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", default="table", metavar="FORMAT",
+                   help="table (rich, on stderr), md, csv, latex or json (on stdout unless --output)")
+    p.add_argument("--output", metavar="PATH",
+                   help="write the tables to this file, or one file per table into this folder (an existing "
+                        "folder or a path ending in /)")
 
 
 def _resolve_config(args, pm):
@@ -250,7 +268,14 @@ def cmd_run(args, pm) -> int:
         console.print(f"{sum(counts.values())} stages: {counts['cached']} cached, {counts['new']} new, "
                       f"{counts['changed']} changed (dry run: nothing executed; store {config.run.output_dir})")
         return 0
-    progress, inner, on_stage = _progress_hooks(console)
+    on_start = None
+    if console.is_terminal:
+        progress, inner, on_stage = _progress_hooks(console)
+    else:  # a log or a pipe: rich would draw its bars once, at the end; plain lines as the run goes instead
+        from .progress_lines import LineProgress
+
+        progress = LineProgress(console)
+        inner, on_stage, on_start = progress.inner, progress.on_stage, progress.on_start
     flag = StopFlag()
 
     def on_first(signum: int) -> None:
@@ -259,7 +284,8 @@ def cmd_run(args, pm) -> int:
 
     try:
         with graceful_signals(flag, on_first), progress:
-            results = run(config, pm, resume=args.resume, progress=inner, on_stage=on_stage, stop=flag,
+            results = run(config, pm, resume=args.resume, progress=inner, on_stage=on_stage, on_start=on_start,
+                          stop=flag,
                           warn=lambda m: console.print(f"warning: {escape(m)}", soft_wrap=True),
                           on_failure=lambda st, m: console.print(
                               f"[red]failed:[/] stage {escape(repr(st.name))} ({st.id}): {escape(m)}", soft_wrap=True))
@@ -279,16 +305,23 @@ def cmd_run(args, pm) -> int:
 def cmd_report(args, pm) -> int:
     from rich.markup import escape
 
+    from .._results.cells import parse_metrics
+    from .._results.export import check_export_args, report_tables, write
     from .._results.plots import write_plots
-    from .._results.report import parse_metrics, render
+    from .._results.report import render
     from .._results.results import Results
 
     metrics = parse_metrics(args.metrics)
+    check_export_args(args)
     path = Path(args.run_dir)
     path = path / "results.json" if path.is_dir() else path
     results = Results.read(path)
     console = _console()
-    render(results, console, metrics=metrics, pm=pm)
+    if args.format == "table" and args.output is None:
+        render(results, console, metrics=metrics, pm=pm)
+    else:  # the same tables, exported (render's rich tables are built from them too)
+        for p in write(report_tables(results, metrics, pm=pm), args.format, args.output, console):
+            console.print(f"wrote {p}", markup=False, highlight=False, soft_wrap=True)
     figures, notes = None, []
     if not args.no_plots:
         figures = write_plots(results, path.parent, pm=pm, fmt=args.fig_format, note=notes.append)
@@ -307,7 +340,14 @@ def cmd_report(args, pm) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "plugins": cmd_plugins, "validate": cmd_validate, "report": cmd_report}
+def cmd_compare(args, pm) -> int:
+    from .._results.compare import cmd_compare as compare
+
+    return compare(args, pm, _console())
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "plugins": cmd_plugins, "validate": cmd_validate, "report": cmd_report,
+            "compare": cmd_compare}
 
 
 def main(argv: Sequence[str] | None = None, plugins: Sequence[Any] = ()) -> int:

@@ -75,11 +75,12 @@ def stages_failed(failures: list[dict], skipped: int) -> StagesFailed:
 
 
 def run(config, pm, *, resume: bool = True, progress=None, on_stage=None, stop: StopFlag | None = None,
-        warn=None, on_failure=None) -> Results:
+        warn=None, on_failure=None, on_start=None) -> Results:
     """Execute ``config``; always writes ``results.json`` (complete, partial or failed) before returning/raising.
 
     :param progress: ``progress(description, total) -> advance(n)`` for long inner loops (embedding).
     :param on_stage: ``on_stage(stage, record, done, total)`` after every stage (the CLI's progress bar).
+    :param on_start: ``on_start(stage)`` when this run begins computing a stage (not for cache hits).
     :param stop: a :class:`StopFlag`: once set (by a signal handler), the run stops after its current unit of work
         (a stage, or a chunk of an encoder pass), writes a partial ``results.json`` and raises
         :class:`StopRequested`.
@@ -142,6 +143,8 @@ def run(config, pm, *, resume: bool = True, progress=None, on_stage=None, stop: 
             lock.release()
             return DONE
         held[stage.id] = lock
+        if on_start is not None:
+            on_start(stage)
         return CLAIMED
 
     def release(stage) -> None:

@@ -1,7 +1,7 @@
 """Matplotlib figures for ``w2s-harness report``: accuracies, PGR and the paired comparisons (drawn by
 :mod:`._figures`), accuracy along a ladder, the gain against the misfit
 per seed (``misfit.png``) and the transfers' training curves (``curves.png``); then the figures of the plugins'
-report views (``w2s_report_views``, :func:`~w2s_harness._results.report.report_views`). :func:`pyplot` and :func:`save`
+report views (``w2s_report_views``, :func:`~w2s_harness._results.views.report_views`). :func:`pyplot` and :func:`save`
 are public (``headless_pyplot``, ``save_figure``) for those views."""
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def _write_plots(results: Results, out_dir: Path, pm, note: Callable[[str], None
     for path in (misfit_figure(results, out_dir), curves_figure(results, out_dir, note)):
         if path is not None:
             written.append(path)
-    from .report import report_views
+    from .views import report_views
 
     for view in report_views(results, pm):
         if view.figures is not None:

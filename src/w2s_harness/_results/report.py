@@ -6,209 +6,18 @@ the ceiling prints ``n/a: weak >= ceiling`` instead of a number. ``metrics`` add
 misfit, AUROC and PGR on AUROC, see :class:`~w2s_harness._results.results.Analysis`).
 
 Plugins add their own tables (and figures, :mod:`w2s_harness._results.plots`) for the results they recognise through the
-``w2s_report_views`` hook: each returns :class:`ReportView` objects, printed after the comparisons table by
-:func:`render` (:func:`report_views` collects them). The core names no strategy: a built-in strategy's view (the
-weak x strong pairs of a model list, for instance) registers through the same hook as a third party's."""
+``w2s_report_views`` hook: each returns :class:`~w2s_harness.ReportView` objects, printed after the comparisons table by
+:func:`render` (:func:`~w2s_harness._results.views.report_views` collects them). The core names no strategy: a
+built-in strategy's view (the weak x strong pairs of a model list, for instance) registers through the same hook as
+a third party's."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
-from .._contracts.errors import ConfigError, PluginError
-from .results import ExperimentResult, Results, Summary
-
-#: Groups of analysis columns ``render`` adds (``w2s-harness report --metrics agreement,misfit,auroc``).
-METRICS = ("agreement", "misfit", "auroc")
-
-#: Per group: (column header, cell of a row).
-_COLUMNS = {
-    "agreement": [
-        ("agree\n(test)", lambda a: _fmt_acc(a.agreement)),
-        ("agree |\nweak right", lambda a: _fmt_acc(a.agreement_weak_right)),
-        ("agree |\nweak wrong", lambda a: _fmt_acc(a.agreement_weak_wrong)),
-    ],
-    "misfit": [
-        ("label acc\n(train2)", lambda a: _fmt_acc(a.label_acc_train2)),
-        ("misfit err\ntrain2/test", lambda a: f"{_fmt_acc(a.misfit_err_train2)}/{_fmt_acc(a.misfit_err_test)}"),
-        ("misfit KL\ntrain2/test", lambda a: f"{_fmt_acc(a.misfit_kl_train2)}/{_fmt_acc(a.misfit_kl_test)}"),
-        ("gain", lambda a: _fmt_acc(a.gain, signed=True)),
-    ],
-    "auroc": [
-        ("AUROC weak/\ntransfer/ceiling", lambda a: "/".join(
-            _fmt_acc(x) for x in (a.weak_auroc, a.transfer_auroc, a.ceiling_auroc))),
-        ("PGR(AUROC)\nmean [95% CI]", lambda a: fmt_ci(a.pgr_auroc)),
-    ],
-}
-
-
-@dataclass(frozen=True)
-class ReportTable:
-    """A table given as rows, for a :class:`ReportView` that does not build a rich table itself.
-
-    Titles, headers and cells are plain text, never read as rich markup (``[easy-to-hard]`` shows as written).
-
-    :param title: the table's title.
-    :param columns: the column headers.
-    :param rows: one sequence of cells per row, as many as ``columns``; a cell is shown as ``str(cell)``, ``None``
-        as ``-``.
-    :param justify: per column ``"left"``, ``"right"`` or ``"center"`` (default: every column left).
-    :param notes: lines printed under the table (plain text), e.g. what the rows leave out.
-    """
-
-    title: str
-    columns: Sequence[str]
-    rows: Sequence[Sequence[Any]]
-    justify: Sequence[str] = ()
-    notes: Sequence[str] = ()
-
-    def __post_init__(self):
-        if self.justify and len(self.justify) != len(self.columns):
-            raise ValueError(f"ReportTable {self.title!r}: {len(self.justify)} justify values for "
-                             f"{len(self.columns)} columns")
-        bad = [j for j in self.justify if j not in ("left", "right", "center")]
-        if bad:
-            raise ValueError(f"ReportTable {self.title!r}: justify must be left, right or center, got {bad[0]!r}")
-        for row in self.rows:
-            if len(row) != len(self.columns):
-                raise ValueError(f"ReportTable {self.title!r}: a row has {len(row)} cells for {len(self.columns)} "
-                                 f"columns: {list(row)!r}")
-
-    def __rich__(self):
-        from rich.markup import escape
-        from rich.table import Table
-
-        table = Table(title=escape(self.title))
-        for i, col in enumerate(self.columns):
-            table.add_column(escape(col), justify=self.justify[i] if self.justify else "left")
-        for row in self.rows:
-            table.add_row(*(escape("-" if cell is None else str(cell)) for cell in row))
-        return table
-
-
-@dataclass(frozen=True)
-class ReportView:
-    """What a plugin adds to ``w2s-harness report`` (and to the table ``run`` prints) for some results: returned
-    by its ``w2s_report_views(results)`` hook.
-
-    :param name: the view's name (in error messages), e.g. the strategy it shows.
-    :param tables: printed after the comparisons table, in order: :class:`ReportTable` objects or any rich
-        renderable (a ``rich.table.Table``, a string: printed as rich prints it).
-    :param figures: ``figures(out_dir) -> [paths]``: writes the view's PNGs into ``out_dir`` (the folder of
-        ``results.json``) and returns their paths; called by ``report`` unless ``--no-plots``. Draw with
-        :func:`~w2s_harness.headless_pyplot` and write with :func:`~w2s_harness.save_figure`.
-    """
-
-    name: str
-    tables: Sequence[Any] = ()
-    figures: Callable[[Path], Iterable[Path]] | None = None
-
-
-def report_views(results: Results, pm=None) -> list[ReportView]:
-    """Every :class:`ReportView` the plugins of ``pm`` (default: the process-wide plugin manager) return for
-    ``results``, in pluggy's order (the last registered plugin's first). A hook may return one view, a list of
-    them, or ``None``."""
-    if pm is None:
-        from .._plugin_system.manager import plugin_manager
-
-        pm = plugin_manager()
-    views = []
-    for out in pm.hook.w2s_report_views(results=results):
-        for view in (out if isinstance(out, (list, tuple)) else [out]):
-            if not isinstance(view, ReportView):
-                raise PluginError(f"w2s_report_views returned {type(view).__name__} {view!r}; return a ReportView, "
-                                  f"a list of them, or None")
-            views.append(view)
-    return views
-
-
-def parse_metrics(text: str | Sequence[str] | None) -> tuple[str, ...]:
-    """The analysis column groups of a comma-separated list (``"agreement,misfit"``, ``"all"``); a one-line
-    :class:`~w2s_harness.ConfigError` for an unknown name."""
-    if not text:
-        return ()
-    names = [m.strip() for m in (text.split(",") if isinstance(text, str) else text) if m.strip()]
-    if "all" in names:
-        return METRICS
-    bad = [m for m in names if m not in METRICS]
-    if bad:
-        raise ConfigError(f"--metrics: unknown {', '.join(repr(m) for m in bad)}; use a comma-separated list of "
-                          f"{', '.join(METRICS)} (or all)")
-    return tuple(dict.fromkeys(names))
-
-
-def _fmt_acc(summary: Summary, signed: bool = False) -> str:
-    if summary.mean is None:
-        return "-"
-    return f"{summary.mean:{'+' if signed else ''}.3f}"
-
-
-def fmt_ci(summary: Summary, signed: bool = False) -> str:
-    """``mean [lo, hi]``; ``n/a: <why>`` where the summary says it does not apply, ``n/a`` with no value."""
-    if summary.na:
-        return f"n/a: {summary.na}"
-    if summary.mean is None:
-        return "n/a"
-    sign = "+" if signed else ""
-    text = f"{summary.mean:{sign}.3f}"
-    if summary.ci95:
-        lo, hi = summary.ci95
-        text += f" [{lo:{sign}.2f}, {hi:{sign}.2f}]"
-    return text
-
-
-def fmt_median(summary: Summary, signed: bool = False) -> str:
-    if summary.na or summary.median is None:
-        return "-"
-    return f"{summary.median:{'+' if signed else ''}.3f}"
-
-
-def fmt_seeds(summary: Summary) -> str:
-    """Seeds used / seeds run, e.g. ``9/10``."""
-    return f"{summary.n}/{summary.n_run}"
-
-
-def dropped_text(summary: Summary) -> str:
-    """The dropped seeds grouped by reason: ``seed 3: ceiling 0.712 <= weak 0.720 (no gap to recover); seeds 5,
-    7: not finished (transfer)``; empty when none was dropped."""
-    groups: dict[str, list] = {}
-    for d in summary.dropped:
-        groups.setdefault(str(d.get("reason")), []).append(d.get("seed"))
-    parts = []
-    for reason, seeds in groups.items():
-        label = "seed" if len(seeds) == 1 else "seeds"
-        parts.append(f"{label} {', '.join(str(s) for s in seeds)}: {reason}")
-    return "; ".join(parts)
-
-
-def notes(name: str, summary: Summary, what: str = "PGR", detail: str | None = None) -> str | None:
-    """One line on what ``summary`` leaves out (``None`` when it uses every seed and applies)."""
-    if not summary.dropped and not summary.na:
-        return None
-    if summary.na:
-        head = f"{name}: {what} n/a ({summary.na}{': ' + detail if detail else ''})"
-    else:
-        head = f"{name}: {what} over {summary.n} of {summary.n_run} seeds"
-    dropped = dropped_text(summary)
-    return head + (f"; dropped {dropped}" if dropped else "")
-
-
-def _analysis_cells(e: ExperimentResult, metrics: Sequence[str]) -> list[str]:
-    cells = []
-    for group in metrics:
-        for _, cell in _COLUMNS[group]:
-            cells.append(cell(e.analysis) if e.analysis is not None else "-")
-    return cells
-
-
-def oracle_note(e: ExperimentResult) -> str | None:
-    """The line under the table for a row whose transfer selected its checkpoint on ground truth."""
-    if not e.oracle:
-        return None
-    return (f'{e.name}: the transfer is early-stopped on ground-truth validation labels (early_stop = "gt_val"): '
-            f"an oracle, not a weak-to-strong result")
+from .cells import ANALYSIS_COLUMNS, analysis_cells, notes, parse_metrics
+from .results import Results
+from .views import ReportTable, report_views
 
 
 def render_analysis(results: Results, console, metrics: Sequence[str]) -> None:
@@ -221,11 +30,11 @@ def render_analysis(results: Results, console, metrics: Sequence[str]) -> None:
     table = Table(title="Why it generalised (means over seeds; agreement and misfit against the weak model)")
     table.add_column("experiment")
     for group in metrics:
-        for header, _ in _COLUMNS[group]:
+        for header, _ in ANALYSIS_COLUMNS[group]:
             table.add_column(header, justify="right", no_wrap=True)
     lines = []
     for e in results.experiments:
-        table.add_row(escape(e.name), *_analysis_cells(e, metrics))
+        table.add_row(escape(e.name), *analysis_cells(e, metrics))
         if "auroc" in metrics and e.analysis is not None:
             lines.append(notes(e.name, e.analysis.pgr_auroc, what="PGR(AUROC)"))
     console.print(table)
@@ -239,51 +48,18 @@ def render(results: Results, console, metrics: Sequence[str] = (), pm=None) -> N
     (:data:`METRICS` groups) adds the analysis columns in a table of their own, one row per experiment
     (:func:`render_analysis`); then the tables of the plugins' report views (:func:`report_views`, from ``pm``:
     default the process-wide plugin manager)."""
-    from rich.markup import escape  # names are text: "local[easy-to-hard]" must show, not be read as markup
-    from rich.table import Table
+    from .export import comparisons_table, print_rich, summary_table, summary_title
 
     metrics = parse_metrics(metrics)
     status = results.status
-    n_seeds = max((len(e.seeds) for e in results.experiments), default=0)
-    table = Table(title=f"Weak-to-strong results ({status}, {n_seeds} seeds run; "
-                        f"PGR mean [95% bootstrap CI] and median over the seeds used)")
-    columns = ("dataset", "strategy", "loss", "weak", "strong", "weak acc", "transfer acc", "ceiling acc",
-               "PGR mean [95% CI]", "PGR median", "seeds used/run")
-    for col in columns:
-        table.add_column(col, justify="left" if col in columns[:5] else "right")
-    lines = []
-    for e in results.experiments:
-        table.add_row(escape(e.dataset), escape(e.strategy), escape(e.loss), escape(e.weak), escape(e.strong),
-                      _fmt_acc(e.weak_acc),
-                      _fmt_acc(e.transfer_acc), _fmt_acc(e.ceiling_acc), fmt_ci(e.pgr), fmt_median(e.pgr),
-                      fmt_seeds(e.pgr))
-        means = (f"mean weak acc {e.weak_acc.mean:.3f}, mean ceiling acc {e.ceiling_acc.mean:.3f}"
-                 if e.weak_acc.mean is not None and e.ceiling_acc.mean is not None else None)
-        lines.append(notes(e.name, e.pgr, detail=means))
-        lines.append(oracle_note(e))
-        for i, rung in enumerate(e.rung_acc):
-            table.add_row("", "", f"  rung {i}", rung.model, "", "", fmt_ci(rung.acc), "", "", "",
-                          fmt_seeds(rung.acc), style="dim")
-    console.print(table)
-    for line in lines:
-        if line:
-            console.print(line, markup=False, highlight=False)
+    # The terminal tables are built from the same data the exports write (report --format md|csv|latex|json),
+    # so a printed and an exported table cannot disagree.
+    print_rich([summary_table([(None, results)], summary_title(results))], console)
     if metrics:
         render_analysis(results, console, metrics)
-    comps = results.comparisons
-    if comps:
-        ct = Table(title="Paired per-seed PGR differences (same seed, same split)")
-        for col in ("comparison", "PGR difference mean [95% CI]", "median", "wins / seeds", "seeds used/run"):
-            ct.add_column(col)
-        lines = []
-        for c in comps:
-            ct.add_row(escape(f"{c.a} - {c.b}"), fmt_ci(c, signed=True), fmt_median(c, signed=True), f"{c.wins} / {c.seeds}",
-                       fmt_seeds(c))
-            lines.append(notes(f"{c.a} - {c.b}", c, what="difference"))
-        console.print(ct)
-        for line in lines:
-            if line:
-                console.print(line, markup=False, highlight=False)
+    comps = comparisons_table(results)
+    if comps is not None:
+        print_rich([comps], console)
     for view in report_views(results, pm):
         for table in view.tables:
             console.print(table)
