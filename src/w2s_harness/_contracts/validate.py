@@ -1,0 +1,219 @@
+"""Parameter validators for every kind of component: losses, datasets, models, strategies (and executors).
+
+A component checks its constructor parameters with these functions instead of hand-written ``isinstance``
+tests, so every bad value fails the same way: a one-line :class:`~w2s_harness.ConfigError` of the form ::
+
+    <owner>: <name> must be <what is allowed>, got <repr(value)>
+
+``owner`` is the component as its user sees it (``"loss 'logconf'"``, ``"dataset 'tweets'"``,
+``"model 'hf:bert-base'"``, ``"strategy 'filter'"``) and ``name`` the parameter as it is spelled in a config
+file, e.g. ``"dataset 'tweets': keep_frac must be a number in (0, 1], got 1.5"``.
+
+Each validator returns the value converted to the plain Python type its name promises (``float``, ``int``,
+``bool``, ``str``), so ``self.x = check_int(x, "x", owner=owner, lo=0)`` stores a value that hashes and
+serialises the same whether it came from TOML, the CLI or numpy. With ``optional=True`` the value ``None`` is
+accepted and returned as is, and the message ends in ``or omitted`` (``"must be an integer >= 1 or omitted"``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = ["check_bool", "check_choice", "check_int", "check_number", "check_path", "check_str"]
+
+
+def _fmt(bound: float) -> str:
+    """A bound as users write it: ``0`` not ``0.0``, ``0.999`` not ``0.99900000000000000``."""
+    if isinstance(bound, float) and bound.is_integer():
+        return str(int(bound))
+    return repr(bound) if isinstance(bound, float) else str(bound)
+
+
+def _interval(lo, hi, lo_open: bool = False, hi_open: bool = False) -> str:
+    """`` in [lo, hi]``, `` in (lo, hi]``, `` >= lo``, `` > lo``, `` <= hi``, `` < hi`` or ``""``."""
+    if lo is not None and hi is not None:
+        return f" in {'(' if lo_open else '['}{_fmt(lo)}, {_fmt(hi)}{')' if hi_open else ']'}"
+    if lo is not None:
+        return f" {'>' if lo_open else '>='} {_fmt(lo)}"
+    if hi is not None:
+        return f" {'<' if hi_open else '<='} {_fmt(hi)}"
+    return ""
+
+
+def _fail(owner: str, name: str, what: str, value: Any, optional: bool, hint: str = "") -> ConfigError:
+    return ConfigError(f"{owner}: {name} must be {what}{' or omitted' if optional else ''}, got {value!r}{hint}")
+
+
+def check_number(value: Any, name: str, *, owner: str, lo: float | None = None, hi: float | None = None,
+                 lo_open: bool = False, hi_open: bool = False, optional: bool = False) -> float | None:
+    """Check that ``value`` is a finite real number within the given bounds, and return it as a ``float``.
+
+    Parameters
+    ----------
+    value
+        The parameter's value. ``int``, ``float`` and numpy scalars are numbers; ``bool`` is not (``True`` is
+        rejected, not read as 1), nor is a string such as ``"0.5"``. NaN and ``±inf`` are always rejected.
+    name
+        The parameter's name, as spelled in a config file.
+    owner
+        The component, as users see it: ``"loss 'logconf'"``, ``"dataset 'tweets'"``, ...
+    lo, hi
+        Bounds; ``None`` means unbounded on that side. Both are inclusive (``lo <= value <= hi``) unless
+        ``lo_open`` / ``hi_open`` make that side exclusive (``lo < value``, ``value < hi``).
+    optional
+        Accept ``None`` (returned as ``None``).
+
+    Returns
+    -------
+    float
+        ``float(value)``, or ``None`` for an omitted optional value.
+
+    Raises
+    ------
+    ConfigError
+        One line: ``"<owner>: <name> must be a number<bounds>, got <value!r>"``. ``<bounds>`` is
+        ``" in [lo, hi]"`` with ``(`` / ``)`` for an open side when both bounds are given, else ``" >= lo"``,
+        ``" > lo"``, ``" <= hi"`` or ``" < hi"``; without bounds the message reads ``"a finite number"``.
+        E.g. ``"dataset 'tweets': keep_frac must be a number in (0, 1], got 1.5"``.
+
+    Examples
+    --------
+    >>> check_number(1, "keep_frac", owner="strategy 'filter'", lo=0, hi=1, lo_open=True)
+    1.0
+    """
+    if optional and value is None:
+        return None
+    bounds = _interval(lo, hi, lo_open, hi_open)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        x = float(value)
+        ok = not (lo is not None and (x <= lo if lo_open else x < lo)
+                  or hi is not None and (x >= hi if hi_open else x > hi))
+    if not ok:
+        raise _fail(owner, name, "a number" + bounds if bounds else "a finite number", value, optional)
+    return x
+
+
+def check_int(value: Any, name: str, *, owner: str, lo: int | None = None, hi: int | None = None,
+              optional: bool = False) -> int | None:
+    """Check that ``value`` is an integer in ``[lo, hi]`` (both inclusive), and return it as an ``int``.
+
+    Parameters
+    ----------
+    value
+        The parameter's value. ``int`` and numpy integers are accepted; ``bool``, floats (even ``2.0``) and
+        strings are rejected.
+    name, owner, optional
+        As :func:`check_number`.
+    lo, hi
+        Inclusive bounds (``lo <= value <= hi``); ``None`` means unbounded on that side.
+
+    Returns
+    -------
+    int
+        ``int(value)``, or ``None`` for an omitted optional value.
+
+    Raises
+    ------
+    ConfigError
+        One line: ``"<owner>: <name> must be an integer<bounds>, got <value!r>"`` with ``<bounds>`` one of
+        ``" in [lo, hi]"``, ``" >= lo"``, ``" <= hi"`` or nothing, e.g.
+        ``"strategy 'ensemble': bags must be an integer >= 1, got 0"``.
+    """
+    if optional and value is None:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+            or lo is not None and value < lo or hi is not None and value > hi):
+        raise _fail(owner, name, "an integer" + _interval(lo, hi), value, optional)
+    return int(value)
+
+
+def check_bool(value: Any, name: str, *, owner: str, optional: bool = False) -> bool | None:
+    """Check that ``value`` is ``True`` or ``False`` (not ``0``/``1``, not ``"true"``), and return it.
+
+    Raises
+    ------
+    ConfigError
+        One line: ``"<owner>: <name> must be true or false, got <value!r>"`` (``true``/``false`` as in TOML).
+    """
+    if optional and value is None:
+        return None
+    if not isinstance(value, bool):
+        raise _fail(owner, name, "true or false", value, optional)
+    return value
+
+
+def check_choice(value: Any, name: str, choices: Iterable[Any], *, owner: str, optional: bool = False) -> Any:
+    """Check that ``value`` is one of ``choices`` (compared with ``==``), and return it.
+
+    Raises
+    ------
+    ConfigError
+        One line: ``"<owner>: <name> must be one of a, b, c, got <value!r>"``, with the choices in the order
+        given (strings unquoted, other values as ``repr``). When ``value`` is a string close to one choice
+        (:func:`difflib.get_close_matches`, cutoff 0.6) the message ends with a suggestion:
+        ``"loss 'kl': direction must be one of forward, reverse, got 'foward'; did you mean 'forward'?"``.
+    """
+    choices = list(choices)
+    if optional and value is None:
+        return None
+    if not any(c == value and isinstance(c, bool) == isinstance(value, bool) for c in choices):
+        names = ", ".join(c if isinstance(c, str) else repr(c) for c in choices)
+        hint = ""
+        if isinstance(value, str):
+            close = difflib.get_close_matches(value, [c for c in choices if isinstance(c, str)], n=1)
+            if close:
+                hint = f"; did you mean {close[0]!r}?"
+        raise _fail(owner, name, f"one of {names}", value, optional, hint)
+    return value
+
+
+def check_str(value: Any, name: str, *, owner: str, non_empty: bool = True, optional: bool = False,
+              what: str | None = None) -> str | None:
+    """Check that ``value`` is a string (non-empty and not only whitespace, by default), and return it.
+
+    Parameters
+    ----------
+    non_empty
+        Reject ``""`` and whitespace-only strings.
+    what
+        How the message names the expected value, e.g. ``"a column name"``; default ``"a non-empty string"``
+        (``"a string"`` with ``non_empty=False``).
+
+    Raises
+    ------
+    ConfigError
+        One line: ``"<owner>: <name> must be <what>, got <value!r>"``, e.g.
+        ``"dataset 'local': label_column must be a column name, got 3"``.
+    """
+    if optional and value is None:
+        return None
+    if not isinstance(value, str) or non_empty and not value.strip():
+        default = "a non-empty string" if non_empty else "a string"
+        raise _fail(owner, name, what or default, value, optional)
+    return value
+
+
+def check_path(value: Any, name: str, *, owner: str, optional: bool = False, what: str = "a path") -> str | None:
+    """Check that ``value`` is a non-empty path (a ``str`` or an :class:`os.PathLike`), and return it as ``str``.
+
+    The path is not required to exist (it may be a glob, or be created later).
+
+    Raises
+    ------
+    ConfigError
+        One line: ``"<owner>: <name> must be <what>, got <value!r>"``, e.g.
+        ``"dataset 'image-folder': path must be a folder path, got 3"``.
+    """
+    if optional and value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise _fail(owner, name, what, value, optional)
+    return str(value)
