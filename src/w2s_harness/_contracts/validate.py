@@ -55,38 +55,23 @@ def check_number(value: Any, name: str, *, owner: str, lo: float | None = None, 
                  lo_open: bool = False, hi_open: bool = False, optional: bool = False) -> float | None:
     """Check that ``value`` is a finite real number within the given bounds, and return it as a ``float``.
 
-    Parameters
-    ----------
-    value
-        The parameter's value. ``int``, ``float`` and numpy scalars are numbers; ``bool`` is not (``True`` is
-        rejected, not read as 1), nor is a string such as ``"0.5"``. NaN and ``±inf`` are always rejected.
-    name
-        The parameter's name, as spelled in a config file.
-    owner
-        The component, as users see it: ``"loss 'logconf'"``, ``"dataset 'tweets'"``, ...
-    lo, hi
-        Bounds; ``None`` means unbounded on that side. Both are inclusive (``lo <= value <= hi``) unless
-        ``lo_open`` / ``hi_open`` make that side exclusive (``lo < value``, ``value < hi``).
-    optional
-        Accept ``None`` (returned as ``None``).
+    ``check_number(1, "keep_frac", owner="strategy 'filter'", lo=0, hi=1, lo_open=True)`` returns ``1.0``.
 
-    Returns
-    -------
-    float
-        ``float(value)``, or ``None`` for an omitted optional value.
-
-    Raises
-    ------
-    ConfigError
-        One line: ``"<owner>: <name> must be a number<bounds>, got <value!r>"``. ``<bounds>`` is
-        ``" in [lo, hi]"`` with ``(`` / ``)`` for an open side when both bounds are given, else ``" >= lo"``,
+    :param value: the parameter's value. ``int``, ``float`` and numpy scalars are numbers; ``bool`` is not
+        (``True`` is rejected, not read as 1), nor is a string such as ``"0.5"``. NaN and ``±inf`` are always
+        rejected.
+    :param name: the parameter's name, as spelled in a config file.
+    :param owner: the component, as users see it: ``"loss 'logconf'"``, ``"dataset 'tweets'"``, ...
+    :param lo: lower bound, inclusive (``lo <= value``) unless ``lo_open`` (``lo < value``); ``None``: unbounded.
+    :param hi: upper bound, inclusive (``value <= hi``) unless ``hi_open`` (``value < hi``); ``None``: unbounded.
+    :param lo_open: exclude ``lo`` itself.
+    :param hi_open: exclude ``hi`` itself.
+    :param optional: accept ``None`` (returned as ``None``); the message then ends in ``or omitted``.
+    :returns: ``float(value)``, or ``None`` for an omitted optional value.
+    :raises ConfigError: one line, ``"<owner>: <name> must be a number<bounds>, got <value!r>"``. ``<bounds>``
+        is ``" in [lo, hi]"`` with ``(`` / ``)`` for an open side when both bounds are given, else ``" >= lo"``,
         ``" > lo"``, ``" <= hi"`` or ``" < hi"``; without bounds the message reads ``"a finite number"``.
         E.g. ``"dataset 'tweets': keep_frac must be a number in (0, 1], got 1.5"``.
-
-    Examples
-    --------
-    >>> check_number(1, "keep_frac", owner="strategy 'filter'", lo=0, hi=1, lo_open=True)
-    1.0
     """
     if optional and value is None:
         return None
@@ -105,26 +90,16 @@ def check_int(value: Any, name: str, *, owner: str, lo: int | None = None, hi: i
               optional: bool = False) -> int | None:
     """Check that ``value`` is an integer in ``[lo, hi]`` (both inclusive), and return it as an ``int``.
 
-    Parameters
-    ----------
-    value
-        The parameter's value. ``int`` and numpy integers are accepted; ``bool``, floats (even ``2.0``) and
-        strings are rejected.
-    name, owner, optional
-        As :func:`check_number`.
-    lo, hi
-        Inclusive bounds (``lo <= value <= hi``); ``None`` means unbounded on that side.
-
-    Returns
-    -------
-    int
-        ``int(value)``, or ``None`` for an omitted optional value.
-
-    Raises
-    ------
-    ConfigError
-        One line: ``"<owner>: <name> must be an integer<bounds>, got <value!r>"`` with ``<bounds>`` one of
-        ``" in [lo, hi]"``, ``" >= lo"``, ``" <= hi"`` or nothing, e.g.
+    :param value: the parameter's value. ``int`` and numpy integers are accepted; ``bool``, floats (even
+        ``2.0``) and strings are rejected.
+    :param name: the parameter's name, as spelled in a config file.
+    :param owner: the component, as users see it (see :func:`check_number`).
+    :param lo: inclusive lower bound (``lo <= value``); ``None``: unbounded.
+    :param hi: inclusive upper bound (``value <= hi``); ``None``: unbounded.
+    :param optional: accept ``None`` (returned as ``None``); the message then ends in ``or omitted``.
+    :returns: ``int(value)``, or ``None`` for an omitted optional value.
+    :raises ConfigError: one line, ``"<owner>: <name> must be an integer<bounds>, got <value!r>"`` with
+        ``<bounds>`` one of ``" in [lo, hi]"``, ``" >= lo"``, ``" <= hi"`` or nothing, e.g.
         ``"strategy 'ensemble': bags must be an integer >= 1, got 0"``.
     """
     if optional and value is None:
@@ -138,10 +113,10 @@ def check_int(value: Any, name: str, *, owner: str, lo: int | None = None, hi: i
 def check_bool(value: Any, name: str, *, owner: str, optional: bool = False) -> bool | None:
     """Check that ``value`` is ``True`` or ``False`` (not ``0``/``1``, not ``"true"``), and return it.
 
-    Raises
-    ------
-    ConfigError
-        One line: ``"<owner>: <name> must be true or false, got <value!r>"`` (``true``/``false`` as in TOML).
+    :param optional: accept ``None`` (returned as ``None``); the message then ends in ``or omitted``.
+    :returns: ``value``, or ``None`` for an omitted optional value.
+    :raises ConfigError: one line, ``"<owner>: <name> must be true or false, got <value!r>"`` (``true`` and
+        ``false`` as TOML spells them).
     """
     if optional and value is None:
         return None
@@ -151,14 +126,15 @@ def check_bool(value: Any, name: str, *, owner: str, optional: bool = False) -> 
 
 
 def check_choice(value: Any, name: str, choices: Iterable[Any], *, owner: str, optional: bool = False) -> Any:
-    """Check that ``value`` is one of ``choices`` (compared with ``==``), and return it.
+    """Check that ``value`` is one of ``choices`` (compared with ``==``; ``True`` never matches ``1``), and
+    return it.
 
-    Raises
-    ------
-    ConfigError
-        One line: ``"<owner>: <name> must be one of a, b, c, got <value!r>"``, with the choices in the order
-        given (strings unquoted, other values as ``repr``). When ``value`` is a string close to one choice
-        (:func:`difflib.get_close_matches`, cutoff 0.6) the message ends with a suggestion:
+    :param choices: the allowed values, in the order the message lists them.
+    :param optional: accept ``None`` (returned as ``None``); the message then ends in ``or omitted``.
+    :returns: ``value``, or ``None`` for an omitted optional value.
+    :raises ConfigError: one line, ``"<owner>: <name> must be one of a, b, c, got <value!r>"`` (strings
+        unquoted, other choices as ``repr``). When ``value`` is a string close to a choice
+        (:func:`difflib.get_close_matches`, cutoff 0.6) the message ends with the closest one:
         ``"loss 'kl': direction must be one of forward, reverse, got 'foward'; did you mean 'forward'?"``.
     """
     choices = list(choices)
@@ -177,20 +153,14 @@ def check_choice(value: Any, name: str, choices: Iterable[Any], *, owner: str, o
 
 def check_str(value: Any, name: str, *, owner: str, non_empty: bool = True, optional: bool = False,
               what: str | None = None) -> str | None:
-    """Check that ``value`` is a string (non-empty and not only whitespace, by default), and return it.
+    """Check that ``value`` is a ``str`` (non-empty and not only whitespace, by default), and return it.
 
-    Parameters
-    ----------
-    non_empty
-        Reject ``""`` and whitespace-only strings.
-    what
-        How the message names the expected value, e.g. ``"a column name"``; default ``"a non-empty string"``
-        (``"a string"`` with ``non_empty=False``).
-
-    Raises
-    ------
-    ConfigError
-        One line: ``"<owner>: <name> must be <what>, got <value!r>"``, e.g.
+    :param non_empty: reject ``""`` and whitespace-only strings.
+    :param optional: accept ``None`` (returned as ``None``); the message then ends in ``or omitted``.
+    :param what: how the message names the expected value, e.g. ``"a column name"``; default
+        ``"a non-empty string"`` (``"a string"`` with ``non_empty=False``).
+    :returns: ``value``, or ``None`` for an omitted optional value.
+    :raises ConfigError: one line, ``"<owner>: <name> must be <what>, got <value!r>"``, e.g.
         ``"dataset 'local': label_column must be a column name, got 3"``.
     """
     if optional and value is None:
@@ -204,12 +174,12 @@ def check_str(value: Any, name: str, *, owner: str, non_empty: bool = True, opti
 def check_path(value: Any, name: str, *, owner: str, optional: bool = False, what: str = "a path") -> str | None:
     """Check that ``value`` is a non-empty path (a ``str`` or an :class:`os.PathLike`), and return it as ``str``.
 
-    The path is not required to exist (it may be a glob, or be created later).
+    The path need not exist (it may be a glob, a hub id, or be created later).
 
-    Raises
-    ------
-    ConfigError
-        One line: ``"<owner>: <name> must be <what>, got <value!r>"``, e.g.
+    :param optional: accept ``None`` (returned as ``None``); the message then ends in ``or omitted``.
+    :param what: how the message names the expected value; default ``"a path"``.
+    :returns: ``str(value)``, or ``None`` for an omitted optional value.
+    :raises ConfigError: one line, ``"<owner>: <name> must be <what>, got <value!r>"``, e.g.
         ``"dataset 'image-folder': path must be a folder path, got 3"``.
     """
     if optional and value is None:
