@@ -66,6 +66,8 @@ FINETUNE_ONLY = (
     "lora_dropout",
     "lora_target_modules",
 )
+
+
 class HFModel:
     """What both kinds of ``hf:`` model share: checkpoint resolution, layer choice, pooling, identity.
 
