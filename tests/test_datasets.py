@@ -187,7 +187,7 @@ def test_split_errors_are_one_line():
     assert "\n" not in str(e.value)
     with pytest.raises(ConfigError, match="n_train must be an integer"):
         Toy(10, n_train="5")
-    with pytest.raises(ConfigError, match="n_test must be >= 1"):
+    with pytest.raises(ConfigError, match="n_test must be an integer >= 1 or omitted, got 0"):
         Toy(10, n_test=0)
     with pytest.raises(ConfigError, match="seed"):
         Toy(10).splits(-1)

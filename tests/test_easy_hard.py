@@ -105,9 +105,9 @@ def test_identity_differs_from_the_usual_split_and_config_expands_to_both(csv):
     ({"easy_max": 50, "hard_min": 50}, "easy_max (50) must be below hard_min (50)"),
     ({"easy_max": 10, "easy_quantile": 0.2, "hard_min": 50}, "give easy_max or easy_quantile, not both"),
     ({"easy_max": 10}, "needs the hard threshold too: hard_min = <value> or hard_quantile"),
-    ({"easy_quantile": 1.5, "hard_min": 50}, "easy_quantile must be in [0.0, 1.0]"),
+    ({"easy_quantile": 1.5, "hard_min": 50}, "easy_quantile must be a number in [0, 1] or omitted, got 1.5"),
     ({"easy_quantile": 0.6, "hard_quantile": 0.4}, "easy_quantile (0.6) must be below hard_quantile (0.4)"),
-    ({"easy_max": "low", "hard_min": 50}, "easy_max must be a number"),
+    ({"easy_max": "low", "hard_min": 50}, "easy_max must be a finite number or omitted, got 'low'"),
 ])
 def test_bad_thresholds_are_one_line_config_errors(csv, split, message):
     with pytest.raises(ConfigError) as err:

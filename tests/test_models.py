@@ -182,7 +182,7 @@ def test_hf_identity_and_feature_key(tiny_bert):
     assert hf_model(str(tiny_bert), linear_probe=False).train_config.lr == 5e-5  # reference fine-tune default
     with pytest.raises(ConfigError, match="layers=3 but the checkpoint has only 2 layers"):
         HFModel(str(tiny_bert), layers=3).feature_key()
-    with pytest.raises(ConfigError, match="layers must be a positive integer"):
+    with pytest.raises(ConfigError, match=r"layers must be an integer >= 1 or omitted, got 0"):
         HFModel(str(tiny_bert), layers=0)
 
 

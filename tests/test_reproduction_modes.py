@@ -228,7 +228,7 @@ def test_fixed_mode_keeps_the_texts_constant_across_seeds():
 def test_mode_parameters_are_checked():
     files, _, _ = sciq_files(10, 5)
     make = R.RECIPE_CLASSES["sciq"]
-    with pytest.raises(ConfigError, match="mode must be one of 'openai', 'eleuther', 'fixed'"):
+    with pytest.raises(ConfigError, match="mode must be one of openai, eleuther, fixed, got 'paper'"):
         make(data_files=files, mode="paper")
     with pytest.raises(ConfigError, match="format_seed is a setting of mode = 'fixed', not of mode = 'openai'"):
         make(data_files=files, format_seed=1)

@@ -204,7 +204,7 @@ def test_progress_counts_examples():
 
 def test_check_train_config_validates():
     assert check_train_config("m", lr=1e-3, epochs=2, batch_size=4).epochs == 2
-    with pytest.raises(ConfigError, match="m: lr must be > 0"):
+    with pytest.raises(ConfigError, match="m: lr must be a number > 0, got 0"):
         check_train_config("m", lr=0, epochs=2, batch_size=4)
     with pytest.raises(ConfigError, match="batch_size must be an integer"):
         check_train_config("m", lr=1e-3, epochs=2, batch_size=2.5)

@@ -46,10 +46,13 @@ _LAZY = {
     "check_loss_inputs": "_contracts.checks",
     "check_step_frac": "_contracts.checks",
     "check_backend": "_contracts.checks",
-    "check_number": "_contracts.checks",
-    "check_int": "_contracts.checks",
-    "check_bool": "_contracts.checks",
-    "check_choice": "_contracts.checks",
+    # parameter validators, for every kind of component
+    "check_number": "_contracts.validate",
+    "check_int": "_contracts.validate",
+    "check_bool": "_contracts.validate",
+    "check_choice": "_contracts.validate",
+    "check_str": "_contracts.validate",
+    "check_path": "_contracts.validate",
     "Strategy": "_contracts.components",
     # plans
     "PlanBuilder": "_plan.planner",
@@ -183,7 +186,9 @@ __all__ = [
     "check_int",
     "check_loss_inputs",
     "check_number",
+    "check_path",
     "check_step_frac",
+    "check_str",
     "check_train_config",
     "create_dataset",
     "create_loss",
@@ -259,14 +264,7 @@ def create_strategy(name: str, **params: Any):
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time __getattr__ loads these
     from ._cli.cli import main
     from ._config.config import Component, RunConfig, RunSection, load_config
-    from ._contracts.checks import (
-        check_backend,
-        check_bool,
-        check_choice,
-        check_int,
-        check_number,
-        check_step_frac,
-    )
+    from ._contracts.checks import check_backend, check_step_frac
     from ._contracts.checks import prepare as check_loss_inputs
     from ._contracts.components import (
         HEAD_PARAMETERS,
@@ -293,6 +291,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
         W2SError,
     )
     from ._contracts.loss_base import BaseLoss
+    from ._contracts.validate import (
+        check_bool,
+        check_choice,
+        check_int,
+        check_number,
+        check_path,
+        check_str,
+    )
     from ._data.choice import Choice, ChoiceData, ChoiceDataset
     from ._data.datasets import BaseDataset, fingerprint_examples
     from ._data.filehash import file_sha256, file_sha256s, user_cache_dir

@@ -124,7 +124,7 @@ def test_model_identity_and_feature_key_name_their_parameters(pm):
     assert pm.create("model", "example-charhash", dim=33, ngram=2).feature_key() != model.feature_key()
     with pytest.raises(ConfigError, match=r"model 'example-charhash': dim must be an integer >= 1, got 0"):
         pm.create("model", "example-charhash", dim=0)
-    with pytest.raises(ConfigError, match=r"model 'example-charhash': lr must be > 0"):
+    with pytest.raises(ConfigError, match=r"model 'example-charhash': lr must be a number > 0, got 0"):
         pm.create("model", "example-charhash", lr=0)
 
 
@@ -198,7 +198,7 @@ def test_loss_rejects_bad_inputs_and_parameters(pm):
         loss(torch.zeros(2, 3), torch.tensor([0, 3]))
     with pytest.raises(InputError, match=r"step_frac 2\.0 is outside \[0, 1\]"):
         loss(torch.zeros(2, 3), torch.tensor([0, 1]), step_frac=2.0)
-    with pytest.raises(ConfigError, match=r"loss 'example-smoothed-xent': smoothing must be in \[0, 1\], got 1\.5"):
+    with pytest.raises(ConfigError, match=r"loss 'example-smoothed-xent': smoothing must be a number in \[0, 1\], got 1\.5"):
         pm.create("loss", "example-smoothed-xent", smoothing=1.5)
 
 
@@ -249,7 +249,7 @@ def test_strategy_plans_every_seed_and_checks_rounds(pm):
     one_round = make_plan(_config(rounds=1, seeds=[0]), pm)
     [naive, twice] = one_round.experiments[0]
     assert len(one_round.stages) == 4 and twice.transfer.id == naive.transfer.id  # rounds=1 is naive
-    with pytest.raises(ConfigError, match="strategy 'example-naive-twice': rounds must be a positive integer, got 0"):
+    with pytest.raises(ConfigError, match="strategy 'example-naive-twice': rounds must be an integer >= 1, got 0"):
         make_plan(_config(rounds=0), pm)
 
 

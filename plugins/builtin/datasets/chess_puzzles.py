@@ -37,7 +37,6 @@ alternative is a legal move drawn at random (seeded by ``(format_seed, row id)``
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import shutil
@@ -45,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from w2s_harness import Choice, ConfigError, DataError
+from w2s_harness import Choice, ConfigError, DataError, check_choice, check_int, check_path, check_str
 
 from .choice_hub import READ_BLOCK, HubChoiceDataset, Row
 from .hubtables import HubTables
@@ -141,9 +140,7 @@ def _rating(row: Row, column: str | None) -> float | None:
 
 
 def _check_difficulty_column(owner: str, value: Any) -> str | None:
-    if value is not None and (not isinstance(value, str) or not value):
-        raise ConfigError(f"dataset {owner!r}: difficulty_column must be a column name, got {value!r}")
-    return value
+    return check_str(value, "difficulty_column", owner=f"dataset {owner!r}", optional=True, what="a column name")
 
 
 def _check_schema(owner: str, split: str, have: list[str], difficulty_column: str | None) -> None:
@@ -192,14 +189,10 @@ class LichessPuzzles(HubChoiceDataset):
                  data_files: Any = None, path: str | None = None, hub_id: str | None = None,
                  revision: str | None = None, cache_dir: str | None = None, pair_template: str | None = None,
                  shuffle_seed: int = 0, n_train: int | None = None, n_test: int | None = None, test_seed: int = 0):
-        if isinstance(n_candidates, bool) or not isinstance(n_candidates, (int, np.integer)) or n_candidates < 2:
-            raise ConfigError(f"dataset {self.name!r}: n_candidates must be an integer >= 2, got {n_candidates!r}")
-        if notation not in NOTATIONS:
-            raise ConfigError(f"dataset {self.name!r}: notation must be one of {', '.join(NOTATIONS)}, "
-                              f"got {notation!r}")
+        owner = f"dataset {self.name!r}"
+        self.n_candidates = check_int(n_candidates, "n_candidates", owner=owner, lo=2)
+        self.notation = check_choice(notation, "notation", NOTATIONS, owner=owner)
         _check_difficulty_column(self.name, difficulty_column)
-        self.n_candidates = int(n_candidates)
-        self.notation = notation
         self.difficulty_column = difficulty_column
         super().__init__(data_files=data_files, path=path, hub_id=hub_id, revision=revision, cache_dir=cache_dir,
                          pair_template=pair_template, shuffle_seed=shuffle_seed, n_train=n_train, n_test=n_test,
@@ -310,12 +303,9 @@ class LichessPuzzlesBinary(RecipeDataset):
         super().__init__(data_files=data_files, path=path, hub_id=hub_id, revision=revision, cache_dir=cache_dir,
                          format_seed=format_seed, balance=balance, max_ctx=max_ctx, tokenizer=tokenizer,
                          n_train=n_train, n_test=n_test, test_seed=test_seed)
-        if engine is not None and (not isinstance(engine, (str, os.PathLike)) or not str(engine)):
-            raise ConfigError(f"dataset {self.name!r}: engine must be the path of a UCI engine, got {engine!r}")
-        if isinstance(engine_depth, bool) or not isinstance(engine_depth, (int, np.integer)) or engine_depth < 1:
-            raise ConfigError(f"dataset {self.name!r}: engine_depth must be an integer >= 1, got {engine_depth!r}")
-        self.engine = None if engine is None else str(engine)
-        self.engine_depth = int(engine_depth)
+        owner = f"dataset {self.name!r}"
+        self.engine = check_path(engine, "engine", owner=owner, optional=True, what="the path of a UCI engine")
+        self.engine_depth = check_int(engine_depth, "engine_depth", owner=owner, lo=1)
         self.difficulty_column = _check_difficulty_column(self.name, difficulty_column)
         r = self.recipe
         # the recipe's source, reading either raw schema

@@ -8,13 +8,12 @@ order) to ``(split, local row)`` so a recipe reads only the rows a run samples.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
-from w2s_harness import ConfigError, DataError
+from w2s_harness import ConfigError, DataError, check_path
 
 from .hfsource import load_source, normalise_data_files
 
@@ -22,9 +21,7 @@ Row = dict[str, Any]
 
 
 def _text(owner: str, key: str, value: Any) -> str | None:
-    if value is not None and (not isinstance(value, (str, os.PathLike)) or not str(value)):
-        raise ConfigError(f"dataset {owner!r}: {key} must be a string, got {value!r}")
-    return None if value is None else str(value)
+    return check_path(value, key, owner=f"dataset {owner!r}", optional=True, what="a string")
 
 
 class HubTables:

@@ -36,6 +36,8 @@ from w2s_harness import (
     ConfigError,
     DataError,
     TextData,
+    check_path,
+    check_str,
     file_sha256s,
     fingerprint_examples,
     user_cache_dir,
@@ -79,11 +81,9 @@ class ImageFolder(BaseDataset):
     def __init__(self, path: str, test_path: str | None = None, n_train: int | None = None,
                  n_test: int | None = None, test_seed: int = 0):
         super().__init__(n_train=n_train, n_test=n_test, test_seed=test_seed)
-        for key, value in (("path", path), ("test_path", test_path)):
-            if value is not None and (not isinstance(value, (str, os.PathLike)) or not str(value)):
-                raise ConfigError(f"dataset {self.name!r}: {key} must be a folder path, got {value!r}")
-        self.path = str(path)
-        self.test_path = None if test_path is None else str(test_path)
+        owner = f"dataset {self.name!r}"
+        self.path = check_path(path, "path", owner=owner, what="a folder path")
+        self.test_path = check_path(test_path, "test_path", owner=owner, optional=True, what="a folder path")
         self._scan: tuple[list[str], list[tuple[str, int]], int] | None = None
 
     def params(self) -> dict[str, Any]:
@@ -182,8 +182,7 @@ class HFImages(BaseDataset):
             raise ConfigError(f"dataset {self.name!r}: give exactly one of hub_id, path or data_files"
                               + (f" (got {', '.join(sources)})" if sources else ""))
         for key, value in (("split", split), ("image_column", image_column), ("label_column", label_column)):
-            if not isinstance(value, str) or not value:
-                raise ConfigError(f"dataset {self.name!r}: {key} must be a non-empty string, got {value!r}")
+            check_str(value, key, owner=f"dataset {self.name!r}")
         if test_split is not None and (not isinstance(test_split, str) or test_split == split):
             raise ConfigError(f"dataset {self.name!r}: test_split must be a split name other than {split!r}, "
                               f"got {test_split!r}")

@@ -31,6 +31,8 @@ from w2s_harness import (
     ConfigError,
     DataError,
     TextData,
+    check_path,
+    check_str,
     fingerprint_examples,
 )
 
@@ -160,9 +162,7 @@ class LocalDataset(BaseDataset):
         test_seed: int = 0,
     ):
         super().__init__(n_train=n_train, n_test=n_test, test_seed=test_seed)
-        if not isinstance(path, (str, os.PathLike)) or not str(path):
-            raise ConfigError(f"dataset 'local': path must be a file path, got {path!r}")
-        self.path = str(path)
+        self.path = check_path(path, "path", owner="dataset 'local'", what="a file path")
         if isinstance(text_columns, str):
             text_columns = [text_columns]
         if text_columns is not None and (
@@ -173,10 +173,8 @@ class LocalDataset(BaseDataset):
             raise ConfigError(
                 f"dataset 'local': text_columns must be a list of column names, got {text_columns!r}"
             )
-        if template is not None and not isinstance(template, str):
-            raise ConfigError(f"dataset 'local': template must be a string, got {template!r}")
-        if not isinstance(label_column, str):
-            raise ConfigError(f"dataset 'local': label_column must be a column name, got {label_column!r}")
+        check_str(template, "template", owner="dataset 'local'", non_empty=False, optional=True)
+        check_str(label_column, "label_column", owner="dataset 'local'", what="a column name")
         self.template = template
         self.text_columns = (
             list(text_columns)
@@ -187,8 +185,7 @@ class LocalDataset(BaseDataset):
             template_fields(template)  # validate early
         self.label_column = label_column
         self.encoding = encoding
-        if difficulty_column is not None and (not isinstance(difficulty_column, str) or not difficulty_column):
-            raise ConfigError(f"dataset 'local': difficulty_column must be a column name, got {difficulty_column!r}")
+        check_str(difficulty_column, "difficulty_column", owner="dataset 'local'", optional=True, what="a column name")
         self.difficulty_column = difficulty_column
 
     def params(self) -> dict[str, Any]:
@@ -286,13 +283,11 @@ class LocalChoiceDataset(ChoiceDataset):
                  n_train: int | None = None, n_test: int | None = None, test_seed: int = 0):
         super().__init__(pair_template=pair_template, shuffle_seed=shuffle_seed, n_train=n_train, n_test=n_test,
                          test_seed=test_seed)
-        if not isinstance(path, (str, os.PathLike)) or not str(path):
-            raise ConfigError(f"dataset 'local': path must be a file path, got {path!r}")
+        check_path(path, "path", owner="dataset 'local'", what="a file path")
         for key, value in (("prompt_column", prompt_column), ("chosen_column", chosen_column),
                            ("rejected_column", rejected_column), ("candidates_column", candidates_column),
                            ("answer_column", answer_column), ("difficulty_column", difficulty_column)):
-            if value is not None and not isinstance(value, str):
-                raise ConfigError(f"dataset 'local': {key} must be a column name, got {value!r}")
+            check_str(value, key, owner="dataset 'local'", optional=True, what="a column name")
         pairwise = chosen_column is not None or rejected_column is not None
         listed = candidates_column is not None or answer_column is not None
         if pairwise and listed:

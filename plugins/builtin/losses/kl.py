@@ -25,8 +25,9 @@ class KLLoss(BaseLoss):
     name = "kl"
 
     def __init__(self, direction: str = "forward", eps: float = 1e-6, backend: str = "auto") -> None:
-        direction = check_choice(direction, "direction", DIRECTIONS, loss=self.name)
-        eps = check_number(eps, "eps", loss=self.name, lo=0.0, hi=1.0)
+        owner = f"loss {self.name!r}"
+        direction = check_choice(direction, "direction", DIRECTIONS, owner=owner)
+        eps = check_number(eps, "eps", owner=owner, lo=0.0, hi=1.0)
         if direction == "reverse" and eps <= 0:
             from w2s_harness import ConfigError
 

@@ -24,7 +24,7 @@ def check_warmup_steps(loss: str, warmup_steps, warmup_frac: float, warmup: str)
     """``warmup_steps`` checked against the fractional schedule it replaces (``None``: not given)."""
     if warmup_steps is None:
         return None
-    steps = check_int(warmup_steps, "warmup_steps", loss=loss)
+    steps = check_int(warmup_steps, "warmup_steps", owner=f"loss {loss!r}", lo=0)
     if warmup != "linear":
         raise ConfigError(f"loss {loss!r}: warmup_steps is a linear ramp; it does not combine with warmup={warmup!r}")
     if warmup_frac != WARMUP_FRAC:
@@ -34,9 +34,10 @@ def check_warmup_steps(loss: str, warmup_steps, warmup_frac: float, warmup: str)
 
 def check_schedule(loss: str, aux_coef, warmup_frac, warmup, warmup_steps) -> dict:
     """The checked schedule parameters ``logconf`` and ``entropy`` share (see :class:`StepSchedule`)."""
-    warmup_frac = check_number(warmup_frac, "warmup_frac", loss=loss, lo=0.0, hi=1.0)
-    warmup = check_choice(warmup, "warmup", WARMUPS, loss=loss)
-    return {"aux_coef": check_number(aux_coef, "aux_coef", loss=loss, lo=0.0, hi=1.0), "warmup_frac": warmup_frac,
+    owner = f"loss {loss!r}"
+    warmup_frac = check_number(warmup_frac, "warmup_frac", owner=owner, lo=0.0, hi=1.0)
+    warmup = check_choice(warmup, "warmup", WARMUPS, owner=owner)
+    return {"aux_coef": check_number(aux_coef, "aux_coef", owner=owner, lo=0.0, hi=1.0), "warmup_frac": warmup_frac,
             "warmup": warmup, "warmup_steps": check_warmup_steps(loss, warmup_steps, warmup_frac, warmup)}
 
 
@@ -137,10 +138,10 @@ class LogConfLoss(StepSchedule, BaseLoss):
     ) -> None:
         super().__init__(
             **check_schedule(self.name, aux_coef, warmup_frac, warmup, warmup_steps),
-            balance=check_bool(balance, "balance", loss=self.name),
-            buffer_size=check_int(buffer_size, "buffer_size", loss=self.name),
+            balance=check_bool(balance, "balance", owner=f"loss {self.name!r}"),
+            buffer_size=check_int(buffer_size, "buffer_size", owner=f"loss {self.name!r}", lo=0),
             backend=check_backend(backend, loss=self.name),
-            prior=check_choice(prior, "prior", PRIORS, loss=self.name),
+            prior=check_choice(prior, "prior", PRIORS, owner=f"loss {self.name!r}"),
         )
         if self.params["prior"] != "batch" and not self.params["balance"]:
             raise ConfigError(f"loss {self.name!r}: prior only sets what balance=true balances to; set balance=true")

@@ -37,8 +37,8 @@ class ProductLoss(BaseLoss):
 
     def __init__(self, alpha: float = 1.0, beta: float = 1.0, backend: str = "auto") -> None:
         super().__init__(
-            alpha=check_number(alpha, "alpha", loss=self.name, lo=0.0),
-            beta=check_number(beta, "beta", loss=self.name, lo=0.0),
+            alpha=check_number(alpha, "alpha", owner=f"loss {self.name!r}", lo=0.0),
+            beta=check_number(beta, "beta", owner=f"loss {self.name!r}", lo=0.0),
             backend=check_backend(backend, loss=self.name),
         )
 

@@ -38,13 +38,12 @@ class WindowLoss(BaseLoss):
     def __init__(
         self, radius: float = 0.15, mode: str = "drop", on: str = "weak", backend: str = "auto"
     ) -> None:
-        radius = check_number(radius, "radius", loss=self.name, lo=0.0, hi=0.5)
-        mode = check_choice(mode, "mode", MODES, loss=self.name)
-        on = check_choice(on, "on", ON, loss=self.name)
+        owner = f"loss {self.name!r}"
+        radius = check_number(radius, "radius", owner=owner, lo=0.0, hi=0.5, lo_open=True)
+        mode = check_choice(mode, "mode", MODES, owner=owner)
+        on = check_choice(on, "on", ON, owner=owner)
         from w2s_harness import ConfigError
 
-        if radius <= 0:
-            raise ConfigError(f"loss {self.name!r}: radius must be > 0, got {radius:g}")
         if on == "strong" and mode != "drop":
             raise ConfigError(f"loss {self.name!r}: on='strong' supports only mode='drop'")
         super().__init__(

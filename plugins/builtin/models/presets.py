@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from w2s_harness import ConfigError
+from w2s_harness import ConfigError, check_path
 
 from .hf import FINETUNE_ONLY, HFModel, hf_model
 
@@ -234,8 +234,7 @@ def preset_model(target: str, **params: Any) -> HFModel:
     """The ``preset:`` factory: the ``hf:`` model of preset ``target``, with ``params`` overriding its defaults.
     ``presets_file`` names a TOML file of extra presets (see the module docstring)."""
     presets_file = params.pop("presets_file", None)
-    if presets_file is not None and not isinstance(presets_file, str):
-        raise ConfigError(f"model 'preset:{target}': presets_file must be a path, got {presets_file!r}")
+    presets_file = check_path(presets_file, "presets_file", owner=f"model 'preset:{target}'", optional=True)
     preset = get_preset(target, presets_file)
     model = hf_model(preset.checkpoint, **preset.resolve(params))
     model.name = f"preset:{preset.name}"

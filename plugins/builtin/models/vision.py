@@ -38,6 +38,10 @@ import numpy as np
 from w2s_harness import (
     ConfigError,
     DataError,
+    check_bool,
+    check_choice,
+    check_int,
+    check_str,
     file_sha256s,
     head_train_config,
     takes_head_parameters,
@@ -126,16 +130,11 @@ class VisionBackbone:
         owner = f"model {self.name!r}"
         if not isinstance(target, str) or not target:
             raise ConfigError(f"{owner}: name an architecture, e.g. {source}:resnet50")
-        if not isinstance(weights, str) or not weights:
-            raise ConfigError(f"{owner}: weights must be \"DEFAULT\", a weight name, a file path or \"none\", "
-                              f"got {weights!r}")
+        check_str(weights, "weights", owner=owner, what='"DEFAULT", a weight name, a file path or "none"')
         for key, value, lo in (("image_size", image_size, 1), ("resize", resize, 1), ("init_seed", init_seed, 0),
                                ("embed_batch_size", embed_batch_size, 1)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < lo):
-                raise ConfigError(f"{owner}: {key} must be an integer >= {lo}, got {value!r}")
-        if interpolation not in INTERPOLATIONS:
-            raise ConfigError(f"{owner}: interpolation must be one of {', '.join(INTERPOLATIONS)}, "
-                              f"got {interpolation!r}")
+            check_int(value, key, owner=owner, lo=lo, optional=key == "resize")
+        check_choice(interpolation, "interpolation", INTERPOLATIONS, owner=owner)
         norm = {}
         for key, value, default in (("mean", mean, IMAGENET_MEAN), ("std", std, IMAGENET_STD)):
             value = default if value is None else value
@@ -144,8 +143,7 @@ class VisionBackbone:
                     or (key == "std" and min(value) <= 0)):
                 raise ConfigError(f"{owner}: {key} must be 3 numbers (one per RGB channel), got {value!r}")
             norm[key] = [float(v) for v in value]
-        if not isinstance(pretrained_head, bool):
-            raise ConfigError(f"{owner}: pretrained_head must be true or false, got {pretrained_head!r}")
+        check_bool(pretrained_head, "pretrained_head", owner=owner)
         if pretrained_head and solver != "adamw":
             raise ConfigError(f'{owner}: pretrained_head needs solver = "adamw" (L-BFGS fits the head from zero)')
         if model_args is not None and not isinstance(model_args, dict):

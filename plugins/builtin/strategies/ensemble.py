@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from w2s_harness import ConfigError, StageKind, Subset
+from w2s_harness import ConfigError, StageKind, Subset, check_choice, check_int
 
 HOW = ("mean", "weighted", "accuracy")
 
@@ -35,10 +35,8 @@ class Ensemble:
     def __init__(self, members: list | None = None, bags: int = 5, how: str = "mean", weights: list | None = None):
         if members is not None and (not isinstance(members, list) or not members):
             raise ConfigError(f"strategy 'ensemble': members must be a non-empty list of models, got {members!r}")
-        if isinstance(bags, bool) or not isinstance(bags, int) or bags < 1:
-            raise ConfigError(f"strategy 'ensemble': bags must be an integer >= 1, got {bags!r}")
-        if how not in HOW:
-            raise ConfigError(f"strategy 'ensemble': how={how!r}; use one of {', '.join(HOW)}")
+        bags = check_int(bags, "bags", owner="strategy 'ensemble'", lo=1)
+        how = check_choice(how, "how", HOW, owner="strategy 'ensemble'")
         n = len(members or ["weak"]) * bags
         if n < 2:
             raise ConfigError("strategy 'ensemble': needs >= 2 supervisors (several members, or bags >= 2)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from w2s_harness import ConfigError, StageKind
+from w2s_harness import StageKind, check_choice, check_number
 
 BY = ("confidence", "learnability")
 REFERENCES = ("transfer", "train1")
@@ -35,13 +35,11 @@ class Filter:
 
     def __init__(self, by: str = "confidence", keep_frac: float = 0.5, reference: str = "transfer",
                  reference_model: Any = "strong"):
-        if by not in BY:
-            raise ConfigError(f"strategy 'filter': by={by!r}; use one of {', '.join(BY)}")
-        if reference not in REFERENCES:
-            raise ConfigError(f"strategy 'filter': reference={reference!r}; use one of {', '.join(REFERENCES)}")
-        if isinstance(keep_frac, bool) or not isinstance(keep_frac, (int, float)) or not 0 < keep_frac <= 1:
-            raise ConfigError(f"strategy 'filter': keep_frac must be in (0, 1], got {keep_frac!r}")
-        self.by, self.keep_frac, self.reference, self.reference_model = by, float(keep_frac), reference, reference_model
+        owner = "strategy 'filter'"
+        by = check_choice(by, "by", BY, owner=owner)
+        reference = check_choice(reference, "reference", REFERENCES, owner=owner)
+        keep_frac = check_number(keep_frac, "keep_frac", owner=owner, lo=0, hi=1, lo_open=True)
+        self.by, self.keep_frac, self.reference, self.reference_model = by, keep_frac, reference, reference_model
 
     def plan(self, b) -> None:
         ref0, naive_rows = b.naive_rows()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from w2s_harness import ConfigError, StageKind
+from w2s_harness import ConfigError, StageKind, check_bool
 
 #: The default list when the run's strong model is the embedded default MiniLM: GloVe, then the encoder
 #: truncated to 1, 3 and 6 layers (one encoder pass serves all three).
@@ -37,8 +37,7 @@ class Grid:
         if models is not None and (not isinstance(models, list) or len(models) < 2):
             raise ConfigError(f"strategy 'grid': models must be a list of >= 2 models, smallest first, got "
                               f"{models!r}")
-        if not isinstance(diagonal, bool):
-            raise ConfigError(f"strategy 'grid': diagonal must be true or false, got {diagonal!r}")
+        diagonal = check_bool(diagonal, "diagonal", owner="strategy 'grid'")
         self.models = models
         self.diagonal = diagonal
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from w2s_harness import ConfigError, PlanBuilder
+from w2s_harness import PlanBuilder, check_choice, check_int
 
 SCHEMES = ("same", "crossfit")
 
@@ -28,10 +28,8 @@ class Relabel:
     name = "relabel"
 
     def __init__(self, iterations: int = 1, scheme: str = "same", folds: int = 3, round_loss: Any = None):
-        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
-            raise ConfigError(f"strategy 'relabel': iterations must be an integer >= 0, got {iterations!r}")
-        if scheme not in SCHEMES:
-            raise ConfigError(f"strategy 'relabel': scheme={scheme!r}; use one of {', '.join(SCHEMES)}")
+        iterations = check_int(iterations, "iterations", owner="strategy 'relabel'", lo=0)
+        scheme = check_choice(scheme, "scheme", SCHEMES, owner="strategy 'relabel'")
         PlanBuilder.check_chain(scheme, folds, self.name)
         self.iterations, self.scheme, self.folds, self.round_loss = iterations, scheme, folds, round_loss
 

@@ -7,7 +7,6 @@ torch is imported lazily, so importing the plugin stays cheap.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 from .errors import ConfigError, InputError
@@ -157,34 +156,3 @@ def check_backend(backend, *, loss: str, torch_only: bool = False) -> str:
         raise ConfigError(f"loss {loss!r} has no fused Triton kernel; use backend='auto' or 'torch'")
     return backend
 
-
-def check_number(value, name: str, *, loss: str, lo: float | None = None, hi: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"loss {loss!r}: {name} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ConfigError(f"loss {loss!r}: {name} must be finite, got {value!r}")
-    if lo is not None and value < lo or hi is not None and value > hi:
-        rng = f"[{'-inf' if lo is None else f'{lo:g}'}, {'inf' if hi is None else f'{hi:g}'}]"
-        raise ConfigError(f"loss {loss!r}: {name} must be in {rng}, got {value:g}")
-    return value
-
-
-def check_choice(value, name: str, choices, *, loss: str) -> str:
-    if value not in choices:
-        raise ConfigError(
-            f"loss {loss!r}: {name} must be one of {', '.join(map(repr, choices))}, got {value!r}"
-        )
-    return value
-
-
-def check_bool(value, name: str, *, loss: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"loss {loss!r}: {name} must be true or false, got {value!r}")
-    return value
-
-
-def check_int(value, name: str, *, loss: str, lo: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise ConfigError(f"loss {loss!r}: {name} must be an integer >= {lo}, got {value!r}")
-    return value

@@ -6,12 +6,12 @@ The core knows these protocols, never a concrete dataset or model. Everything he
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .errors import ConfigError
+from .validate import check_choice, check_int, check_number
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -182,81 +182,60 @@ def check_train_config(
     default (``default_C``, :data:`LBFGS_MAX_ITER`, :data:`LBFGS_TOL`), and giving one with ``"adamw"`` is an
     error (it would change nothing but the stage ids)."""
 
-    def num(key, v, lo, hi=None, integer=False):
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-        if integer:
-            ok = ok and float(v).is_integer()
-        if not ok or not math.isfinite(v) or v < lo or (hi is not None and v > hi):
-            rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-            kind = "an integer" if integer else "a number"
-            raise ConfigError(f"{owner}: {key} must be {kind} {rng}, got {v!r}")
-        return int(v) if integer else float(v)
-
     def positive(key, v):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise ConfigError(f"{owner}: {key} must be a number > 0, got {v!r}")
-        return float(v)
+        return check_number(v, key, owner=owner, lo=0, lo_open=True)
 
-    lr = num("lr", lr, 0.0)
-    if lr <= 0:
-        raise ConfigError(f"{owner}: lr must be > 0, got {lr!r}")
+    lr = positive("lr", lr)
     adamw_given = [k for k in ADAMW_PARAMS if k in adamw_given]
     if solver is None:
         solver = "adamw" if adamw_given else "lbfgs"
-    if solver not in SOLVERS:
-        raise ConfigError(f"{owner}: solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+    check_choice(solver, "solver", SOLVERS, owner=owner)
     if solver == "lbfgs" and adamw_given:
         raise ConfigError(
             f'{owner}: {", ".join(adamw_given)} only {"applies" if len(adamw_given) == 1 else "apply"} to '
             f'solver = "adamw" (mini-batch training); remove {"it" if len(adamw_given) == 1 else "them"} or set '
             'solver = "adamw"'
         )
-    if weak_labels not in WEAK_LABELS:
-        raise ConfigError(f"{owner}: weak_labels must be one of {', '.join(WEAK_LABELS)}, got {weak_labels!r}")
+    check_choice(weak_labels, "weak_labels", WEAK_LABELS, owner=owner)
     given = [k for k, v in (("C", C), ("max_iter", max_iter), ("tol", tol)) if v is not None]
     if solver != "lbfgs" and given:
         verb = "applies" if len(given) == 1 else "apply"
         raise ConfigError(f'{owner}: {", ".join(given)} only {verb} to solver = "lbfgs"; set solver = "lbfgs"')
-    if early_stop not in EARLY_STOP:
-        raise ConfigError(f"{owner}: early_stop must be one of {', '.join(EARLY_STOP)}, got {early_stop!r}")
+    check_choice(early_stop, "early_stop", EARLY_STOP, owner=owner)
     if val_frac is not None and early_stop == "none":
         raise ConfigError(f'{owner}: val_frac only applies with early_stop = "weak_val" or "gt_val"')
-    if val_frac is not None and (isinstance(val_frac, bool) or not isinstance(val_frac, (int, float))
-                                 or not 0 < val_frac < 1):
-        raise ConfigError(f"{owner}: val_frac must be a number in (0, 1), got {val_frac!r}")
-    if val_metric not in VAL_METRICS:
-        raise ConfigError(f"{owner}: val_metric must be one of {', '.join(VAL_METRICS)}, got {val_metric!r}")
+    if val_frac is not None:
+        check_number(val_frac, "val_frac", owner=owner, lo=0, hi=1, lo_open=True, hi_open=True)
+    check_choice(val_metric, "val_metric", VAL_METRICS, owner=owner)
     if val_metric != "accuracy" and early_stop == "none":
         raise ConfigError(f'{owner}: val_metric only applies with early_stop = "weak_val" or "gt_val"')
     if val_metric != "accuracy" and solver == "lbfgs":
         raise ConfigError(f'{owner}: val_metric = {val_metric!r} applies to solver = "adamw" only (an L-BFGS probe '
                           "selects on accuracy)")
     if warmup_steps is not None:
-        warmup_steps = num("warmup_steps", warmup_steps, 0, integer=True)
-        if num("warmup_frac", warmup_frac, 0.0, 1.0):
+        warmup_steps = check_int(warmup_steps, "warmup_steps", owner=owner, lo=0)
+        if check_number(warmup_frac, "warmup_frac", owner=owner, lo=0, hi=1):
             raise ConfigError(f"{owner}: give warmup_frac or warmup_steps, not both")
     betas = {}
     for key, value, default in (("adam_beta1", adam_beta1, ADAM_BETA1), ("adam_beta2", adam_beta2, ADAM_BETA2)):
-        betas[key] = default if value is None else num(key, value, 0.0)
-        if not betas[key] < 1:
-            raise ConfigError(f"{owner}: {key} must be a number in [0, 1), got {value!r}")
+        betas[key] = default if value is None else check_number(value, key, owner=owner, lo=0, hi=1, hi_open=True)
     return TrainConfig(
         lr=lr,
-        epochs=num("epochs", epochs, 0, integer=True),
-        batch_size=num("batch_size", batch_size, 1, integer=True),
-        weight_decay=num("weight_decay", weight_decay, 0.0),
-        warmup_frac=num("warmup_frac", warmup_frac, 0.0, 1.0),
+        epochs=check_int(epochs, "epochs", owner=owner, lo=0),
+        batch_size=check_int(batch_size, "batch_size", owner=owner, lo=1),
+        weight_decay=check_number(weight_decay, "weight_decay", owner=owner, lo=0),
+        warmup_frac=check_number(warmup_frac, "warmup_frac", owner=owner, lo=0, hi=1),
         solver=solver,
         C=positive("default_C", default_C) if C is None else positive("C", C),
-        max_iter=LBFGS_MAX_ITER if max_iter is None else num("max_iter", max_iter, 1, integer=True),
+        max_iter=LBFGS_MAX_ITER if max_iter is None else check_int(max_iter, "max_iter", owner=owner, lo=1),
         tol=LBFGS_TOL if tol is None else positive("tol", tol),
         weak_labels=weak_labels,
         early_stop=early_stop,
         val_frac=EARLY_STOP_VAL_FRAC if val_frac is None else float(val_frac),
-        curve_every=num("curve_every", curve_every, 0, integer=True),
+        curve_every=check_int(curve_every, "curve_every", owner=owner, lo=0),
         warmup_steps=warmup_steps,
         **betas,
-        max_grad_norm=0.0 if max_grad_norm is None else num("max_grad_norm", max_grad_norm, 0.0),
+        max_grad_norm=0.0 if max_grad_norm is None else check_number(max_grad_norm, "max_grad_norm", owner=owner, lo=0),
         val_metric=val_metric,
     )
 

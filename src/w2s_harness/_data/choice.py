@@ -35,6 +35,7 @@ import numpy as np
 
 from .._contracts.components import TextData
 from .._contracts.errors import ConfigError, DataError, InputError
+from .._contracts.validate import check_int, check_str
 from .datasets import BaseDataset
 
 #: How a (prompt, candidate) pair becomes the one text the model scores, unless a dataset says otherwise.
@@ -141,8 +142,7 @@ def shuffle_order(n: int, seed: int, row: int) -> np.ndarray:
 
 def check_template(owner: str, template: Any) -> str:
     """``template`` if it is a ``str.format`` template naming ``{prompt}`` and ``{candidate}``, else a ConfigError."""
-    if not isinstance(template, str):
-        raise ConfigError(f"dataset {owner!r}: pair_template must be a string, got {template!r}")
+    check_str(template, "pair_template", owner=f"dataset {owner!r}", non_empty=False)
     try:
         template.format(prompt="", candidate="")
     except (IndexError, KeyError, ValueError) as exc:
@@ -176,9 +176,7 @@ class ChoiceDataset(BaseDataset):
         super().__init__(n_train=n_train, n_test=n_test, test_seed=test_seed)
         self.pair_template = check_template(self.name, self.default_pair_template if pair_template is None
                                             else pair_template)
-        if isinstance(shuffle_seed, bool) or not isinstance(shuffle_seed, (int, np.integer)) or shuffle_seed < 0:
-            raise ConfigError(f"dataset {self.name!r}: shuffle_seed must be an integer >= 0, got {shuffle_seed!r}")
-        self.shuffle_seed = int(shuffle_seed)
+        self.shuffle_seed = check_int(shuffle_seed, "shuffle_seed", owner=f"dataset {self.name!r}", lo=0)
         self._rows_memo: dict[int, Choice | None] = {}
         self._every: list[Choice | None] | None = None
 

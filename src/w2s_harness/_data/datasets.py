@@ -32,6 +32,7 @@ import numpy as np
 
 from .._contracts.components import Splits, TextData
 from .._contracts.errors import ConfigError, DataError
+from .._contracts.validate import check_int
 
 #: Fraction of the data used for the test split when ``n_test`` is not given (and the dataset has no designated
 #: test rows, see :meth:`BaseDataset._test_candidates`).
@@ -39,13 +40,7 @@ DEFAULT_TEST_FRAC = 0.2
 
 
 def _check_count(owner: str, key: str, value: Any, minimum: int) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ConfigError(f"dataset {owner!r}: {key} must be an integer or omitted, got {value!r}")
-    if value < minimum:
-        raise ConfigError(f"dataset {owner!r}: {key} must be >= {minimum}, got {value}")
-    return int(value)
+    return check_int(value, key, owner=f"dataset {owner!r}", lo=minimum, optional=True)
 
 
 def warn(message: str) -> None:

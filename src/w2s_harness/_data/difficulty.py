@@ -29,11 +29,11 @@ The thresholds are the run's (the dataset's factory never sees them); the diffic
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from .._contracts.errors import ConfigError, DataError
+from .._contracts.validate import check_number
 
 #: The ``[dataset]`` keys that configure an easy-to-hard split (the dataset's own factory never sees them).
 KEYS = ("easy_max", "hard_min", "easy_quantile", "hard_quantile")
@@ -42,13 +42,7 @@ RANDOM, EASY_TO_HARD = "random", "easy-to-hard"
 
 
 def _number(owner: str, key: str, value: Any, lo: float | None = None, hi: float | None = None) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"dataset {owner!r}: {key} must be a number, got {value!r}")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise ConfigError(f"dataset {owner!r}: {key} must be in [{lo}, {hi}], got {value!r}")
-    return float(value)
+    return check_number(value, key, owner=f"dataset {owner!r}", lo=lo, hi=hi, optional=True)
 
 
 @dataclass(frozen=True)

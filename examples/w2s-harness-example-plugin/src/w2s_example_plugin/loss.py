@@ -21,7 +21,8 @@ class SmoothedXent(BaseLoss):
 
     def __init__(self, smoothing: float = 0.1):
         # the parameters go to BaseLoss: they are self.params, and they show in repr()
-        super().__init__(smoothing=check_number(smoothing, "smoothing", loss=self.name, lo=0.0, hi=1.0))
+        owner = f"loss {self.name!r}"  # the component as users see it, in every error message
+        super().__init__(smoothing=check_number(smoothing, "smoothing", owner=owner, lo=0.0, hi=1.0))
 
     @property
     def smoothing(self) -> float:

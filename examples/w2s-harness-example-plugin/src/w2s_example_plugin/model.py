@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from w2s_harness import ConfigError, check_train_config, zero_linear_head
+from w2s_harness import check_int, check_train_config, zero_linear_head
 
 #: Bump when the features change for the same parameters: it is part of the feature key and the stage ids, so
 #: cached features and trained heads are then recomputed instead of reused.
@@ -47,10 +47,9 @@ class CharHash:
 
     def __init__(self, dim: int = 256, ngram: int = 3, lr: float = 0.05, epochs: int = 10, batch_size: int = 32,
                  weight_decay: float = 0.0, warmup_frac: float = 0.0):
-        for key, value in (("dim", dim), ("ngram", ngram)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"model {self.name!r}: {key} must be an integer >= 1, got {value!r}")
-        self.dim, self.ngram = dim, ngram
+        owner = f"model {self.name!r}"
+        self.dim = check_int(dim, "dim", owner=owner, lo=1)
+        self.ngram = check_int(ngram, "ngram", owner=owner, lo=1)
         self.train_config = check_train_config(f"model {self.name!r}", lr=lr, epochs=epochs,
                                                batch_size=batch_size, weight_decay=weight_decay,
                                                warmup_frac=warmup_frac)

@@ -8,7 +8,7 @@ rows) declare alike is computed once.
 
 from __future__ import annotations
 
-from w2s_harness import ConfigError
+from w2s_harness import check_int
 
 
 class NaiveTwice:
@@ -24,9 +24,7 @@ class NaiveTwice:
     name = "example-naive-twice"
 
     def __init__(self, rounds: int = 2):
-        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-            raise ConfigError(f"strategy {self.name!r}: rounds must be a positive integer, got {rounds!r}")
-        self.rounds = rounds
+        self.rounds = check_int(rounds, "rounds", owner=f"strategy {self.name!r}", lo=1)
 
     def plan(self, b) -> None:
         ref = b.reference()  # the weak model on train1, its soft labels of train2, the ceiling

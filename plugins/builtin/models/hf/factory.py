@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from w2s_harness import ConfigError
+from w2s_harness import check_bool
 
 from .model import HFFeatureModel, HFFineTuneModel, HFModel
 
@@ -13,9 +13,7 @@ from .model import HFFeatureModel, HFFineTuneModel, HFModel
 def hf_model(target: str, **params: Any) -> HFModel:
     """The ``hf:`` factory: an :class:`HFFeatureModel` for ``linear_probe = true`` (default), else an
     :class:`HFFineTuneModel`. Parameters as :class:`HFModel` (its signature is this factory's, below)."""
-    linear_probe = params.get("linear_probe", True)
-    if not isinstance(linear_probe, bool):
-        raise ConfigError(f"model 'hf:{target}': linear_probe must be true or false, got {linear_probe!r}")
+    linear_probe = check_bool(params.get("linear_probe", True), "linear_probe", owner=f"model 'hf:{target}'")
     return (HFFeatureModel if linear_probe else HFFineTuneModel)(target, **params)
 
 

@@ -12,7 +12,16 @@ from typing import Any
 
 import numpy as np
 
-from w2s_harness import ConfigError, head_train_config, takes_head_parameters
+from w2s_harness import (
+    ConfigError,
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_str,
+    head_train_config,
+    takes_head_parameters,
+)
 
 from . import checkpoints
 from .architectures import (
@@ -57,19 +66,6 @@ FINETUNE_ONLY = (
     "lora_dropout",
     "lora_target_modules",
 )
-def _positive_int(owner: str, key: str, value: Any, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        more = " or omitted" if optional else ""
-        raise ConfigError(f"{owner}: {key} must be a positive integer{more}, got {value!r}")
-
-
-def _check_bool(owner: str, key: str, value: Any, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if not isinstance(value, bool):
-        raise ConfigError(f"{owner}: {key} must be true or false, got {value!r}")
 
 
 class HFModel:
@@ -154,42 +150,32 @@ class HFModel:
         self.target = target
         self.name = f"hf:{target}"
         owner = f"model {self.name!r}"
-        _positive_int(owner, "layers", layers, optional=True)
-        if pooling is not None and pooling not in POOLINGS:
-            raise ConfigError(f"{owner}: pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+        check_int(layers, "layers", owner=owner, lo=1, optional=True)
+        check_choice(pooling, "pooling", POOLINGS, owner=owner, optional=True)
         if max_length != TOKENIZER_MAX:
             if isinstance(max_length, str):
                 raise ConfigError(f"{owner}: max_length must be a positive integer or \"{TOKENIZER_MAX}\" (the "
                                   f"tokenizer's own maximum), got {max_length!r}")
-            _positive_int(owner, "max_length", max_length)
-        _positive_int(owner, "embed_batch_size", embed_batch_size)
-        _check_bool(owner, "linear_probe", linear_probe)
-        if dtype not in DTYPES:
-            raise ConfigError(f"{owner}: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-        if gguf_file is not None and (not isinstance(gguf_file, str) or not gguf_file.strip()):
-            raise ConfigError(f"{owner}: gguf_file must be a file name, got {gguf_file!r}")
-        if padding_side is not None and padding_side not in PADDING_SIDES:
-            raise ConfigError(f"{owner}: padding_side must be left or right or omitted, got {padding_side!r}")
+            check_int(max_length, "max_length", owner=owner, lo=1)
+        check_int(embed_batch_size, "embed_batch_size", owner=owner, lo=1)
+        check_bool(linear_probe, "linear_probe", owner=owner)
+        check_choice(dtype, "dtype", DTYPES, owner=owner)
+        check_str(gguf_file, "gguf_file", owner=owner, optional=True, what="a file name")
+        check_choice(padding_side, "padding_side", PADDING_SIDES, owner=owner, optional=True)
         if device_map is not None and not isinstance(device_map, (str, dict)):
             raise ConfigError(f"{owner}: device_map must be a string (e.g. \"auto\") or a table, got {device_map!r}")
-        _positive_int(owner, "minibatch_size", minibatch_size, optional=True)
-        _check_bool(owner, "grad_accumulation", grad_accumulation)
+        check_int(minibatch_size, "minibatch_size", owner=owner, lo=1, optional=True)
+        check_bool(grad_accumulation, "grad_accumulation", owner=owner)
         if grad_accumulation and minibatch_size is None:
             raise ConfigError(f"{owner}: grad_accumulation needs minibatch_size (the rows of each micro-batch)")
-        _check_bool(owner, "gradient_checkpointing", gradient_checkpointing)
-        _check_bool(owner, "sequence_classification", sequence_classification)
-        _check_bool(owner, "train_with_dropout", train_with_dropout, optional=True)
-        _check_bool(owner, "lora", lora)
-        _positive_int(owner, "lora_r", lora_r, optional=True)
-        if lora_alpha is not None and (
-            isinstance(lora_alpha, bool) or not isinstance(lora_alpha, (int, float)) or not lora_alpha > 0
-        ):
-            raise ConfigError(f"{owner}: lora_alpha must be a number > 0, got {lora_alpha!r}")
-        if lora_dropout is not None and (
-            isinstance(lora_dropout, bool) or not isinstance(lora_dropout, (int, float))
-            or not 0 <= lora_dropout < 1
-        ):
-            raise ConfigError(f"{owner}: lora_dropout must be a number in [0, 1), got {lora_dropout!r}")
+        check_bool(gradient_checkpointing, "gradient_checkpointing", owner=owner)
+        check_bool(sequence_classification, "sequence_classification", owner=owner)
+        check_bool(train_with_dropout, "train_with_dropout", owner=owner, optional=True)
+        check_bool(lora, "lora", owner=owner)
+        # checked, not converted: an integer lora_alpha stays an integer in the model's identity
+        check_int(lora_r, "lora_r", owner=owner, lo=1, optional=True)
+        check_number(lora_alpha, "lora_alpha", owner=owner, lo=0, lo_open=True, optional=True)
+        check_number(lora_dropout, "lora_dropout", owner=owner, lo=0, hi=1, hi_open=True, optional=True)
         if lora_target_modules is not None and not (
             (isinstance(lora_target_modules, str) and lora_target_modules)
             or (isinstance(lora_target_modules, list) and lora_target_modules
