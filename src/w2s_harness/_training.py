@@ -242,6 +242,8 @@ def fit(
             on_device = order.to(device)  # one host -> device copy per epoch, not one per batch
             if features:
                 x_epoch, y_epoch = x_all[on_device], y_all[on_device]
+            else:
+                rows = order.tolist()  # the texts' positions as Python ints, read once per epoch
             for b in range(steps_per_epoch):
                 lo, hi = b * cfg.batch_size, min(n, (b + 1) * cfg.batch_size)
                 for param in params:  # optimizer.zero_grad(set_to_none=True) without its per-call profiling hooks
@@ -255,8 +257,7 @@ def fit(
                     if features:
                         logits, yb = module(x_epoch[mlo:mhi]), y_epoch[mlo:mhi]
                     else:
-                        idx = order[mlo:mhi]
-                        logits, yb = module([texts[i] for i in idx.tolist()]), y_all[on_device[mlo:mhi]]
+                        logits, yb = module([texts[i] for i in rows[mlo:mhi]]), y_all[on_device[mlo:mhi]]
                     part = call(logits.float(), yb, step_frac=step / total)
                     if call is loss and step == 0:
                         call, y_all, y_epoch = _fast_path(loss, logits, y_all, y_epoch if features else None, order)
