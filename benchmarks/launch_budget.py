@@ -1,9 +1,12 @@
 """Launch and byte budget of one forward + backward, measured on a CPU (no GPU needed).
 
 ``python benchmarks/launch_budget.py [--n 1048576] [--k 2] [--markdown]`` traces one ``loss.backward()`` of each
-fused path (xent, product, logconf balanced) and of the eager reference, and prints for each: the number of
-device launches (torch ops that run a kernel + Triton kernel launches), the bytes they move, whether a sort
-ran, and the ideal time at the H100 (3.35 TB/s) and H200 (4.8 TB/s) HBM bandwidth (bytes / bandwidth).
+fused path (xent, product, logconf balanced), of the eager reference and of the public loss
+(``create_loss(name, backend="triton")``, called as training calls it, ``validate=False``, and as a direct caller
+does by default, with the value checks), and prints for each: the number of device launches (torch ops that run
+a kernel + Triton kernel launches), the bytes they move, whether a sort ran, the host syncs, and the ideal time
+at the H100 (3.35 TB/s) and H200 (4.8 TB/s) HBM bandwidth (bytes / bandwidth). :func:`trace_fit` traces the
+real training loops (``fit``) step by step.
 
 How it counts:
 
@@ -381,25 +384,37 @@ def trace_fit(loss: str, k: int = 2, *, loop: str = "head", n: int = 64, batch_s
                     module)
 
 
+#: The rows of :func:`table`: the dispatch layer (fused, eager) and the public loss (``create_loss(...,
+#: backend="triton")``) as training calls it (``validate=False``: targets checked once) and as a direct caller
+#: does by default (``checked``: the value checks and their host read on every call).
+IMPLS = ("fused", "eager", "public", "public checked")
+
+
+def _trace(impl: str, loss: str, n: int, k: int, execute: bool) -> Trace:
+    if impl.startswith("public"):
+        return trace_public_step(loss, n, k, validate=impl == "public checked", execute=execute)
+    return trace_step(impl, loss, n, k, execute=execute)
+
+
 def table(n: int, k: int, *, execute: bool = False, markdown: bool = False) -> str:
     rows = []
     for loss in LOSSES:
-        for impl in ("fused", "eager"):
-            t = trace_step(impl, loss, n, k, execute=execute)
+        for impl in IMPLS:
+            t = _trace(impl, loss, n, k, execute)
             mib = t.nbytes / 2**20
-            rows.append((f"{loss} k={k}", impl, t.launches, len(t.triton), mib, t.sorts,
+            rows.append((f"{loss} k={k}", impl, t.launches, len(t.triton), mib, t.sorts, len(t.syncs),
                          t.nbytes / H100_BPS * 1e6, t.nbytes / H200_BPS * 1e6, " ".join(t.names())))
-    head = ("| loss | impl | launches | of which Triton | MiB moved | sorts | ideal H100 us | ideal H200 us | ops |\n"
-            "|---|---|---:|---:|---:|---:|---:|---:|---|")
+    head = ("| loss | impl | launches | of which Triton | MiB moved | sorts | host syncs | ideal H100 us | "
+            "ideal H200 us | ops |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     lines = [f"N = {n:,}, k = {k}, fp32 logits and targets; one forward + backward()", "", head] if markdown \
         else [f"N={n} k={k}"]
     for r in rows:
         if markdown:
-            lines.append(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:.1f} | {r[5]} | {r[6]:.1f} | {r[7]:.1f} | "
-                         f"{r[8]} |")
+            lines.append(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:.1f} | {r[5]} | {r[6]} | {r[7]:.1f} | "
+                         f"{r[8]:.1f} | {r[9]} |")
         else:
-            lines.append(f"{r[0]:12s} {r[1]:6s} launches={r[2]:3d} (triton {r[3]}) MiB={r[4]:8.1f} sorts={r[5]} "
-                         f"H100={r[6]:7.1f}us H200={r[7]:7.1f}us  {r[8]}")
+            lines.append(f"{r[0]:12s} {r[1]:14s} launches={r[2]:3d} (triton {r[3]}) MiB={r[4]:8.1f} sorts={r[5]} "
+                         f"syncs={r[6]} H100={r[7]:7.1f}us H200={r[8]:7.1f}us  {r[9]}")
     return "\n".join(lines)
 
 
