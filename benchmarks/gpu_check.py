@@ -27,15 +27,15 @@ ROOT = HERE.parent
 #: (name, quick budget s, full budget s, what). Order = priority: the first steps run first, so a run cut
 #: short still has the most important numbers. The install (30 s) runs before, in gpu_check.sh.
 STEPS = [
-    ("kernel-tests", 100, 150, "tests/kernels compiled on the GPU (TRITON_INTERPRET=0, compile check at the "
-                               "quick level, not the slow tests): pass / fail / skip counts"),
-    ("losses", 80, 120, "fused vs eager vs torch.compile through the public loss (create_loss(name, "
+    ("kernel-tests", 100, 150, ("tests/kernels compiled on the GPU (TRITON_INTERPRET=0, compile check at the "
+                               "quick level, not the slow tests): pass / fail / skip counts")),
+    ("losses", 80, 120, ("fused vs eager vs torch.compile through the public loss (create_loss(name, "
                         "backend=...)), forward + backward, N = 2^20, k = 2, xent / product / logconf: median of "
-                        "many repeats (CUDA events); the fused loss also with its default per-call checks"),
-    ("linear-head", 30, 60, "large-vocabulary head N = 16k, k = 128k, H = 4096, bf16: fused vs eager, median "
-                            "time and peak memory"),
-    ("train-step", 20, 30, "one step of the linear-head AdamW loop (fit) with the fused logconf: ms per step, "
-                           "and host syncs per step (traced, and counted by torch.cuda.set_sync_debug_mode)"),
+                        "many repeats (CUDA events); the fused loss also with its default per-call checks")),
+    ("linear-head", 30, 60, ("large-vocabulary head N = 16k, k = 128k, H = 4096, bf16: fused vs eager, median "
+                            "time and peak memory")),
+    ("train-step", 20, 30, ("one step of the linear-head AdamW loop (fit) with the fused logconf: ms per step, "
+                           "and host syncs per step (traced, and counted by torch.cuda.set_sync_debug_mode)")),
     ("launch-budget", 15, 20, "the CPU-side launch / byte / sync table (no GPU needed; also runs on a CPU)"),
 ]
 INSTALL_BUDGET = 30
@@ -49,8 +49,8 @@ def budgets(quick: bool) -> dict[str, int]:
 
 def help_text() -> str:
     lines = ["steps, in order of priority (budget in seconds: --quick / full):",
-             f"  {'install':14s} {INSTALL_BUDGET:4d} / {INSTALL_BUDGET:4d}  pip install --no-deps -e . "
-             "(gpu_check.sh only)"]
+             (f"  {'install':14s} {INSTALL_BUDGET:4d} / {INSTALL_BUDGET:4d}  pip install --no-deps -e . "
+             "(gpu_check.sh only)")]
     for name, q, f, what in STEPS:
         lines.append(f"  {name:14s} {q:4d} / {f:4d}  {what}")
     quick = INSTALL_BUDGET + sum(q for _, q, _, _ in STEPS)
@@ -170,7 +170,7 @@ def step_losses(res: Results, quick: bool, budget: int) -> None:
     for name in LOSSES:
         for impl, backend, checked in impls:
             loss = lb.public_loss(name, backend)
-            fn = lambda loss=loss, checked=checked: loss(z, y, 0.5, validate=checked)  # noqa: E731
+            fn = lambda loss=loss, checked=checked: loss(z, y, 0.5, validate=checked)
 
             def step(fn=fn):
                 z.grad = None
@@ -197,7 +197,6 @@ def step_losses(res: Results, quick: bool, budget: int) -> None:
 
 def step_linear_head(res: Results, quick: bool, budget: int) -> None:
     import torch
-
     from w2s_harness.kernels.linear_head import fused_linear_soft_xent, linear_head_soft_xent_reference
 
     n, k, h = 16384, 131072, 4096
@@ -235,6 +234,7 @@ def step_train_step(res: Results, quick: bool, budget: int) -> None:
 
     sys.path.insert(0, str(HERE))
     import launch_budget as lb
+
     from w2s_harness._components import check_train_config
     from w2s_harness._training import fit, zero_linear_head
 
@@ -392,7 +392,8 @@ def main(argv=None) -> int:
             (["--quick"] if a.quick else [])
         with open(out / f"{name}.log", "w") as log:
             try:
-                rc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=limits[name]).returncode
+                rc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=limits[name],
+                                    check=False).returncode
             except subprocess.TimeoutExpired:  # the numbers taken so far are in the JSON already
                 res.update(name, status="timeout", seconds=round(time.time() - t0, 1))
                 rc = "timeout"

@@ -125,15 +125,15 @@ def test_head_loop_step_is_sync_free_and_within_the_budget(loss, device):
 @pytest.mark.parametrize("loss", ["xent", "logconf"])
 def test_finetune_loop_step_syncs(loss, device):
     """The fine-tuning loop reads its loss back once per step (its finite check runs every step: a NaN stops
-    a fine-tune at once); on a GPU the stand-in model's input copy host -> device is the other one (a
-    tokenised batch is copied the same way)."""
+    a fine-tune at once). On a GPU the model's own input copy host -> device (the stand-in's features here, a
+    tokenised batch for a text model) waits too; a CPU trace cannot see it (gpu_check.py's train step counts
+    syncs on the device)."""
     import launch_budget as lb
 
     _interpreted()
     ft = lb.trace_fit(loss, loop="finetune", epochs=2, device=device)
-    per_step = ["nonzero"] + (["_to_copy[cpu<->cuda]"] if device == "cuda" else [])
     for s in (2, 3, 6, 7):  # the finite check of step s - 1 runs after its progress call: in span s
-        assert sorted(ft.steps[s].syncs) == sorted(per_step), (s, ft.steps[s].syncs)
+        assert ft.steps[s].syncs == ["nonzero"], (s, ft.steps[s].syncs)
         assert ft.loss[s].launches <= BUDGET[loss], (s, ft.loss[s].names())
     _same_training_as_torch(ft, loss, "finetune", device)
 
