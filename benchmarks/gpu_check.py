@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -27,9 +28,9 @@ ROOT = HERE.parent
 #: (name, quick budget s, full budget s, what). Order = priority: the first steps run first, so a run cut
 #: short still has the most important numbers. The install (30 s) runs before, in gpu_check.sh.
 STEPS = [
-    ("kernel-tests", 100, 150, ("tests/kernels compiled on the GPU (TRITON_INTERPRET=0, compile check at the "
+    ("kernel-tests", 95, 150, ("tests/kernels compiled on the GPU (TRITON_INTERPRET=0, compile check at the "
                                "quick level, not the slow tests): pass / fail / skip counts")),
-    ("losses", 80, 120, ("fused vs eager vs torch.compile through the public loss (create_loss(name, "
+    ("losses", 75, 120, ("fused vs eager vs torch.compile through the public loss (create_loss(name, "
                         "backend=...)), forward + backward, N = 2^20, k = 2, xent / product / logconf: median of "
                         "many repeats (CUDA events); the fused loss also with its default per-call checks")),
     ("linear-head", 30, 60, ("large-vocabulary head N = 16k, k = 128k, H = 4096, bf16: fused vs eager, median "
@@ -139,11 +140,12 @@ def step_kernel_tests(res: Results, quick: bool, budget: int) -> None:
     env = dict(os.environ, TRITON_INTERPRET="0")
     t0 = time.time()
     with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env=env)
+        # its own process group: the compile check runs in a grandchild, which a timeout must stop too
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         try:
             rc = proc.wait(timeout=max(5, budget - 5))
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             rc = "timeout"
     text = log.read_text(errors="replace")
