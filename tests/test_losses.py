@@ -843,3 +843,81 @@ def test_targets_get_no_gradient(pm):
         v = make(pm, name)(z, y, 0.5)
         (gy,) = torch.autograd.grad(v, y, allow_unused=True)
         assert gy is None or torch.count_nonzero(gy) == 0
+
+
+# ------------------------------------------------------------- validate=False: checked once, not per step (issue 25)
+
+
+def _value_and_grad(loss, z, y, **kw):
+    zz = z.detach().clone().requires_grad_()
+    v = loss(zz, y, 0.5, **kw)
+    v.backward()
+    return v.detach(), zz.grad
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("ids", [False, True], ids=["soft", "class-ids"])
+def test_validate_false_gives_the_checked_value_and_gradient(pm, name, ids):
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(24, 3, generator=g) * 2
+    y = torch.randint(0, 3, (24,), generator=g) if ids else torch.softmax(torch.randn(24, 3, generator=g), -1)
+    v, grad = _value_and_grad(make(pm, name), z, y)
+    v_fast, grad_fast = _value_and_grad(make(pm, name), z, y, validate=False)
+    assert torch.equal(v, v_fast) and torch.equal(grad, grad_fast), name
+    ref = F.cross_entropy(z, y)  # a real number, not only self-consistency
+    if name == "xent":
+        torch.testing.assert_close(v_fast, ref)
+
+
+def test_validate_false_reads_no_target_values(monkeypatch):
+    """The checked call reads the targets back once (``.tolist()``, a device sync on a GPU) and copies them to
+    float64; ``validate=False`` does neither, for soft labels and for class ids."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    reads: list = []
+    for method in ("tolist", "item", "cpu", "numpy"):
+        orig = getattr(torch.Tensor, method)
+        monkeypatch.setattr(torch.Tensor, method,
+                            lambda self, *a, _o=orig, _m=method, **k: (reads.append(_m), _o(self, *a, **k))[1])
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names, self.f64 = [], 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            self.names.append(func.overloadpacket.__name__)
+            self.f64 += isinstance(out, torch.Tensor) and out.dtype == torch.float64
+            return out
+
+    loss = create_plugin_manager(entry_points=False).create("loss", "xent")
+    z = torch.zeros(6, 2)
+    for y in (torch.full((6, 2), 0.5), torch.tensor([0, 1, 1, 0, 1, 0])):
+        reads.clear()
+        with Ops() as checked:
+            loss(z, y)
+        assert reads == ["tolist"], reads
+        assert checked.f64 > 0 or y.dtype == torch.long, checked.names
+        reads.clear()
+        with Ops() as fast:
+            loss(z, y, validate=False)
+        assert reads == [] and fast.f64 == 0, (reads, fast.names)
+        assert not {"_local_scalar_dense", "min", "max"} & set(fast.names), fast.names
+
+
+def test_validate_false_keeps_the_shape_checks_and_skips_the_value_checks(pm):
+    loss = make(pm, "xent")
+    with pytest.raises(InputError, match=r"targets shape \(8, 3\) does not match logits shape \(8, 2\)"):
+        loss(torch.zeros(8, 2), torch.full((8, 3), 1 / 3), validate=False)
+    with pytest.raises(InputError, match="logits shape"):
+        loss(torch.zeros(8), torch.zeros(8, dtype=torch.long), validate=False)
+    bad = torch.tensor([[1.2, -0.2], [0.5, 0.5]])
+    with pytest.raises(InputError, match="negative probability"):
+        loss(torch.zeros(2, 2), bad)
+    # unchecked: the caller promised valid targets, so the value is computed as given (-(y . log 0.5) = log 2)
+    v = loss(torch.zeros(2, 2), bad, validate=False)
+    torch.testing.assert_close(v, torch.tensor(float(np.log(2.0))))
+    # the one-off table check is where such a table is caught, with the usual one-line message
+    with pytest.raises(InputError, match=r"targets shape \(2, 2\) contain a negative probability"):
+        loss.prevalidate(bad, 2)

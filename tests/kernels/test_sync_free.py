@@ -25,27 +25,20 @@ pytestmark = pytest.mark.kernels
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-#: aten ops that copy a device value to the host or size an output by data (a sync on CUDA).
-SYNC_OPS = {"_local_scalar_dense", "item", "nonzero", "masked_select", "unique", "_unique", "_unique2",
-            "unique_dim", "unique_consecutive", "repeat_interleave", "equal", "is_nonzero", "allclose",
-            "masked_scatter", "bincount", "histc", "_assert_async"}
-
-
 class _SyncWatch(TorchDispatchMode):
+    """Records the aten ops that wait for the device (``launch_budget.sync_op``: the rules the budget uses)."""
+
     def __init__(self, found: list):
         super().__init__()
         self.found = found
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        import launch_budget as lb
+
         kwargs = kwargs or {}
-        name = func.overloadpacket.__name__
-        if name in SYNC_OPS:
-            self.found.append(name)
-        if name.startswith("index") and any(
-            isinstance(t, torch.Tensor) and t.dtype == torch.bool
-            for a in args if isinstance(a, (list, tuple)) for t in a
-        ):
-            self.found.append(f"{name}[bool mask]")
+        sync = lb.sync_op(func, args, kwargs)
+        if sync is not None:
+            self.found.append(sync)
         return func(*args, **kwargs)
 
 

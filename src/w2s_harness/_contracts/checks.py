@@ -30,11 +30,16 @@ def row_sum_tolerance(dtype, k: int) -> float:
     return max(1e-4, 2.0 * k * eps)
 
 
-def prepare(logits, targets, *, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
+def prepare(logits, targets, *, loss: str, values: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Check ``logits`` / ``targets`` and return ``(logits, soft_targets)`` with targets ``(N, k)`` float.
 
     Integer (or bool) ``(N,)`` targets become one-hot float32 rows. Float targets keep their dtype, and the
     losses upcast them. Targets are moved to the logits' device.
+
+    ``values=False`` keeps only the checks that read no tensor data (types, shapes, dtypes): no class-id range,
+    finiteness, sign or row-sum check. Those read the targets back to the host (one device sync, and a float64
+    copy of the targets), which a caller that checked its target table once (``BaseLoss.prevalidate``) should
+    not pay on every step. Valid inputs give the same values either way.
     """
     import torch
 
@@ -72,6 +77,10 @@ def prepare(logits, targets, *, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
                 f"{where}targets shape {ts} does not match logits shape {ls}: pass one class id per example"
             )
         ids = targets.long()
+        if not values:
+            # one_hot reads min / max back to the host on CPU; the comparison is the same one-hot, sync-free
+            classes = torch.arange(k, device=ids.device)
+            return logits, (ids.unsqueeze(1) == classes).to(torch.float32)
         lo, hi = torch.stack([ids.min(), ids.max()]).tolist()
         if lo < 0 or hi >= k:
             bad = lo if lo < 0 else hi
@@ -98,6 +107,8 @@ def prepare(logits, targets, *, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
         targets = targets.to(torch.float32)
     if targets.is_complex():
         raise InputError(f"{where}targets shape {ts} are complex: soft labels must be real probabilities")
+    if not values:
+        return logits, targets
 
     # One host sync for all value checks.
     t = targets.detach()

@@ -21,8 +21,16 @@ class BaseLoss:
     def __init__(self, **params: Any) -> None:
         self.params = dict(params)
 
-    def __call__(self, logits, targets, step_frac: float = 0.0):
-        logits, targets = prepare(logits, targets, loss=self.name)
+    def __call__(self, logits, targets, step_frac: float = 0.0, *, validate: bool = True):
+        """The mean loss over the batch; ``validate=False`` skips the checks that read the targets' values.
+
+        By default every call checks the targets' values (finite, non-negative, rows summing to 1, class ids in
+        range): one device -> host read and a float64 copy of the targets per call. A caller that feeds batches
+        of a target table it has checked already (once, with :meth:`prevalidate`) passes ``validate=False``: the
+        shape and dtype checks (no device read) still run, and the step has no host sync. The result is the
+        same for valid targets.
+        """
+        logits, targets = prepare(logits, targets, loss=self.name, values=validate)
         step_frac = check_step_frac(step_frac, loss=self.name)
         return self.compute(logits, targets, step_frac)
 

@@ -192,10 +192,12 @@ def fit(
     # wrappers), batches are contiguous slices of a once-per-epoch permuted copy, and a built-in loss checks the
     # whole target matrix once (``prevalidate``) and then runs ``compute`` per batch.
     call = loss
-    step_losses = torch.empty(steps_per_epoch, dtype=torch.float32)
+    # On the training device: writing a step's loss into a host tensor would copy it back and wait for the
+    # device on every step; the losses are read at the finite-check / curve / epoch interval instead.
+    step_losses = torch.empty(steps_per_epoch, dtype=torch.float32, device=device)
     # examples per batch (the last one of an epoch may be short): weights of the epoch's mean loss
     batch_sizes = torch.tensor([min(cfg.batch_size, n - b * cfg.batch_size) for b in range(steps_per_epoch)],
-                               dtype=torch.float32)
+                               dtype=torch.float32).to(device)
 
     epoch_acc: list[float] = []
     epoch_losses: list[float] = []
@@ -237,9 +239,11 @@ def fit(
         module.train()
         for epoch in range(cfg.epochs):
             order = torch.randperm(n, generator=gen)
+            on_device = order.to(device)  # one host -> device copy per epoch, not one per batch
             if features:
-                on_device = order.to(device)
                 x_epoch, y_epoch = x_all[on_device], y_all[on_device]
+            else:
+                rows = order.tolist()  # the texts' positions as Python ints, read once per epoch
             for b in range(steps_per_epoch):
                 lo, hi = b * cfg.batch_size, min(n, (b + 1) * cfg.batch_size)
                 for param in params:  # optimizer.zero_grad(set_to_none=True) without its per-call profiling hooks
@@ -253,8 +257,7 @@ def fit(
                     if features:
                         logits, yb = module(x_epoch[mlo:mhi]), y_epoch[mlo:mhi]
                     else:
-                        idx = order[mlo:mhi]
-                        logits, yb = module([texts[i] for i in idx.tolist()]), y_all[idx.to(device)]
+                        logits, yb = module([texts[i] for i in rows[mlo:mhi]]), y_all[on_device[mlo:mhi]]
                     part = call(logits.float(), yb, step_frac=step / total)
                     if call is loss and step == 0:
                         call, y_all, y_epoch = _fast_path(loss, logits, y_all, y_epoch if features else None, order)
