@@ -113,13 +113,13 @@ def drawn(monkeypatch):
     """The figures as drawn, captured at save time: ``{file stem: figure}`` (the files are still written)."""
     from w2s_harness._results import plots
 
-    real, seen = plots.save, {}
+    real, seen = plots.save_figure, {}
 
     def capture(fig, path):
         seen[Path(path).stem] = fig
         return real(fig, path)
 
-    monkeypatch.setattr(plots, "save", capture)
+    monkeypatch.setattr(plots, "save_figure", capture)
     return seen
 
 
@@ -176,13 +176,13 @@ def test_hand_built_rows_with_na_and_different_references(tmp_path, drawn):
     """Rows with different weak models get per-row reference marks; a row without a gap shows its n/a reason."""
     from test_summaries import build
 
-    from w2s_harness._results.plots import write_plots
+    from w2s_harness._results.plots import write_figures
 
     res = build({"naive/xent": {s: (0.70, 0.80, 0.75 + s / 100) for s in range(3)},
                  "naive/logconf": {s: (0.60, 0.80, 0.70) for s in range(3)},
                  "naive/entropy": {s: (0.85, 0.80, 0.80) for s in range(3)}},
                 comparisons=[("naive/logconf", "naive/xent"), ("naive/entropy", "naive/xent")])
-    paths = write_plots(res, tmp_path)
+    paths = write_figures(res, tmp_path)
     assert {p.stem for p in paths} == {"accuracy", "pgr", "comparisons"}
     for p in paths:
         not_blank(p)

@@ -18,9 +18,10 @@ import pytest
 from w2s_harness.plugins.models import hf
 from w2s_harness.plugins.models.hf import dir_fingerprint, hf_model, resolve_checkpoint
 
-from w2s_harness import ConfigError, user_cache_dir
+from w2s_harness import ConfigError
 from w2s_harness._data import filehash as _filehash
 from w2s_harness._data import hub as _hub
+from w2s_harness.utils import user_cache_dir
 
 MIB = 1 << 20
 HOUR_AGO_NS = time.time_ns() - 3600 * 10**9
@@ -40,7 +41,7 @@ def isolated(monkeypatch, tmp_path):
 
 @pytest.fixture
 def count_hashing(monkeypatch):
-    """The files :func:`w2s_harness.file_sha256` reads for the cache (each a full read of the file)."""
+    """The files :func:`w2s_harness.utils.file_sha256` reads for the cache (each a full read of the file)."""
     calls: list[str] = []
     real = _filehash.file_sha256
 

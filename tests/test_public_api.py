@@ -65,7 +65,7 @@ def test_plugins_and_examples_import_only_public_names():
                     bad.append(f"{where}: private module {module}")
                 elif module == "w2s_harness":
                     bad += [f"{where}: {n} is not public" for n in names if n not in public]
-                elif parts[1] not in ("hookspecs", "kernels", "plugins"):
+                elif parts[1] not in ("hookspecs", "kernels", "plugins", "utils"):
                     bad.append(f"{where}: {module} is not a public module")
     assert not bad, "\n".join(bad)
 
@@ -229,3 +229,17 @@ def test_types_a_caller_meets_are_public():
     import inspect
 
     assert "StopFlag" in str(inspect.signature(w2s_harness.run).parameters["stop"].annotation)
+
+
+def test_no_public_name_is_an_alias():
+    """Every public name is defined under that same name in its module (no ``load_config = resolve`` aliases), and
+    the plugin helpers live in ``w2s_harness.utils``, not at the top level."""
+    import importlib
+
+    for name, module in w2s_harness._LAZY.items():
+        assert name in vars(importlib.import_module(f"w2s_harness.{module}")), f"{name} is not defined in {module}"
+    assert not hasattr(w2s_harness, "_ALIASES")
+    from w2s_harness import utils
+
+    assert set(utils.__all__) == {"file_sha256", "file_sha256s", "hub_endpoint", "hub_reachable", "user_cache_dir"}
+    assert not set(utils.__all__) & set(w2s_harness.__all__)

@@ -2,7 +2,8 @@
 
 This module is the public API, drawn like pytest's: everything a plugin or a script needs is importable from
 ``w2s_harness`` itself, and every other module (the underscore ones) is private and may change without notice.
-``w2s_harness.hookspecs`` (the hook contracts) and ``w2s_harness.kernels`` (the fused losses) are public too.
+``w2s_harness.hookspecs`` (the hook contracts), ``w2s_harness.kernels`` (the fused losses) and
+``w2s_harness.utils`` (hub and file-digest helpers for plugins that load data or weights) are public too.
 
 Names load lazily (PEP 562), so ``import w2s_harness`` and ``w2s-harness --help`` stay instant: torch,
 transformers and triton load only when a component needs them.
@@ -100,12 +101,6 @@ _LAZY = {
     "TrainingError": "_contracts.errors",
     "InputError": "_contracts.errors",
     "ResourceError": "_contracts.errors",
-    # the Hugging Face hub
-    "hub_endpoint": "_data.hub",
-    "file_sha256": "_data.filehash",
-    "file_sha256s": "_data.filehash",
-    "user_cache_dir": "_data.filehash",
-    "hub_reachable": "_data.hub",
     # entry points
     "PluginManager": "_plugin_system.manager",
     "create_plugin_manager": "_plugin_system.manager",
@@ -117,8 +112,6 @@ _LAZY = {
     "LocalExecutor": "_execution.local",
     "RayExecutor": "_execution.ray",
 }
-_ALIASES = {"check_loss_inputs": "prepare", "headless_pyplot": "pyplot", "save_figure": "save",
-            "write_figures": "write_plots"}
 
 __all__ = [
     "HEAD_PARAMETERS",
@@ -195,15 +188,11 @@ __all__ = [
     "create_model",
     "create_plugin_manager",
     "create_strategy",
-    "file_sha256",
-    "file_sha256s",
     "fingerprint_examples",
     "head_train_config",
     "headless_pyplot",
     "hookimpl",
     "hookspec",
-    "hub_endpoint",
-    "hub_reachable",
     "load_config",
     "main",
     "make_plan",
@@ -211,7 +200,6 @@ __all__ = [
     "run",
     "save_figure",
     "takes_head_parameters",
-    "user_cache_dir",
     "write_figures",
     "zero_linear_head",
 ]
@@ -224,7 +212,7 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'w2s_harness' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), _ALIASES.get(name, name))
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value  # later lookups skip __getattr__
     return value
 
@@ -264,8 +252,7 @@ def create_strategy(name: str, **params: Any):
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time __getattr__ loads these
     from ._cli.cli import main
     from ._config.config import Component, RunConfig, RunSection, load_config
-    from ._contracts.checks import check_backend, check_step_frac
-    from ._contracts.checks import prepare as check_loss_inputs
+    from ._contracts.checks import check_backend, check_loss_inputs, check_step_frac
     from ._contracts.components import (
         HEAD_PARAMETERS,
         Dataset,
@@ -301,8 +288,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
     )
     from ._data.choice import Choice, ChoiceData, ChoiceDataset
     from ._data.datasets import BaseDataset, fingerprint_examples
-    from ._data.filehash import file_sha256, file_sha256s, user_cache_dir
-    from ._data.hub import hub_endpoint, hub_reachable
     from ._engine.ops import OpContext
     from ._engine.stage import OpInput, Stage, StageKind, StageOp, StageRef, Subset
     from ._engine.training import zero_linear_head
@@ -320,9 +305,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
     from ._plugin_system.kinds import KINDS, ComponentKind
     from ._plugin_system.manager import PluginManager, create_plugin_manager
     from ._plugin_system.registry import Registry, RegistryEntry
-    from ._results.plots import pyplot as headless_pyplot
-    from ._results.plots import save as save_figure
-    from ._results.plots import write_plots as write_figures
+    from ._results.plots import headless_pyplot, save_figure, write_figures
     from ._results.results import (
         SCHEMA_VERSION,
         Analysis,

@@ -13,7 +13,7 @@ traceback or a retry loop:
   runs) the repository is listed at the revision, each split's parquet files are picked from the listing
   (:func:`pick_parquet`: the branch's layouts differ between datasets), downloaded with ``huggingface_hub`` and read
   as local files. Without network (``HF_DATASETS_OFFLINE`` / ``HF_HUB_OFFLINE`` set, or the hub not accepting a TCP
-  connection within 2.5 s, see ``w2s_harness.hub_reachable``) only the caches are tried (the ``datasets`` cache;
+  connection within 2.5 s, see ``w2s_harness.utils.hub_reachable``) only the caches are tried (the ``datasets`` cache;
   for the parquet branch the ``huggingface_hub`` cache, listing included), with the hub switched off for the call.
 """
 
@@ -28,7 +28,8 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from w2s_harness import ConfigError, DataError, hub_endpoint, hub_reachable
+from w2s_harness import ConfigError, DataError
+from w2s_harness.utils import hub_endpoint, hub_reachable
 
 #: The branch where the hub publishes every dataset as parquet (``<config>/<split>/NNNN.parquet`` for most; see
 #: :data:`CONFIG_LAYOUTS` for the others).

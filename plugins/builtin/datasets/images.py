@@ -38,10 +38,9 @@ from w2s_harness import (
     TextData,
     check_path,
     check_str,
-    file_sha256s,
     fingerprint_examples,
-    user_cache_dir,
 )
+from w2s_harness.utils import file_sha256s, user_cache_dir
 
 from .hfsource import load_source, normalise_data_files
 from .local import labels_to_ids

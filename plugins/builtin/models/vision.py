@@ -42,11 +42,11 @@ from w2s_harness import (
     check_choice,
     check_int,
     check_str,
-    file_sha256s,
     head_train_config,
     takes_head_parameters,
     zero_linear_head,
 )
+from w2s_harness.utils import file_sha256s
 
 #: The reference's vision probe (Adam, lr 1e-3, batch 100, cosine over iterations, 10 epochs, no weight decay).
 PROBE_LR = 1e-3

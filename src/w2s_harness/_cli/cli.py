@@ -307,7 +307,7 @@ def cmd_report(args, pm) -> int:
 
     from .._results.cells import parse_metrics
     from .._results.export import check_export_args, report_tables, write
-    from .._results.plots import write_plots
+    from .._results.plots import write_figures
     from .._results.report import render
     from .._results.results import Results
 
@@ -324,7 +324,7 @@ def cmd_report(args, pm) -> int:
             console.print(f"wrote {p}", markup=False, highlight=False, soft_wrap=True)
     figures, notes = None, []
     if not args.no_plots:
-        figures = write_plots(results, path.parent, pm=pm, fmt=args.fig_format, note=notes.append)
+        figures = write_figures(results, path.parent, pm=pm, fmt=args.fig_format, note=notes.append)
         for line in notes:  # plain text: a row name such as "d[easy-to-hard]" is not rich markup
             console.print(escape(line), soft_wrap=True)
         for p in figures:

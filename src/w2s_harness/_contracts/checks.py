@@ -30,7 +30,7 @@ def row_sum_tolerance(dtype, k: int) -> float:
     return max(1e-4, 2.0 * k * eps)
 
 
-def prepare(logits, targets, *, loss: str, values: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def check_loss_inputs(logits, targets, *, loss: str, values: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Check ``logits`` / ``targets`` and return ``(logits, soft_targets)`` with targets ``(N, k)`` float.
 
     Integer (or bool) ``(N,)`` targets become one-hot float32 rows. Float targets keep their dtype, and the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .checks import check_step_frac, prepare
+from .checks import check_loss_inputs, check_step_frac
 
 
 class BaseLoss:
@@ -30,7 +30,7 @@ class BaseLoss:
         shape and dtype checks (no device read) still run, and the step has no host sync. The result is the
         same for valid targets.
         """
-        logits, targets = prepare(logits, targets, loss=self.name, values=validate)
+        logits, targets = check_loss_inputs(logits, targets, loss=self.name, values=validate)
         step_frac = check_step_frac(step_frac, loss=self.name)
         return self.compute(logits, targets, step_frac)
 
@@ -43,7 +43,7 @@ class BaseLoss:
         import torch
 
         shape_only = torch.empty((int(targets.shape[0]), int(n_classes)), device=targets.device)
-        return prepare(shape_only, targets, loss=self.name)[1]
+        return check_loss_inputs(shape_only, targets, loss=self.name)[1]
 
     def compute(self, logits, targets, step_frac: float):  # pragma: no cover - abstract
         raise NotImplementedError

@@ -5,7 +5,7 @@ its 95% CI on an axis that starts at 0, the weak model and the ceiling as refere
 
 Every figure has a title that says what the interval is and how many seeds it is over, and a legend. Each
 function draws with the ``pyplot`` it is given and returns the figure (``None`` when there is nothing to draw);
-:func:`._plots.write_plots` saves it, so ``report --fig-format`` applies and this module needs nothing from
+:func:`.plots.write_figures` saves it, so ``report --fig-format`` applies and this module needs nothing from
 :mod:`._plots`."""
 
 from __future__ import annotations

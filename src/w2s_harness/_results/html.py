@@ -126,11 +126,11 @@ def write_html(results: Results, path: Path, *, figures: Sequence[Path] | None =
     if figures is not None and all(Path(p).suffix in _MIME for p in figures):
         page = render_html(results, figures, notes=notes, metrics=metrics, pm=pm, source=source)
     else:
-        from .plots import write_plots
+        from .plots import write_figures
 
         with tempfile.TemporaryDirectory(prefix="w2s-html-") as tmp:
             drawn: list[str] = []
-            figs = write_plots(results, Path(tmp), pm=pm, fmt="png", note=drawn.append)
+            figs = write_figures(results, Path(tmp), pm=pm, fmt="png", note=drawn.append)
             page = render_html(results, figs, notes=drawn, metrics=metrics, pm=pm, source=source)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = path.with_name(f".{path.name}.tmp")

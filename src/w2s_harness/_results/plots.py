@@ -14,7 +14,7 @@ from .results import Results, Summary
 
 #: the formats ``report --fig-format`` writes
 FORMATS = ("png", "svg", "pdf")
-#: the format :func:`save` writes, set by :func:`write_plots` for the figures of one report
+#: the format :func:`save` writes, set by :func:`write_figures` for the figures of one report
 _FORMAT: ContextVar[str] = ContextVar("w2s_fig_format", default="png")
 #: no creation date or software version in the files: the same results give the same bytes
 _METADATA = {".svg": {"Date": None}, ".pdf": {"CreationDate": None, "Producer": None}, ".png": {"Software": None}}
@@ -28,7 +28,7 @@ def _mean(s: Summary) -> float:
     return _value(s.mean)
 
 
-def pyplot():
+def headless_pyplot():
     """``matplotlib.pyplot`` on the headless Agg backend (report never needs a display): draw a report view's
     figures with it, ``plt = headless_pyplot(); fig, ax = plt.subplots()``."""
     import matplotlib
@@ -39,7 +39,7 @@ def pyplot():
     return plt
 
 
-def save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     """Lay out, write (PNG at 110 dpi, or the format ``report --fig-format`` chose: a ``.png`` path becomes
     ``.svg`` / ``.pdf``) and close ``fig``; its path as written (as :class:`~pathlib.Path`)."""
     import matplotlib.pyplot as plt
@@ -56,7 +56,7 @@ def save(fig, path: Path) -> Path:
     return path
 
 
-def write_plots(results: Results, out_dir: Path, pm=None, fmt: str = "png",
+def write_figures(results: Results, out_dir: Path, pm=None, fmt: str = "png",
                 note: Callable[[str], None] | None = None) -> list[Path]:
     """Write the figures next to results.json (``fmt``: png, svg or pdf), then the figures of the report views
     of ``pm``'s plugins (default: the process-wide plugin manager); return their paths. ``note`` receives one line
@@ -67,15 +67,15 @@ def write_plots(results: Results, out_dir: Path, pm=None, fmt: str = "png",
         raise ConfigError(f"unknown figure format {fmt!r}; use one of {', '.join(FORMATS)}")
     token = _FORMAT.set(fmt)
     try:
-        return _write_plots(results, Path(out_dir), pm, note or (lambda line: None))
+        return _write_figures(results, Path(out_dir), pm, note or (lambda line: None))
     finally:
         _FORMAT.reset(token)
 
 
-def _write_plots(results: Results, out_dir: Path, pm, note: Callable[[str], None]) -> list[Path]:
+def _write_figures(results: Results, out_dir: Path, pm, note: Callable[[str], None]) -> list[Path]:
     from .figures import accuracy_figure, comparisons_figure, pgr_figure
 
-    plt = pyplot()
+    plt = headless_pyplot()
     exps = results.experiments
     if not exps:
         return []
@@ -84,7 +84,7 @@ def _write_plots(results: Results, out_dir: Path, pm, note: Callable[[str], None
                          (comparisons_figure, "comparisons.png")):
         fig = figure(results, plt)
         if fig is not None:
-            written.append(save(fig, out_dir / name))
+            written.append(save_figure(fig, out_dir / name))
 
     ladders = [e for e in exps if len(e.rung_acc) > 2]
     if ladders:
@@ -100,7 +100,7 @@ def _write_plots(results: Results, out_dir: Path, pm, note: Callable[[str], None
         ax.set_xlabel("rung")
         ax.set_title("Test accuracy along the ladder (mean over seeds)", fontsize=10)
         ax.legend(fontsize=8)
-        written.append(save(fig, out_dir / "ladder.png"))
+        written.append(save_figure(fig, out_dir / "ladder.png"))
     for path in (misfit_figure(results, out_dir), curves_figure(results, out_dir, note)):
         if path is not None:
             written.append(path)
@@ -115,7 +115,7 @@ def _write_plots(results: Results, out_dir: Path, pm, note: Callable[[str], None
 def misfit_figure(results: Results, out_dir: Path) -> Path | None:
     """``misfit.png``: per seed and row, the gain (transfer acc - weak acc) against the misfit error on test and
     the misfit KL on train2 (Charikar et al. 2024); ``None`` when no row has an analysis."""
-    plt = pyplot()
+    plt = headless_pyplot()
 
     rows = [e for e in results.experiments if e.analysis is not None and e.analysis.gain_misfit]
     if not rows:
@@ -137,7 +137,7 @@ def misfit_figure(results: Results, out_dir: Path) -> Path | None:
         ax.set_ylabel("gain: transfer acc - weak acc (test)")
         ax.legend(fontsize=7)  # every panel: a reader looking at one panel needs its key
     fig.suptitle("gain against misfit, one point per seed")
-    return save(fig, Path(out_dir) / "misfit.png")
+    return save_figure(fig, Path(out_dir) / "misfit.png")
 
 
 def _transfer_curves(results: Results):
@@ -197,7 +197,7 @@ def curves_figure(results: Results, out_dir: Path, note: Callable[[str], None] |
              f"curve_every (e.g. --set strong.curve_every=2)")
     if not drawn:
         return None
-    plt = pyplot()
+    plt = headless_pyplot()
     adamw = all("epoch" in c[0] for _, curves, _, _ in drawn for c in curves)
     lbfgs = not any("epoch" in c[0] for _, curves, _, _ in drawn for c in curves)
     xlabel = "optimiser step (AdamW)" if adamw else "L-BFGS iteration" if lbfgs else "AdamW step or L-BFGS iteration"
@@ -231,4 +231,4 @@ def curves_figure(results: Results, out_dir: Path, note: Callable[[str], None] |
         ax.legend(fontsize=7)
     fig.suptitle("Transfer training curves: mean over seeds, band = range over seeds, faint lines = each seed",
                  fontsize=10)
-    return save(fig, Path(out_dir) / "curves.png")
+    return save_figure(fig, Path(out_dir) / "curves.png")

@@ -9,12 +9,12 @@ Resolving ``<checkpoint>`` (the same ``from_pretrained(path)`` code path for eve
    ``HF_HUB_OFFLINE`` is not set). Failure is a one-line error, never a traceback. A hub id that is not in the
    local HF cache fails fast, when the checkpoint is resolved (at plan time, before anything trains), if
    ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` is set or the host of ``HF_ENDPOINT`` does not accept a TCP
-   connection within 2.5 seconds (``w2s_harness.hub_reachable``: probed once per process and endpoint): no retry loop.
+   connection within 2.5 seconds (``w2s_harness.utils.hub_reachable``: probed once per process and endpoint): no retry loop.
 
 Identity: a directory (cases 1 and 2) is identified by the sha256 of the full content of every file in it
 (:func:`dir_fingerprint`), so checkpoints that differ in any byte get different stage ids; a GGUF checkpoint by
 the sha256 of its ``.gguf`` file. File hashes are cached by (resolved path, size, mtime_ns) in memory and in
-``file-hashes.json`` under ``w2s_harness.user_cache_dir()`` (:func:`w2s_harness.file_sha256s`): like make and rsync, a file rewritten with the same size and
+``file-hashes.json`` under ``w2s_harness.utils.user_cache_dir()`` (:func:`w2s_harness.utils.file_sha256s`): like make and rsync, a file rewritten with the same size and
 modification time is taken as unchanged.
 """
 
@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from w2s_harness import ConfigError, file_sha256s, hub_endpoint, hub_reachable
+from w2s_harness import ConfigError
+from w2s_harness.utils import file_sha256s, hub_endpoint, hub_reachable
 
 
 @dataclass(frozen=True)
