@@ -176,7 +176,7 @@ def test_plugin_examples_register_their_components(capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     for name in ("arith-check", "arith-pick", "hashed-bow", "hashed-bag", "smoothed-xent", "focal",
-                 "co-supervised", "w2s_run_end"):
+                 "co-supervised", "w2s_configure"):
         assert name in out, f"`w2s-harness plugins` with the docs' examples does not list {name}:\n{out}"
 
 

@@ -307,6 +307,7 @@ class _ObserverWrapper:
 def test_wrappers_and_tryfirst_work_on_lifecycle_hooks():
     obs = _ObserverWrapper()
     pm = create_plugin_manager(plugins=[obs], entry_points=False)
-    pm.hook.w2s_configure(config=type("C", (), {"strategy": type("S", (), {"name": "naive"})()})())
+    pm.hook.w2s_configure(config=type("C", (), {"strategy": type("S", (), {"name": "naive"})(), "extra": {}})(),
+                          pm=pm)
     pm.hook.w2s_run_end(results={"status": "complete"})
     assert obs.calls == [("configure", "naive"), ("before", "complete"), ("after", "complete")]

@@ -147,7 +147,7 @@ def w2s_add_options(parser) -> None:
 
 
 @hookspec
-def w2s_configure(config) -> None:
+def w2s_configure(config, pm) -> None:
     """Inspect or adjust the fully resolved :class:`~w2s_harness.RunConfig` before a run.
 
     Called once per ``run`` and per ``validate``, after config resolution and before component validation.
@@ -155,6 +155,11 @@ def w2s_configure(config) -> None:
     :param config: the resolved config (defaults < file < flags already applied). Plugins read their own
         options from ``config.extra`` (``{dest: parsed value}`` of the options they added) and may mutate
         ``config`` in place.
+    :param pm: the run's :class:`~w2s_harness.PluginManager`. An observer that keeps per-run state (an open
+        tracker run, a log file) registers an object holding it, ``pm.register(obj, name=...)``, whose hook
+        methods then receive this run's lifecycle events, instead of keeping it in module globals (as pytest
+        plugins do with ``config.pluginmanager.register``). Like every hook argument it is optional: an
+        implementation that does not name it does not get it.
     """
 
 

@@ -280,13 +280,13 @@ def test_observer_counts_stages_and_writes_one_line(pm, tmp_path, capsys):
 def test_configure_reads_the_option_then_the_environment(pm, tmp_path, monkeypatch):
     monkeypatch.delenv("W2S_EXAMPLE_RUN_LOG", raising=False)
     cfg = RunConfig.default()
-    pm.hook.w2s_configure(config=cfg)
+    pm.hook.w2s_configure(config=cfg, pm=pm)
     assert cfg.extra == {"example_log": None}
     monkeypatch.setenv("W2S_EXAMPLE_RUN_LOG", str(tmp_path / "env.jsonl"))
-    pm.hook.w2s_configure(config=cfg)
+    pm.hook.w2s_configure(config=cfg, pm=pm)
     assert cfg.extra == {"example_log": str(tmp_path / "env.jsonl")}
     cfg.extra["example_log"] = str(tmp_path / "flag.jsonl")  # the option wins
-    pm.hook.w2s_configure(config=cfg)
+    pm.hook.w2s_configure(config=cfg, pm=pm)
     assert cfg.extra == {"example_log": str(tmp_path / "flag.jsonl")}
 
 

@@ -25,9 +25,6 @@ from w2s_harness import ConfigError, hookimpl
 #: tracker name -> (module of this package, the library it needs, the extra that installs it)
 TRACKERS = {"mlflow": ("mlflow", "mlflow", "mlflow"), "wandb": ("wandb", "wandb", "wandb")}
 
-_active: list[Tracker] = []  # the trackers of the current run (configured by w2s_configure)
-
-
 class Tracker:
     """One experiment tracker following a run. Subclasses implement the ``_``-prefixed methods; the public ones
     never raise: a tracker that fails warns once and stops, the run goes on (an observer must not stop a run)."""
@@ -186,32 +183,42 @@ def parse_track(value: str | None) -> list[str]:
 OPTIONS = ("track", "mlflow_uri")
 
 
+#: the name the per-run tracking object is registered under on the run's plugin manager
+RUN_PLUGIN = "w2s-tracking-run"
+
+
+class TrackedRun:
+    """The trackers of one run, registered on that run's plugin manager by :func:`w2s_configure`: the run's
+    state lives here, not in module globals, so two plugin managers (two runs in one process) never share it."""
+
+    def __init__(self, trackers: list[Tracker]):
+        self.trackers = trackers
+
+    @hookimpl
+    def w2s_run_start(self, config):
+        for tracker in self.trackers:
+            tracker.start(config)
+
+    @hookimpl
+    def w2s_stage_end(self, stage, result):
+        for tracker in self.trackers:
+            tracker.stage(stage, result)
+
+    @hookimpl
+    def w2s_run_end(self, results):
+        for tracker in self.trackers:
+            tracker.end(results)
+
+
 @hookimpl
-def w2s_configure(config):
-    _active.clear()
+def w2s_configure(config, pm):
     extra = config.extra
     for key in OPTIONS:  # not given: not recorded, so a run without tracking has the results.json it always had
         if extra.get(key) is None:
             extra.pop(key, None)
-    for name in parse_track(extra.get("track")):
-        module = importlib.import_module(f"{__name__}.{TRACKERS[name][0]}")
-        _active.append(module.make(extra))
-
-
-@hookimpl
-def w2s_run_start(config):
-    for tracker in _active:
-        tracker.start(config)
-
-
-@hookimpl
-def w2s_stage_end(stage, result):
-    for tracker in _active:
-        tracker.stage(stage, result)
-
-
-@hookimpl
-def w2s_run_end(results):
-    for tracker in _active:
-        tracker.end(results)
-    _active.clear()
+    if pm.get_plugin(RUN_PLUGIN) is not None:  # a second configure on the same manager replaces the first
+        pm.unregister(name=RUN_PLUGIN)
+    names = parse_track(extra.get("track"))
+    if names:
+        trackers = [importlib.import_module(f"{__name__}.{TRACKERS[n][0]}").make(extra) for n in names]
+        pm.register(TrackedRun(trackers), name=RUN_PLUGIN)

@@ -146,7 +146,7 @@ def _resolve_config(args, pm):
             run[key[5:]] = RunSection.parse_flag(key[5:], value)
     config = load_config(args.config, shortcuts=shortcuts, run=run, sets=args.sets, accepts=accepts)
     config.extra = {dest: getattr(args, dest) for dest in getattr(args, "_plugin_dests", ())}
-    pm.hook.w2s_configure(config=config)
+    pm.hook.w2s_configure(config=config, pm=pm)
     from .._execution.local import check_executor
 
     check_executor(config, pm)  # run.executor names a registered executor (did-you-mean otherwise)

@@ -63,6 +63,20 @@ class PluginManager:
     def create(self, kind: str, name: str, **params: Any) -> Any:
         return self.registries[kind].create(name, **params)
 
+    def register(self, plugin: Any, name: str | None = None) -> str | None:
+        """Register ``plugin`` (an object with ``@hookimpl`` methods) for the hooks called from now on: a
+        per-run observer registered from ``w2s_configure``. The registration hooks have run already, so
+        components are added through them, not here."""
+        return self.pm.register(plugin, name=name)
+
+    def unregister(self, plugin: Any = None, name: str | None = None) -> Any:
+        """Remove a plugin registered with :meth:`register` (by object or by name)."""
+        return self.pm.unregister(plugin, name=name)
+
+    def get_plugin(self, name: str) -> Any:
+        """The plugin registered under ``name``, or ``None``."""
+        return self.pm.get_plugin(name)
+
     def other_hooks(self, plugin: str) -> list[str]:
         """The non-registration hooks ``plugin`` implements (observers, CLI options), sorted."""
         obj = self.pm.get_plugin(plugin)
