@@ -180,14 +180,8 @@ def test_plugin_examples_register_their_components(capsys):
         assert name in out, f"`w2s-harness plugins` with the docs' examples does not list {name}:\n{out}"
 
 
-def test_plugin_examples_run_together(tmp_path, capsys):
-    """A small real run that uses every example: dataset, both models, both losses, the strategy, the observer."""
-    config = tmp_path / "run.toml"
-    config.write_text(f"""
-[dataset]
-name = "arith-check"
-n = 240
-
+#: The docs' two example models, small, as the runs below use them.
+DOC_MODELS = """
 [weak]
 name = "hashed-bow"
 dim = 64
@@ -197,7 +191,17 @@ epochs = 3
 name = "hashed-bag"
 width = 16
 epochs = 2
+"""
 
+
+def test_plugin_examples_run_together(tmp_path, capsys):
+    """A small real run that uses every example: dataset, both models, both losses, the strategy, the observer."""
+    config = tmp_path / "run.toml"
+    config.write_text(f"""
+[dataset]
+name = "arith-check"
+n = 240
+{DOC_MODELS}
 [[loss]]
 name = "xent"
 
@@ -255,17 +259,7 @@ def test_the_choice_dataset_example_runs_as_a_choice_task(tmp_path, capsys):
 [dataset]
 name = "arith-pick"
 n = 240
-
-[weak]
-name = "hashed-bow"
-dim = 64
-epochs = 3
-
-[strong]
-name = "hashed-bag"
-width = 16
-epochs = 2
-
+{DOC_MODELS}
 [strategy]
 name = "naive"
 
