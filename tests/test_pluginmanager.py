@@ -23,8 +23,7 @@ EXAMPLE = REPO / "examples" / "w2s-harness-example-plugin"
 EXAMPLE_LINE = ("example  w2s-harness-example-plugin 0.1.0  datasets: example-parity; models: example-charhash; "
                 "losses: example-smoothed-xent; strategies: example-agreement, example-naive-twice; "
                 "ops: example-agree; executors: example-threads; "
-                "hooks: w2s_add_options, w2s_configure, w2s_report_views, w2s_run_end, w2s_run_start, "
-                "w2s_stage_end")
+                "hooks: w2s_add_options, w2s_configure, w2s_report_views")
 MISSING = "frobnicate_does_not_exist"
 BROKEN_ERROR = f"ModuleNotFoundError: No module named '{MISSING}'"
 

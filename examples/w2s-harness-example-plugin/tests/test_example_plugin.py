@@ -52,8 +52,7 @@ def test_registers_one_component_of_each_kind_and_the_observer_hooks(pm):
                                         "strategy": ["example-agreement", "example-naive-twice"],
                                         "op": ["example-agree"],
                                         "executor": ["example-threads"]}
-    assert pm.other_hooks(PLUGIN) == ["w2s_add_options", "w2s_configure", "w2s_report_views", "w2s_run_end",
-                                      "w2s_run_start", "w2s_stage_end"]
+    assert pm.other_hooks(PLUGIN) == ["w2s_add_options", "w2s_configure", "w2s_report_views"]
     assert pm.load_errors == []
 
 
@@ -262,6 +261,7 @@ def test_observer_counts_stages_and_writes_one_line(pm, tmp_path, capsys):
     cfg.extra["example_log"] = str(log)
     results = Results(status="partial", config=cfg.to_dict(), environment={}, experiments=[], comparisons=[],
                       stages=[])
+    pm.hook.w2s_configure(config=cfg, pm=pm)
     pm.hook.w2s_run_start(config=cfg)
     for i, cached in enumerate([True, False, False]):
         record = StageRecord(id=str(i), op="train", kind="train_weak", name="weak", seed=0, metrics={},
@@ -272,6 +272,7 @@ def test_observer_counts_stages_and_writes_one_line(pm, tmp_path, capsys):
                                            "stages": {"computed": 2, "cached": 1}, "experiments": {}}
 
     cfg.extra["example_log"] = str(tmp_path)  # a directory: the write fails, the run must not
+    pm.hook.w2s_configure(config=cfg, pm=pm)
     pm.hook.w2s_run_start(config=cfg)
     pm.hook.w2s_run_end(results=results)
     assert "warning: w2s-harness-example-plugin could not write" in capsys.readouterr().out

@@ -2,8 +2,8 @@
 
 w2s-harness imports this module through the entry point ``[project.entry-points.w2s_harness]`` and calls the
 ``@hookimpl`` functions it finds on it: one registration hook per component kind and the report view of its
-strategy (``w2s_report_views``), below, and the observer and CLI-option hooks, defined in :mod:`.observer` and
-imported here so that they are attributes of this module too.
+strategy (``w2s_report_views``), below, and the CLI-option hooks of the observer, defined in :mod:`.observer` (which registers a per-run object
+for the lifecycle hooks) and imported here so that they are attributes of this module too.
 
 Keep this module import-light: ``w2s-harness list`` and ``--help`` import every plugin. The component modules
 are imported inside the hooks, and torch only when a loss or a head is actually used.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from w2s_harness import hookimpl
 
-from .observer import w2s_add_options, w2s_configure, w2s_run_end, w2s_run_start, w2s_stage_end
+from .observer import w2s_add_options, w2s_configure
 
 __version__ = "0.1.0"
 
@@ -27,9 +27,6 @@ __all__ = [
     "w2s_register_ops",
     "w2s_register_strategies",
     "w2s_report_views",
-    "w2s_run_end",
-    "w2s_run_start",
-    "w2s_stage_end",
 ]
 
 
