@@ -354,15 +354,16 @@ def test_icm_strategy_end_to_end_and_seeds_reproduce(lms, tmp_path):
 
 def test_prompt_strategy_as_a_subprocess(lms, tmp_path):
     cfg = _config(tmp_path, lms["gpt2"], "prompt", 'k = 1')
-    env = {**os.environ, "NO_COLOR": "1", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "NO_COLOR": "1", "HF_HUB_OFFLINE": "1", "COLUMNS": "250"}  # no wrapped cells
     proc = subprocess.run([sys.executable, "-m", "w2s_harness", "run", "--config", str(cfg), "--json"],
                           check=False, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     rows = {e["name"] for e in json.loads(proc.stdout)["experiments"]}
     assert {"prompt/zero-shot", "prompt/k-shot-gold", "prompt/k-shot-weak",
             "prompt/k-shot-weak vs gold demos"} <= rows
-    for name in ("prompt/zero-shot", "prompt/k-shot-weak vs gold demos"):
-        assert name in proc.stderr  # the results table
+    table = [line for line in proc.stderr.splitlines() if "│ prompt " in line]  # the results table's rows
+    assert [next(c.strip() for c in line.split("│")[3:4]) for line in table] == [
+        "zero-shot", "k-shot-gold", "k-shot-weak", "k-shot-weak vs gold demos"]
 
 
 def test_a_datasets_prompt_comes_from_its_registered_class():
