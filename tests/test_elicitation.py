@@ -380,3 +380,34 @@ def test_a_datasets_prompt_comes_from_its_registered_class():
                                                      [" no", " yes"])
     assert dataset_prompt(b("local"), None, None) == ("{text}\nAnswer:", None)  # from the class names at run time
     assert dataset_prompt(b("cola"), "Q: {text}", None) == ("Q: {text}", [" no", " yes"])  # options win
+
+
+def test_a_choice_task_scores_each_rows_own_candidates(lms, tmp_path):
+    """A preference file: each row's prompt in the template, its two candidates (in the order shown) as the
+    continuations; the stage's probabilities are the scorer's on exactly those strings."""
+    rng = np.random.default_rng(0)
+    good, bad = ["great fun", "i love it", "so good"], ["awful", "boring!", "i hate it"]
+    lines = ["prompt,chosen,rejected"]
+    for i in range(60):
+        lines.append(f"review {i} of the movie,{good[rng.integers(3)]},{bad[rng.integers(3)]}")
+    csv = tmp_path / "prefs.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    cfg = tmp_path / "choice.toml"
+    cfg.write_text(_config(tmp_path, lms["gpt2"], "prompt", "k = 1").read_text().replace(
+        'text_columns = ["text"]\nlabel_column = "label"', 'chosen_column = "chosen"\nrejected_column = "rejected"')
+        .replace((tmp_path / "reviews.csv").as_posix(), csv.as_posix()).replace("n_test = 40", "n_test = 10"))
+    assert main(["run", "--config", str(cfg)]) == 0
+    out = tmp_path / "out"
+    _, stages = _stages(out)
+    zero = stages[("prompt zero-shot", 0)]
+    idx, probs = _artifact(out, zero)
+    from w2s_harness import create_dataset
+
+    data = create_dataset("local", path=str(csv), chosen_column="chosen", rejected_column="rejected",
+                          n_test=10).load()
+    conts = [[p[len(data.texts[r]):] for p in data.pairs[r]] for r in idx]
+    assert all(c[0].startswith("\n") and len(c) == 2 for c in conts)  # "\n" + the candidate (default pair template)
+    scorer = CausalLMScorer(hf_model(str(lms["gpt2"])), device="cpu")
+    want = scorer.probs([f"{data.texts[r]}\nAnswer:" for r in idx], conts)
+    np.testing.assert_allclose(probs, want, atol=1e-5)
+    assert zero["metrics"]["test_acc"] == pytest.approx(float((want.argmax(1) == data.labels[idx]).mean()))
