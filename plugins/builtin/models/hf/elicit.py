@@ -87,7 +87,6 @@ def sample_rows(rows, n: int, seed: int, salt: int):
     return rows[rng.permutation(len(rows))[:min(n, len(rows))]]
 
 
-
 # ------------------------------------------------------------------------------------ prompt-lm
 
 #: Salt of the demonstration draw (independent of every other seeded draw of a run).

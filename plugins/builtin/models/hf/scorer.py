@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import string
 from collections.abc import Sequence
 from pathlib import Path
@@ -190,7 +191,7 @@ class CausalLMScorer:
         out = self._score(contexts, continuations)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.npz")
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # two workers writing one entry never share a file
             np.savez(tmp, logprobs=out)
             tmp.replace(path)  # atomic: a concurrent reader sees the whole file or none
         return out
