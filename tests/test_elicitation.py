@@ -318,6 +318,19 @@ def test_prompt_strategy_end_to_end(lms, tmp_path):
     # a rerun computes nothing
     assert main(["run", "--config", str(cfg)]) == 0
     assert json.loads((out / "results.json").read_text())["timings"]["stages_computed"] == 0
+    # contextual calibration: the same prompts' probabilities divided by a content-free row's, renormalised
+    assert main(["run", "--config", str(cfg), "--set", "strategy.calibrate=true"]) == 0
+    _, cal = _stages(out)
+    cal_gold = next(s for s in cal.values() if s["name"] == "prompt 2-shot gold" and s["spec"]["calibrate"])
+    raw = _artifact(out, gold)[1]
+    free = np.asarray(cal_gold["metrics"]["content_free_probs"])
+    example = cal_gold["metrics"]["prompt_example"]
+    scorer = CausalLMScorer(hf_model(str(lms["gpt2"])), device="cpu")
+    free_prompt = example.rsplit("\n\n", 1)[0] + "\n\nN/A\nAnswer:"  # the demonstrations, then "N/A"
+    np.testing.assert_allclose(free, scorer.probs([free_prompt], [[" neg", " pos"]])[0], atol=1e-5)
+    want = raw / free
+    np.testing.assert_allclose(_artifact(out, cal_gold)[1], want / want.sum(1, keepdims=True), atol=1e-5)
+    assert example == gold["metrics"]["prompt_example"] and not np.allclose(free, 0.5, atol=1e-3)
 
 
 def _labels_of(tmp_path: Path, idx) -> list[str]:

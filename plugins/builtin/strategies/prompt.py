@@ -7,6 +7,8 @@ the test rows, standing for a model (a row's transfer, or a row's ceiling).
 
 from __future__ import annotations
 
+from w2s_harness import ConfigError
+
 from .prompting import check_int, dataset_prompt
 
 
@@ -21,6 +23,8 @@ class Prompt:
     * ``k``: demonstrations per prompt (default 4; keep the prompt within the model's context: longer prompts lose
       their oldest tokens). The demonstration rows are drawn from train2 per run seed, the same rows for gold and
       weak demonstrations.
+    * ``calibrate``: contextual calibration of every prompt row (default false; see the ``prompt-lm`` op): the
+      class probabilities divided by those of a content-free row ``"N/A"`` in the same prompt.
     * ``template`` / ``verbalisers``: the prompt (default the dataset's, see docs/elicitation.md); checked by the
       op when the plan is built.
 
@@ -33,15 +37,19 @@ class Prompt:
 
     name = "prompt"
 
-    def __init__(self, model="strong", k: int = 4, template: str | None = None, verbalisers: list | None = None):
+    def __init__(self, model="strong", k: int = 4, template: str | None = None, verbalisers: list | None = None,
+                 calibrate: bool = False):
         check_int(f"strategy {self.name!r}", "k", k, 1)
+        if not isinstance(calibrate, bool):
+            raise ConfigError(f"strategy {self.name!r}: calibrate must be true or false, got {calibrate!r}")
         self.model, self.k, self.template, self.verbalisers = model, k, template, verbalisers
+        self.calibrate = calibrate
 
     def plan(self, b) -> None:
         ref, naive = b.naive_rows()
         model = b.model_ref(self.model, "strategy.model")
         template, verbalisers = dataset_prompt(b, self.template, self.verbalisers)
-        base = {"model": model, "template": template, "verbalisers": verbalisers}
+        base = {"model": model, "template": template, "verbalisers": verbalisers, "calibrate": self.calibrate}
         zero = b.op("prompt-lm", params={**base, "k": 0, "demos": "none"}, name="prompt zero-shot")
         gold = b.op("prompt-lm", params={**base, "k": self.k, "demos": "gold"}, name=f"prompt {self.k}-shot gold")
         weak = b.op("prompt-lm", inputs={"demo_labels": ref.labels}, params={**base, "k": self.k, "demos": "labels"},

@@ -92,6 +92,8 @@ def sample_rows(rows, n: int, seed: int, salt: int):
 #: Salt of the demonstration draw (independent of every other seeded draw of a run).
 DEMO_SALT = 0x64656D6F
 DEMOS = ("none", "gold", "labels")
+#: The content-free text of contextual calibration (Zhao et al. 2021).
+CONTENT_FREE = "N/A"
 
 
 class PromptLM(StageOp):
@@ -105,6 +107,10 @@ class PromptLM(StageOp):
     :param k: demonstrations before each test row (0: zero-shot).
     :param demos: ``"none"`` (k = 0), ``"gold"`` (the demonstration rows' ground truth) or ``"labels"`` (the hard
         labels, argmax, of the ``demo_labels`` input stage on those rows, e.g. the weak model's).
+    :param calibrate: contextual calibration (Zhao et al. 2021, "Calibrate Before Use"): divide each row's class
+        probabilities by those of a content-free row (the text ``"N/A"`` in the same prompt, with the same
+        demonstrations) and renormalise, which removes the prompt's own lean to a class (small LMs in k-shot
+        prompts tend to repeat the last demonstration's label). Classification only.
 
     The ``k`` demonstration rows are drawn from train2 per run seed (a generator of the seed and
     :data:`DEMO_SALT`), in drawn order, and are the same rows for ``gold`` and ``labels``: two such stages differ
@@ -116,8 +122,10 @@ class PromptLM(StageOp):
     kinds = (StageKind.TRAIN_TRANSFER, StageKind.OP)
 
     def __init__(self, model, template: str = "{text}\nAnswer:", verbalisers: list | None = None, k: int = 0,
-                 demos: str = "none"):
+                 demos: str = "none", calibrate: bool = False):
         owner = "op 'prompt-lm'"
+        if not isinstance(calibrate, bool):
+            raise ConfigError(f"{owner}: calibrate must be true or false, got {calibrate!r}")
         check_common(owner, template, verbalisers)
         check_int(owner, "k", k, 0)
         if demos not in DEMOS:
@@ -159,6 +167,16 @@ class PromptLM(StageOp):
         contexts = [render_prompt(p["template"], data.texts[r], demos) for r in test.tolist()]
         scorer = scorer_for(ctx, p["model"])
         probs = scorer.probs(contexts, [conts(r) for r in test.tolist()])
+        content_free = None
+        if p["calibrate"]:
+            from w2s_harness import ChoiceData
+
+            if isinstance(data, ChoiceData):
+                raise ConfigError(f"stage {ctx.stage.name!r}: calibrate applies to classification (one set of "
+                                  "verbalisers); a choice task's candidates differ per row")
+            content_free = scorer.probs([render_prompt(p["template"], CONTENT_FREE, demos)], [conts(0)])[0]
+            probs = probs / content_free
+            probs = (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
         truth = np.asarray(data.labels)[test]
         metrics = {
             "test_acc": float((probs.argmax(axis=1) == truth).mean()),
@@ -174,6 +192,8 @@ class PromptLM(StageOp):
                                / max(1, len(test))).tolist(),
             "prompt_example": contexts[0] if contexts else "",
         }
+        if content_free is not None:
+            metrics["content_free_probs"] = content_free.astype(float).tolist()
         return metrics, {"indices": test.astype(np.int64), "probs": probs}
 
 
