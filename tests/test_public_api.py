@@ -137,7 +137,7 @@ def test_builder_helpers_declare_the_reference_protocol():
     assert all(e.weak_model == "w" and e.strong_model == "s" for e in b.experiments)
     with pytest.raises(ConfigError, match="not a train kind"):
         b.train("s", on="train2", kind=StageKind.LABEL)
-    with pytest.raises(ConfigError, match="transfer must be a train stage"):
+    with pytest.raises(ConfigError, match="transfer must be a stage that produces a model"):
         b.experiment("x", strategy="x", loss="xent", weak=ref.weak, ceiling=ref.ceiling, transfer=ref.labels)
 
 
