@@ -441,3 +441,17 @@ def test_smollm2_reads_obvious_sentiment_zero_shot():  # ~1 min on CPU: loading 
     probs = scorer.probs([render_prompt("Tweet: {text}\nSentiment:", t) for t in texts],
                          [[" negative", " positive"]] * 2)
     assert probs[0, 1] > 0.5 > probs[1, 1]
+
+
+@pytest.mark.parametrize("strategy", ["prompt", "icm"])
+def test_an_encoder_strong_model_fails_before_anything_trains(lms, tmp_path, capsys, strategy):
+    from test_causal_lm import _save_bert
+
+    bert = _save_bert(tmp_path / "bert")
+    cfg = _config(tmp_path, lms["gpt2"], strategy)
+    cfg.write_text(cfg.read_text().replace(f'name = "hf:{lms["gpt2"].as_posix()}"', f'name = "hf:{bert.as_posix()}"'))
+    assert main(["run", "--config", str(cfg)]) != 0
+    err = capsys.readouterr().err
+    op = "prompt-lm" if strategy == "prompt" else "icm-labels"
+    assert f"op '{op}': model 'hf:{bert.as_posix()}' is not an hf: causal LM" in err
+    assert not (tmp_path / "out" / "stages").exists() or not any((tmp_path / "out" / "stages").glob("*/result.json"))

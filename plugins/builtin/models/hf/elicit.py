@@ -39,6 +39,21 @@ def check_number(owner: str, key: str, value: Any, *, positive: bool = True, low
     return float(value)
 
 
+def check_causal(owner: str, ref: dict) -> None:
+    """A one-line error now, when the plan is built, unless ``ref`` is an ``hf:`` causal LM (the check reads the
+    checkpoint's config only, no weights), so a prompt or ICM stage never fails after the weak model trained."""
+    from w2s_harness import create_model
+
+    from .model import HFModel
+
+    params = {k: v for k, v in ref.items() if k != "name"}
+    model = create_model(ref["name"], **params)
+    if not isinstance(model, HFModel) or not model.is_causal():
+        raise ConfigError(f"{owner}: model {ref['name']!r} is not an hf: causal LM (prompting scores the next "
+                          "tokens with the LM's own head); set strategy.model (or [strong]) to one, e.g. "
+                          "\"preset:smollm2-135m-gguf\"")
+
+
 def scorer_for(ctx, model_ref: dict):
     """The :class:`CausalLMScorer` of ``model_ref`` on the run's device, caching scores under
     ``<output_dir>/prompt-scores`` (one per process and model)."""
@@ -145,6 +160,7 @@ class PromptLM(StageOp):
         return out
 
     def identity(self, spec, builder):
+        check_causal("op 'prompt-lm'", spec["model"])
         return {"model": builder.identify(spec["model"])}  # the checkpoint's content, not its path
 
     def run(self, ctx, inputs):
@@ -352,6 +368,7 @@ class ICMLabels(StageOp):
         return out
 
     def identity(self, spec, builder):
+        check_causal("op 'icm-labels'", spec["model"])
         return {"model": builder.identify(spec["model"])}
 
     def run(self, ctx, inputs):
