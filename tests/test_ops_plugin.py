@@ -115,8 +115,10 @@ def _builder(pm=None) -> PlanBuilder:
 
 def test_builtin_ops_register_through_the_hook(capsys):
     pm = create_plugin_manager(entry_points=False)
-    assert {e.name: e.plugin for e in pm.registry("op")} == {n: "builtin:ops" for n in ("combine", "filter",
-                                                                                        "label", "train")}
+    assert {e.name: e.plugin for e in pm.registry("op")} == {
+        **{n: "builtin:ops" for n in ("combine", "filter", "label", "train")},
+        **{n: "builtin:models" for n in ("icm-labels", "prompt-lm")},  # the hf: plugin's elicitation ops
+    }
     assert "w2s_register_ops" in {impl.plugin_name and impl.function.__name__
                                   for impl in pm.hook.w2s_register_ops.get_hookimpls()}
     assert main(["list", "ops"]) == 0

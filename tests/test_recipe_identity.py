@@ -1,7 +1,7 @@
 """Recipes are a data catalogue with one code fingerprint per recipe: editing one recipe's row or functions
 changes that dataset's stage identity and no other's; editing the shared loader changes them all.
 
-The source edits are real edits of a copy of the recipes module (with the two modules it imports) in a temporary
+The source edits are real edits of a copy of the recipes module (with the three modules it imports) in a temporary
 package, hashed by the same :class:`CodeHasher` the planner uses.
 """
 
@@ -26,12 +26,12 @@ SOURCES = Path(R.__file__).parent
 
 @pytest.fixture
 def copy(tmp_path, monkeypatch):
-    """An importable copy ``recipes_copy_<n>`` of recipes.py, hfsource.py and hubtables.py."""
+    """An importable copy ``recipes_copy_<n>`` of recipes.py, hfsource.py, hubtables.py and prompts.py."""
     name = f"recipes_copy_{abs(hash(str(tmp_path))) % 10**8}"
     pkg = tmp_path / "site" / name
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
-    for f in ("recipes.py", "hfsource.py", "hubtables.py"):
+    for f in ("recipes.py", "hfsource.py", "hubtables.py", "prompts.py"):
         shutil.copy(SOURCES / f, pkg / f)
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     yield pkg, name

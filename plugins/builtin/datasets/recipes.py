@@ -61,6 +61,7 @@ from w2s_harness import (
 
 from .hfsource import PARQUET_BRANCH, load_tokenizer
 from .hubtables import HubTables
+from .prompts import Prompt
 
 OPENAI = "openai/weak-to-strong"
 ELEUTHER = "EleutherAI/w2s"
@@ -136,6 +137,8 @@ class Recipe:
     default_n_test: int | None = None
     eleuther_render: Callable[[Row, int, Any], str] | None = None
     eleuther_splits: tuple[str, ...] | None = None
+    #: How a causal LM is prompted for this dataset (None: the default :class:`Prompt` over the class names).
+    prompt: Prompt | None = None
 
     def fingerprint(self, function_digest: Callable[[Callable], str]) -> str:
         """Digest of this recipe: every field, a function as ``function_digest(fn)`` (its code and the module's
@@ -143,6 +146,10 @@ class Recipe:
         recipe's edit does not."""
         h = hashlib.sha256()
         for f in fields(self):
+            if f.name == "prompt":
+                # the prompt is not data: it changes no row or text, and the prompting stages hash it themselves
+                # (their parameters), so editing it must not rerun the dataset's other stages
+                continue
             value = getattr(self, f.name)
             text = f"fn:{function_digest(value)}" if callable(value) else repr(value)
             h.update(f"{f.name}={text}\n".encode())
@@ -487,16 +494,19 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
     # ---- openai/weak-to-strong
     Recipe("amazon_polarity", "fancyzhx/amazon_polarity", ("train",), "test", ("title", "content"),
            _render_amazon, label=_label_column, label_columns=("label",), class_names=("negative", "positive"),
-           source=OPENAI, summary="Amazon reviews, '{title} {content}', negative/positive"),
+           source=OPENAI, summary="Amazon reviews, '{title} {content}', negative/positive",
+           prompt=Prompt("Review: {text}\nSentiment:", (" negative", " positive"))),
     Recipe("sciq", "allenai/sciq", ("train",), "test", SCIQ_COLUMNS, _render_sciq, pick=_pick_sciq,
-           source=OPENAI, default_n_test=3000, eleuther_splits=("train", "validation", "test"), summary="SciQ, 'Q: {question} A: {answer}', correct answer or a random distractor"),
+           source=OPENAI, default_n_test=3000, eleuther_splits=("train", "validation", "test"), summary="SciQ, 'Q: {question} A: {answer}', correct answer or a random distractor",
+           prompt=Prompt("{text}\nIs the answer correct? Answer:", (" no", " yes"))),
     Recipe("cosmos_qa", "allenai/cosmos_qa", ("train",), "validation",
            ("context", "question", "answer0", "answer1", "answer2", "answer3"), _render_cosmos, pick=_pick_cosmos,
            pick_columns=("answer0", "answer1", "answer2", "answer3", "label"), revision=PARQUET_BRANCH,
            source=OPENAI, summary="Cosmos QA, context + question + the true or another candidate answer"),
     Recipe("boolq", "google/boolq", ("train",), "validation", ("passage", "question"), _render_boolq,
            label=_label_boolq, label_columns=("answer",), source=OPENAI,
-           summary="BoolQ, 'Passage: ...\\nQuestion: ...', answer false/true"),
+           summary="BoolQ, 'Passage: ...\\nQuestion: ...', answer false/true",
+           prompt=Prompt("{text}\nAnswer:", (" no", " yes"))),
     Recipe("anthropic_hh", "Anthropic/hh-rlhf", ("train",), "test", ("chosen", "rejected"), _render_anthropic,
            pick=_pick_anthropic, class_names=("rejected", "chosen"), source=OPENAI,
            summary="HH-RLHF single-text form: the chosen (1) or the rejected (0) dialogue; the reference's own "
@@ -507,7 +517,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            summary="ANLI round 2: does the premise entail the hypothesis"),
     Recipe("cola", "nyu-mll/glue", ("train",), "validation", ("sentence",), _render_sentence, label=_label_column,
            label_columns=("label",), config="cola", class_names=("unacceptable", "acceptable"), balance=True,
-           summary="CoLA grammatical acceptability, the bare sentence"),
+           summary="CoLA grammatical acceptability, the bare sentence",
+           prompt=Prompt("Sentence: {text}\nIs this sentence grammatical? Answer:", (" no", " yes"))),
     Recipe("dream", "dataset-org/dream", ("train",), "test", ("dialogue", "question", "choice", "answer"),
            _render_dream, pick=_pick_dream, pick_columns=("choice", "answer"), revision=PARQUET_BRANCH, balance=True,
            summary="DREAM dialogues + question + the true answer or a distractor"),
@@ -1051,7 +1062,8 @@ def _class_name(name: str) -> str:
 def recipe_class(recipe: Recipe) -> type[RecipeDataset]:
     """The registered factory of ``recipe``: a :class:`RecipeDataset` subclass bound to it."""
     qual = _class_name(recipe.name)
-    cls = type(qual, (RecipeDataset,), {"recipe": recipe, "name": recipe.name, "__module__": __name__,
+    cls = type(qual, (RecipeDataset,), {"recipe": recipe, "name": recipe.name, "prompt": recipe.prompt,
+                                        "__module__": __name__,
                                         "__qualname__": qual, "__doc__": f"{recipe.name}: {recipe.description()}"})
     return cls
 

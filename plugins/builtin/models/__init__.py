@@ -42,3 +42,14 @@ def w2s_register_models(registry):
         description="preset:<name>: a named hub model with default hf: parameters (explicit ones override); "
         f"built in: {', '.join(BUILTIN)}; more from a presets file (presets_file = ... or $W2S_HARNESS_PRESETS)",
     )
+
+
+@hookimpl
+def w2s_register_ops(registry):
+    """The ``hf:`` plugin's ops: a causal LM elicited without fine-tuning (the ``prompt`` and ``icm`` strategies)."""
+    from .hf.elicit import ICMLabels, PromptLM
+
+    registry.add("prompt-lm", PromptLM,
+                 description="a prompted hf: causal LM's class probabilities on test (a model, never trained)")
+    registry.add("icm-labels", ICMLabels,
+                 description="labels of train2 rows found by Internal Coherence Maximization with a causal LM")

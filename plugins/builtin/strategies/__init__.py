@@ -7,7 +7,9 @@ from .confidence import Confidence
 from .ensemble import Ensemble
 from .filter import Filter
 from .grid import Grid
+from .icm import ICM
 from .naive import Naive
+from .prompt import Prompt
 from .relabel import Relabel
 
 STRATEGIES = {
@@ -18,6 +20,8 @@ STRATEGIES = {
     "filter": (Filter, "keep the most confident / most learnable weak labels, then transfer"),
     "grid": (Grid, "every weak <= strong pair of an ordered list of models (the reference sweep), per loss"),
     "relabel": (Relabel, "strong-to-strong: the transferred model relabels train2 for a fresh one, N rounds"),
+    "prompt": (Prompt, "the strong causal LM prompted, not fine-tuned: zero-shot, k-shot gold / weak demonstrations"),
+    "icm": (ICM, "the strong causal LM labels train2 by Internal Coherence Maximization (no weak labels), then trains"),
 }
 
 

@@ -430,6 +430,18 @@ class OpContext:
         """The run's ``torch.device``."""
         return self._run.device
 
+    @property
+    def output_dir(self) -> Path:
+        """The run's output directory: an op that caches work of its own across stages (e.g. a prompted model's
+        scores) keeps it in a folder under it, as the feature cache does (``<output_dir>/features``)."""
+        return Path(self._run.output_dir)
+
+    def model(self, ref: dict[str, Any] | str):
+        """The model component of a reference (``{"name": ..., **params}`` as in the op's parameters, or a name),
+        created once per run like the train op's: for an op that uses a model without training it (a prompted
+        LM). Hash its identity into the stage id with :meth:`StageOp.identity` (``builder.identify``)."""
+        return self._run.model(ref_dict(ref))
+
     def rows(self, on: Subset | str | dict):
         """The sorted dataset row ids of a split name, a :class:`~w2s_harness.Subset` or a subset table."""
         return as_subset(on).indices(self.splits, self.stage.seed)

@@ -37,7 +37,8 @@ bias, position ids, dropout) is one row per ``model_type`` in :data:`.architectu
 Modules: :mod:`.checkpoints` (resolution, content hash, ``from_pretrained``), :mod:`.architectures` (the
 architecture table and the block surgery: truncation, gradient checkpointing), :mod:`.tensors` (padding, position
 ids, pooling, dtype, the zero head), :mod:`.lora`, :mod:`.classifier` (``HFClassifier``), :mod:`.model` (the two
-model kinds) and :mod:`.factory` (``hf_model``). This package re-exports their public names.
+model kinds), :mod:`.factory` (``hf_model``) and :mod:`.scorer` (``CausalLMScorer``: class log-probabilities from
+a causal LM's own head, for prompting). This package re-exports their public names.
 """
 
 from .architectures import (
@@ -66,10 +67,21 @@ from .model import (
     HFFineTuneModel,
     HFModel,
 )
+from .scorer import (
+    DEFAULT_TEMPLATE,
+    DEMO_SEPARATOR,
+    CausalLMScorer,
+    check_template,
+    check_verbalisers,
+    default_verbalisers,
+    render_prompt,
+)
 from .tensors import ensure_pad_token, pool, position_ids, weights_dtype, zero_head
 
 __all__ = [
     "ARCHITECTURES",
+    "DEFAULT_TEMPLATE",
+    "DEMO_SEPARATOR",
     "DTYPES",
     "FINETUNE_LR",
     "FINETUNE_ONLY",
@@ -82,6 +94,7 @@ __all__ = [
     "PROBE_LR",
     "TOKENIZER_MAX",
     "Architecture",
+    "CausalLMScorer",
     "Checkpoint",
     "HFFeatureModel",
     "HFFineTuneModel",
@@ -89,9 +102,12 @@ __all__ = [
     "OfflineAsset",
     "add_lora",
     "architecture",
+    "check_template",
+    "check_verbalisers",
     "checkpoint_blocks",
     "classifier_class",
     "default_lora_targets",
+    "default_verbalisers",
     "dir_fingerprint",
     "ensure_pad_token",
     "find_blocks",
@@ -99,6 +115,7 @@ __all__ = [
     "is_causal_lm",
     "pool",
     "position_ids",
+    "render_prompt",
     "resolve_checkpoint",
     "truncate",
     "uses_mask_positions",
