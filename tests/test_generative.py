@@ -9,9 +9,10 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import numpy as np
 import pytest
 import torch
-from test_elicitation import _config, _save_lm, _stages
+from test_elicitation import _artifact, _config, _save_lm, _stages
 from w2s_harness.plugins.models.hf import hf_model
 from w2s_harness.plugins.models.hf.generative import (
     LM_INFO,
@@ -22,7 +23,7 @@ from w2s_harness.plugins.models.hf.generative import (
     load_lm,
 )
 
-from w2s_harness import ConfigError
+from w2s_harness import ConfigError, StageKind, StageOp, hookimpl
 from w2s_harness._cli.cli import main
 
 TEXTS = ["the movie was good", "i hate it", "boring!", "this is not very fun at all, really!", "great fun",
@@ -154,3 +155,60 @@ def test_generative_strategy_end_to_end_and_seeds_reproduce(gpt2, tmp_path, caps
     _, stages2 = _stages(tmp_path / "again" / "out")
     assert {k: v["metrics"].get("test_acc", v["metrics"].get("label_acc")) for k, v in stages2.items()} == first
     assert stages2[("generative ceiling", 0)]["metrics"]["lm"]["lm_loss_after"] == lm["lm_loss_after"]
+
+
+class _TrainViaContext:
+    """A plugin: op ``ctx-train`` trains its model through ``OpContext.train``; strategy ``ctx-train`` declares it
+    beside the reference, so its predictions can be checked against the built-in train op's ceiling."""
+
+    class Op(StageOp):
+        inputs = ()
+        output = "model"
+        kinds = (StageKind.TRAIN_CEILING,)
+
+        def __init__(self, model):
+            pass
+
+        def identity(self, spec, builder):
+            return {"model": builder.identify(spec["model"])}
+
+        def run(self, ctx, inputs):
+            return ctx.train(ctx.params["model"], on="train2")
+
+    class Strategy:
+        def plan(self, b):
+            ref = b.reference()
+            via = b.op("ctx-train", params={"model": b.config.strong.as_dict()}, name="ceiling via ctx.train")
+            b.experiment("ctx/ceiling", strategy="ctx", loss="-", weak=ref.weak, ceiling=ref.ceiling, transfer=via)
+
+    @hookimpl
+    def w2s_register_ops(self, registry):
+        registry.add("ctx-train", _TrainViaContext.Op, description="train through OpContext.train")
+
+    @hookimpl
+    def w2s_register_strategies(self, registry):
+        registry.add("ctx-train", _TrainViaContext.Strategy, description="ctx.train beside the ceiling")
+
+
+def test_op_context_train_is_the_train_op(gpt2, tmp_path):
+    cfg = _config(tmp_path, gpt2, "ctx-train")
+    assert main(["run", "--config", str(cfg)], plugins=[_TrainViaContext()]) == 0
+    _, stages = _stages(tmp_path / "out")
+    a, b = stages[("ceiling", 0)], stages[("ceiling via ctx.train", 0)]
+    assert a["metrics"]["test_acc"] == b["metrics"]["test_acc"]
+    for x, y in zip(_artifact(tmp_path / "out", a), _artifact(tmp_path / "out", b)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_generative_fine_tunes_with_lora(gpt2, tmp_path):
+    """linear_probe = false, lora = true: the LM step trains adapters and merges them, the fine-tune adds fresh ones."""
+    cfg = _config(tmp_path, gpt2, "generative", "lm_epochs = 1\nlm_lr = 0.003\nlm_max_length = 32")
+    text = cfg.read_text().replace(f'name = "hf:{gpt2.as_posix()}"',
+                                   f'name = "hf:{gpt2.as_posix()}"\nlinear_probe = false\nlora = true\n'
+                                   'lora_r = 2\nepochs = 1\nmax_length = 32')
+    cfg.write_text(text)
+    assert main(["run", "--config", str(cfg)]) == 0
+    _, stages = _stages(tmp_path / "out")
+    ceil = stages[("generative ceiling", 0)]["metrics"]
+    assert ceil["lm"]["lora"] and ceil["lm"]["lm_loss_after"] < ceil["lm"]["lm_loss_before"]
+    assert 0.0 <= stages[("generative transfer[xent]", 0)]["metrics"]["test_acc"] <= 1.0
