@@ -117,7 +117,8 @@ def test_builtin_ops_register_through_the_hook(capsys):
     pm = create_plugin_manager(entry_points=False)
     assert {e.name: e.plugin for e in pm.registry("op")} == {
         **{n: "builtin:ops" for n in ("combine", "filter", "label", "train")},
-        **{n: "builtin:models" for n in ("icm-labels", "prompt-lm")},  # the hf: plugin's elicitation ops
+        # the hf: plugin's elicitation and generative fine-tuning ops
+        **{n: "builtin:models" for n in ("generative-train", "icm-labels", "prompt-lm")},
     }
     assert "w2s_register_ops" in {impl.plugin_name and impl.function.__name__
                                   for impl in pm.hook.w2s_register_ops.get_hookimpls()}

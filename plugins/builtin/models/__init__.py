@@ -46,10 +46,15 @@ def w2s_register_models(registry):
 
 @hookimpl
 def w2s_register_ops(registry):
-    """The ``hf:`` plugin's ops: a causal LM elicited without fine-tuning (the ``prompt`` and ``icm`` strategies)."""
+    """The ``hf:`` plugin's ops: a causal LM elicited without fine-tuning (the ``prompt`` and ``icm`` strategies),
+    and generative fine-tuning (the ``generative`` strategy)."""
     from .hf.elicit import ICMLabels, PromptLM
+    from .hf.generative import GenerativeTrain
 
     registry.add("prompt-lm", PromptLM,
                  description="a prompted hf: causal LM's class probabilities on test (a model, never trained)")
     registry.add("icm-labels", ICMLabels,
                  description="labels of train2 rows found by Internal Coherence Maximization with a causal LM")
+    registry.add("generative-train", GenerativeTrain,
+                 description="an hf: causal LM trained as an LM on the unlabelled train1+train2 texts, then "
+                 "fine-tuned on labels (ground truth or an input label stage)")

@@ -6,6 +6,7 @@ from .bootstrap import Bootstrap
 from .confidence import Confidence
 from .ensemble import Ensemble
 from .filter import Filter
+from .generative import Generative
 from .grid import Grid
 from .icm import ICM
 from .naive import Naive
@@ -21,6 +22,7 @@ STRATEGIES = {
     "grid": (Grid, "every weak <= strong pair of an ordered list of models (the reference sweep), per loss"),
     "relabel": (Relabel, "strong-to-strong: the transferred model relabels train2 for a fresh one, N rounds"),
     "prompt": (Prompt, "the strong causal LM prompted, not fine-tuned: zero-shot, k-shot gold / weak demonstrations"),
+    "generative": (Generative, "the strong causal LM LM-trained on the unlabelled texts, then ceiling + transfers"),
     "icm": (ICM, "the strong causal LM labels train2 by Internal Coherence Maximization (no weak labels), then trains"),
 }
 

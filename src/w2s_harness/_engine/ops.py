@@ -442,6 +442,20 @@ class OpContext:
         LM). Hash its identity into the stage id with :meth:`StageOp.identity` (``builder.identify``)."""
         return self._run.model(ref_dict(ref))
 
+    def train(self, model: dict[str, Any] | str, *, on: Subset | str | dict = "train2", labels: dict | None = None,
+              loss: dict[str, Any] | str = "xent") -> tuple[dict[str, Any], dict[str, Any]]:
+        """Train ``model`` (a model reference) on the rows ``on`` exactly as the built-in ``train`` op does, on
+        ground truth (``labels=None``) or on a ``labels`` table; returns the train op's ``(metrics, arrays)``:
+        ``test_acc``/``test_auroc`` and the predictions of every split. For an op whose model exists only at run
+        time (weights it computed, e.g. the ``generative-train`` op's LM-adapted checkpoint): the stage id is then
+        the op's, so :meth:`StageOp.identity` must hash what determines that model."""
+        import dataclasses
+
+        spec = {"model": ref_dict(model), "loss": ref_dict(loss), "on": as_subset(on).as_dict(),
+                "labels": "gt" if labels is None else "soft"}
+        stage = dataclasses.replace(self.stage, spec=spec)  # the op's own stage (name, seed), read as a train
+        return op_train(self._run, stage, [] if labels is None else [(None, labels)])
+
     def rows(self, on: Subset | str | dict):
         """The sorted dataset row ids of a split name, a :class:`~w2s_harness.Subset` or a subset table."""
         return as_subset(on).indices(self.splits, self.stage.seed)

@@ -44,9 +44,10 @@ def check_icm_params(owner: str, *, n_search, n_context, steps, alpha, t0, t_min
     check_number(beta, "beta", owner=owner, lo=0.0)
 
 
-def check_causal(owner: str, ref: dict) -> None:
+def check_causal(owner: str, ref: dict, why: str = "prompting scores the next tokens with the LM's own head") -> None:
     """A one-line error now, when the plan is built, unless ``ref`` is an ``hf:`` causal LM (the check reads the
-    checkpoint's config only, no weights), so a prompt or ICM stage never fails after the weak model trained."""
+    checkpoint's config only, no weights), so a prompt, ICM or generative stage never fails after the weak model
+    trained. ``why``: what needs the next-token head, for the message."""
     from w2s_harness import create_model
 
     from .model import HFModel
@@ -54,9 +55,8 @@ def check_causal(owner: str, ref: dict) -> None:
     params = {k: v for k, v in ref.items() if k != "name"}
     model = create_model(ref["name"], **params)
     if not isinstance(model, HFModel) or not model.is_causal():
-        raise ConfigError(f"{owner}: model {ref['name']!r} is not an hf: causal LM (prompting scores the next "
-                          "tokens with the LM's own head); set strategy.model (or [strong]) to one, e.g. "
-                          "\"preset:smollm2-135m-gguf\"")
+        raise ConfigError(f"{owner}: model {ref['name']!r} is not an hf: causal LM ({why}); set strategy.model "
+                          "(or [strong]) to one, e.g. \"preset:smollm2-135m-gguf\"")
 
 
 def scorer_for(ctx, model_ref: dict):
