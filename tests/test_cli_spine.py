@@ -196,7 +196,7 @@ def test_set_loss_param_goes_only_to_losses_accepting_it(capsys, config_file):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--strategy", "naiv"], "error: unknown strategy 'naiv'. Did you mean: naive? Available: "),
+    (["--strategy", "naiv"], "error: unknown strategy 'naiv'. Did you mean: naive"),
     (["--weak", "t-waek"], "error: unknown model 't-waek'. Did you mean: t-weak? Available: "),
     (["--loss", "t-a,t-bb"], "error: unknown loss 't-bb'. Did you mean: t-b"),
     (["--set", "dataset.size=3"], ("error: dataset 't-data' has no parameter 'size'. Valid parameters: "

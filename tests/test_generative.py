@@ -212,3 +212,27 @@ def test_generative_fine_tunes_with_lora(gpt2, tmp_path):
     ceil = stages[("generative ceiling", 0)]["metrics"]
     assert ceil["lm"]["lora"] and ceil["lm"]["lm_loss_after"] < ceil["lm"]["lm_loss_before"]
     assert 0.0 <= stages[("generative transfer[xent]", 0)]["metrics"]["test_acc"] <= 1.0
+
+
+def test_a_gguf_loaded_lm_saves_as_a_plain_checkpoint(gpt2, tmp_path):
+    """transformers marks a model loaded from a GGUF file with its GGUF quantizer (the weights themselves are
+    dequantized floats) and refuses to save it; the LM step drops the marker first, and the saved directory loads
+    as a plain checkpoint with the same weights (the offline SmolLM2 demo's path)."""
+    from transformers import AutoModelForCausalLM
+    from transformers.quantizers.quantizer_gguf import GgufHfQuantizer
+    from transformers.utils.quantization_config import GgufConfig
+
+    from w2s_harness.plugins.models.hf.generative import forget_gguf
+
+    lm = AutoModelForCausalLM.from_pretrained(str(gpt2))
+    lm.hf_quantizer = GgufHfQuantizer(GgufConfig(gguf_file="model.gguf"))
+    lm.config.quantization_config = lm.hf_quantizer.quantization_config
+    with pytest.raises(ValueError, match="not serializable"):
+        lm.save_pretrained(str(tmp_path / "refused"))
+    forget_gguf(lm)
+    lm.save_pretrained(str(tmp_path / "plain"))
+    again = AutoModelForCausalLM.from_pretrained(str(tmp_path / "plain"))
+    assert getattr(again, "hf_quantizer", None) is None
+    before, after = lm.state_dict(), again.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in after)
+    forget_gguf(again)  # a model from a plain checkpoint: nothing to drop

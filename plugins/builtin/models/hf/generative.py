@@ -58,6 +58,27 @@ def check_causal(owner: str, ref: dict) -> None:
     check(owner, ref, why="generative fine-tuning trains the LM's next-token head")
 
 
+def forget_gguf(lm) -> None:
+    """Drop the GGUF marker of a model loaded from a GGUF file, so it saves as a plain checkpoint. transformers
+    dequantizes GGUF weights into ordinary float tensors when it loads them (those are what the LM step trained),
+    but keeps the model marked as GGUF-quantized and refuses ``save_pretrained``; reloading the saved directory
+    must not look for a GGUF file either, hence the config's ``quantization_config`` goes too."""
+    quantizer = getattr(lm, "hf_quantizer", None)
+    method = getattr(getattr(quantizer, "quantization_config", None), "quant_method", None)
+    if quantizer is None or str(getattr(method, "value", method)).lower() != "gguf":
+        return
+    import torch
+
+    # the flag on the config is not reliable (transformers' legacy GGUF loader dequantizes without setting it):
+    # look at the weights themselves; packed quantized blocks are not plain floating-point tensors
+    if any(type(p) not in (torch.Tensor, torch.nn.Parameter) or not p.is_floating_point() for p in lm.parameters()):
+        raise ConfigError("generative: the GGUF model holds quantized weights; the LM step's weights cannot be saved "
+                          "from them: load the model dequantized or use a safetensors checkpoint")
+    lm.hf_quantizer = None
+    if hasattr(lm.config, "quantization_config"):
+        del lm.config.quantization_config
+
+
 def text_fingerprint(texts: list[str]) -> str:
     import hashlib
 
@@ -205,6 +226,7 @@ def lm_adapted(model, texts: list[str], params: dict[str, Any], *, seed: int, de
         info["key"] = key
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
         try:
+            forget_gguf(lm)
             lm.save_pretrained(str(tmp))
             tok.save_pretrained(str(tmp))
             (tmp / LM_INFO).write_text(json.dumps(info, indent=1, sort_keys=True))  # written last: the pass finished
