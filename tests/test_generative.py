@@ -221,7 +221,6 @@ def test_a_gguf_loaded_lm_saves_as_a_plain_checkpoint(gpt2, tmp_path):
     from transformers import AutoModelForCausalLM
     from transformers.quantizers.quantizer_gguf import GgufHfQuantizer
     from transformers.utils.quantization_config import GgufConfig
-
     from w2s_harness.plugins.models.hf.generative import forget_gguf
 
     lm = AutoModelForCausalLM.from_pretrained(str(gpt2))

@@ -23,6 +23,7 @@ from w2s_harness._engine import codehash as _codehash
 from w2s_harness._engine.codehash import (
     ENGINE_SUBPACKAGES,
     CodeHasher,
+    from_target,
     import_closure,
     import_cycles,
     import_graph,
@@ -76,18 +77,13 @@ def private_imports_across_subpackages(directory: Path) -> list[str]:
         path = directory.joinpath(*rel.split("."))
         path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
         tree = ast.parse(path.read_bytes())
-        base = rel.split(".") if path.name == "__init__.py" else rel.split(".")[:-1]
         modules_bound: dict[str, str] = {}
         for node in ast.walk(tree):
             if not isinstance(node, ast.ImportFrom):
                 continue
-            parts = node.module.split(".") if node.module else []
-            if node.level == 0:
-                if not parts or parts[0] != "w2s_harness":
-                    continue
-                target = parts[1:]
-            else:
-                target = base[: len(base) - (node.level - 1)] + parts
+            target = from_target(node, rel, graph)
+            if target is None:
+                continue
             for a in node.names:
                 full = ".".join(target + [a.name])
                 if full in graph:  # a module imported by name

@@ -129,6 +129,7 @@ class CodeHasher:
         self._closures: dict[tuple[str, tuple], dict[str, str]] = {}
         self._functions: dict[Any, str] = {}
         self._imports: dict[str, tuple[tuple[int, int], frozenset[str]]] = {}
+        self._core: frozenset[str] | None = None
 
     # ---------------------------------------------------------------- files and modules
     def file(self, path: str | os.PathLike, catalogue: str | None = None) -> str:
@@ -246,9 +247,15 @@ class CodeHasher:
 
     def engine_roots(self) -> list[str]:
         """The modules of :data:`ENGINE_SUBPACKAGES` (a subpackage's ``__init__`` under the subpackage's name)."""
-        package = self.module_file(PACKAGE)
-        modules = core_modules(Path(package).parent) if package else frozenset()
-        return sorted(m for m in modules if m.split(".")[0] in ENGINE_SUBPACKAGES)
+        return sorted(m for m in self.core_module_names() if m.split(".")[0] in ENGINE_SUBPACKAGES)
+
+    def core_module_names(self) -> frozenset[str]:
+        """The harness package's modules (:func:`core_modules`), listed once per hasher: every module's imports
+        are read against the same list."""
+        if self._core is None:
+            package = self.module_file(PACKAGE)
+            self._core = core_modules(Path(package).parent) if package else frozenset()
+        return self._core
 
     def core_imports(self, rel: str) -> frozenset[str]:
         """The harness modules the harness module ``rel`` imports when it runs (:func:`runtime_imports`),
@@ -261,9 +268,7 @@ class CodeHasher:
         have = self._imports.get(path)
         if have is not None and have[0] == key:
             return have[1]
-        package = self.module_file("w2s_harness")
-        modules = core_modules(Path(package).parent) if package else frozenset()
-        deps = frozenset(runtime_imports(Path(path).read_bytes(), rel, modules))
+        deps = frozenset(runtime_imports(Path(path).read_bytes(), rel, self.core_module_names()))
         self._imports[path] = (key, deps)
         return deps
 
@@ -373,6 +378,19 @@ def _base(rel: str, modules) -> list[str]:
     return parts if is_package else parts[:-1]
 
 
+def from_target(node: ast.ImportFrom, rel: str, modules) -> list[str] | None:
+    """The harness module (name parts relative to the package, ``[]``: the package itself) that ``from ...
+    import`` statement ``node`` of harness module ``rel`` imports from; ``None`` when it is outside the harness
+    (another library, or a relative import above the package)."""
+    parts = node.module.split(".") if node.module else []
+    if node.level == 0:
+        return parts[1:] if parts and parts[0] == PACKAGE else None
+    base = _base(rel, modules)
+    if node.level - 1 > len(base):
+        return None
+    return base[: len(base) - (node.level - 1)] + parts
+
+
 def runtime_imports(source: str | bytes, rel: str, modules: frozenset[str] | set[str]) -> set[str]:
     """The harness modules (of ``modules``, named as :func:`core_modules` names them) that the harness module
     ``rel`` with ``source`` imports when its code runs: every ``import`` statement at any depth (one inside a
@@ -384,7 +402,6 @@ def runtime_imports(source: str | bytes, rel: str, modules: frozenset[str] | set
     except SyntaxError:
         return set()
     out: set[str] = set()
-    base = _base(rel, modules)
 
     def add(parts: list[str]) -> None:
         name = ".".join(parts) if parts else "__init__"
@@ -408,22 +425,16 @@ def runtime_imports(source: str | bytes, rel: str, modules: frozenset[str] | set
                 if parts[0] == PACKAGE:
                     add(parts[1:])
         elif isinstance(node, ast.ImportFrom):
-            parts = (node.module or "").split(".") if node.module else []
-            if node.level == 0:
-                if not parts or parts[0] != PACKAGE:
-                    return
-                target = parts[1:]
-            else:
-                if node.level - 1 > len(base):
-                    return  # above the package
-                target = base[: len(base) - (node.level - 1)] + parts
-            if parts:
+            target = from_target(node, rel, modules)
+            if target is None:
+                return
+            if node.module:
                 add(target)
             for a in node.names:
                 name = ".".join(target + [a.name])
                 if name in modules:
                     add(target + [a.name])
-                elif not parts:
+                elif not node.module:
                     add(target)  # a name of the package (``from .. import __version__``): its ``__init__``
         else:
             visit(node)
@@ -530,5 +541,5 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["ENGINE_MODULES", "ENGINE_SUBPACKAGES",  # noqa: F822 - ENGINE_MODULES: computed (__getattr__)
-           "CodeHasher", "catalogue_names", "import_closure", "import_cycles",
+           "CodeHasher", "catalogue_names", "from_target", "import_closure", "import_cycles",
            "import_graph", "runtime_imports", "source_digest"]
