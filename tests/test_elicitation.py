@@ -279,9 +279,13 @@ def _artifact(out: Path, stage: dict) -> tuple[np.ndarray, np.ndarray]:
         return npz["indices"], npz["probs"]
 
 
-def test_prompt_strategy_end_to_end(lms, tmp_path):
+def test_prompt_strategy_end_to_end(lms, tmp_path, capsys):
     cfg = _config(tmp_path, lms["gpt2"], "prompt", 'k = 2\nverbalisers = [" neg", " pos"]')
     assert main(["run", "--config", str(cfg)]) == 0
+    # the scorer's progress (piped: lines on stderr): 40 test rows, two sequences each (" neg" and " pos" are
+    # several byte tokens: one sequence per class)
+    err = capsys.readouterr().err
+    assert f"scoring 40 prompts with hf:{lms['gpt2'].as_posix()}: started (80 sequences)" in err
     out = tmp_path / "out"
     results, stages = _stages(out)
     rows = {e["name"]: e for e in results["experiments"]}
@@ -339,10 +343,11 @@ def _labels_of(tmp_path: Path, idx) -> list[str]:
     return [lines[int(i)].rsplit(",", 1)[1] for i in idx]
 
 
-def test_icm_strategy_end_to_end_and_seeds_reproduce(lms, tmp_path):
+def test_icm_strategy_end_to_end_and_seeds_reproduce(lms, tmp_path, capsys):
     extra = 'n_search = 6\nn_context = 2\nsteps = 12\nverbalisers = [" neg", " pos"]'
     cfg = _config(tmp_path, lms["llama"], "icm", extra)
     assert main(["run", "--config", str(cfg)]) == 0
+    assert "ICM search over 6 rows: started (12 steps)" in capsys.readouterr().err  # one progress unit per step
     out = tmp_path / "out"
     results, stages = _stages(out)
     assert {e["name"] for e in results["experiments"]} == {"naive/xent", "icm/xent"}
@@ -395,9 +400,9 @@ def test_a_datasets_prompt_comes_from_its_registered_class():
     assert dataset_prompt(b("cola"), "Q: {text}", None) == ("Q: {text}", [" no", " yes"])  # options win
 
 
-def test_a_choice_task_scores_each_rows_own_candidates(lms, tmp_path):
-    """A preference file: each row's prompt in the template, its two candidates (in the order shown) as the
-    continuations; the stage's probabilities are the scorer's on exactly those strings."""
+def _choice_config(tmp_path: Path, lm: Path, strategy: str, extra: str = "") -> tuple[Path, Path]:
+    """``(config, csv)``: :func:`_config` on a preference file (60 rows: a prompt, a chosen and a rejected
+    candidate; 10 test rows) instead of the reviews."""
     rng = np.random.default_rng(0)
     good, bad = ["great fun", "i love it", "so good"], ["awful", "boring!", "i hate it"]
     lines = ["prompt,chosen,rejected"]
@@ -406,9 +411,16 @@ def test_a_choice_task_scores_each_rows_own_candidates(lms, tmp_path):
     csv = tmp_path / "prefs.csv"
     csv.write_text("\n".join(lines) + "\n")
     cfg = tmp_path / "choice.toml"
-    cfg.write_text(_config(tmp_path, lms["gpt2"], "prompt", "k = 1").read_text().replace(
+    cfg.write_text(_config(tmp_path, lm, strategy, extra).read_text().replace(
         'text_columns = ["text"]\nlabel_column = "label"', 'chosen_column = "chosen"\nrejected_column = "rejected"')
         .replace((tmp_path / "reviews.csv").as_posix(), csv.as_posix()).replace("n_test = 40", "n_test = 10"))
+    return cfg, csv
+
+
+def test_a_choice_task_scores_each_rows_own_candidates(lms, tmp_path):
+    """A preference file: each row's prompt in the template, its two candidates (in the order shown) as the
+    continuations; the stage's probabilities are the scorer's on exactly those strings."""
+    cfg, csv = _choice_config(tmp_path, lms["gpt2"], "prompt", "k = 1")
     assert main(["run", "--config", str(cfg)]) == 0
     out = tmp_path / "out"
     _, stages = _stages(out)

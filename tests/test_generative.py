@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 import torch
-from test_elicitation import _artifact, _config, _save_lm, _stages
+from test_elicitation import _artifact, _choice_config, _config, _save_lm, _stages
 from w2s_harness.plugins.models.hf import hf_model
 from w2s_harness.plugins.models.hf.generative import (
     LM_INFO,
@@ -20,10 +20,11 @@ from w2s_harness.plugins.models.hf.generative import (
     lm_adapted,
     lm_key,
     lm_loss,
+    lm_texts,
     load_lm,
 )
 
-from w2s_harness import ConfigError, StageKind, StageOp, hookimpl
+from w2s_harness import ConfigError, StageKind, StageOp, StopRequested, hookimpl
 from w2s_harness._cli.cli import main
 
 TEXTS = ["the movie was good", "i hate it", "boring!", "this is not very fun at all, really!", "great fun",
@@ -135,6 +136,8 @@ def test_generative_strategy_end_to_end_and_seeds_reproduce(gpt2, tmp_path, caps
     rows = _pgr_rows(results)
     assert set(rows) == {"naive/xent", "generative/xent", "generative/lm-adapted ceiling"}
     assert "generative/xent" in table and "generative/xent - naive/xent" in table
+    # the op's progress, piped: lines on stderr (80 train1 + train2 texts, batches of 8)
+    assert f"LM step of hf:{gpt2.as_posix()} on 80 texts: started (10 batches)" in captured.err
     ceil, transfer = stages[("generative ceiling", 0)], stages[("generative transfer[xent]", 0)]
     # one LM pass shared by the ceiling and the transfer: one checkpoint, read back by the second stage
     adapted = [p for p in (out / "lm-adapted").iterdir() if p.is_dir()]
@@ -235,3 +238,88 @@ def test_a_gguf_loaded_lm_saves_as_a_plain_checkpoint(gpt2, tmp_path):
     before, after = lm.state_dict(), again.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in after)
     forget_gguf(again)  # a model from a plain checkpoint: nothing to drop
+
+
+def test_a_stop_request_ends_the_lm_step_and_leaves_no_checkpoint(gpt2, tmp_path):
+    """The LM step advances the op's progress once per batch, and each advance is a point where a stop request
+    (Ctrl-C, SIGTERM) ends the step: nothing is published, the lock is free, and the next call trains from scratch."""
+    calls = []
+
+    def progress(description, total, unit):
+        calls.append((description, total, unit))
+
+        def advance(n):
+            calls.append(n)
+            if len(calls) > 3:  # the description, then two batches done, the third asks to stop
+                raise StopRequested("SIGTERM")
+        return advance
+
+    m = hf_model(str(gpt2))
+    with pytest.raises(StopRequested):
+        lm_adapted(m, TEXTS, LM, seed=0, device="cpu", root=tmp_path, progress=progress)
+    assert calls[0] == (f"LM step of {m.name} on {len(TEXTS)} texts", 3 * 4, "batches")  # 3 epochs of 4 batches
+    assert not [p for p in tmp_path.iterdir() if p.is_dir()]  # no checkpoint, no temporary directory
+    path, info = lm_adapted(m, TEXTS, LM, seed=0, device="cpu", root=tmp_path)
+    assert not info["cached"] and info["steps"] == 12 and (path / LM_INFO).is_file()
+
+
+_CONTENDER = """
+import json, sys
+from w2s_harness.plugins.models.hf import hf_model
+from w2s_harness.plugins.models.hf.generative import lm_adapted
+texts, params = json.loads(sys.argv[3]), json.loads(sys.argv[4])
+print("ready", flush=True)
+path, info = lm_adapted(hf_model(sys.argv[1]), texts, params, seed=0, device="cpu", root=sys.argv[2])
+print(json.dumps({"path": str(path), "cached": info["cached"]}), flush=True)
+"""
+
+
+def test_two_processes_wanting_one_lm_pass_train_it_once(gpt2, tmp_path):
+    """Two workers of a run (processes) reach the same LM pass at the same time: the file lock lets one train
+    while the other waits, then reads the published checkpoint. The test holds the lock itself until both are
+    waiting on it, so they really contend (without the lock both would train)."""
+    import json
+    import subprocess
+    import sys
+
+    from filelock import FileLock
+
+    key = lm_key(hf_model(str(gpt2)), TEXTS, LM, 0)
+    root = tmp_path / "lm-adapted"
+    root.mkdir()
+    args = [sys.executable, "-c", _CONTENDER, str(gpt2), str(root), json.dumps(TEXTS), json.dumps(LM)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    with FileLock(str(root / f"{key}.lock")):
+        procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                 for _ in range(2)]
+        for p in procs:
+            assert p.stdout.readline().strip() == "ready", p.stderr.read()
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    assert sorted(o["cached"] for o in outs) == [False, True]
+    assert outs[0]["path"] == outs[1]["path"] == str(root / key)
+    assert [p.name for p in root.iterdir() if p.is_dir()] == [key]
+
+
+def test_a_choice_tasks_lm_texts_are_its_pair_texts(gpt2, tmp_path):
+    """A choice task LM-adapts on each row's prompt with each candidate (both, unlabelled), then fine-tunes and
+    is reported like a classification task."""
+    from w2s_harness import create_dataset
+
+    cfg, csv = _choice_config(tmp_path, gpt2, "generative", "lm_epochs = 1\nlm_lr = 0.003\nlm_max_length = 32")
+    data = create_dataset("local", path=str(csv), chosen_column="chosen", rejected_column="rejected",
+                          n_test=10).load()
+    texts = lm_texts(data, [3, 1])
+    assert texts == [*data.pairs[3], *data.pairs[1]] and len(texts) == 4
+    assert all(t.startswith(data.texts[3]) for t in texts[:2]) and texts[0] != texts[1]
+    assert main(["run", "--config", str(cfg)]) == 0
+    results, stages = _stages(tmp_path / "out")
+    assert {e["name"] for e in results["experiments"]} == {"naive/xent", "generative/xent",
+                                                          "generative/lm-adapted ceiling"}
+    ceil = stages[("generative ceiling", 0)]["metrics"]
+    split = ceil["split_rows"]
+    assert ceil["lm"]["n_texts"] == 2 * (split["train1"] + split["train2"])
+    assert 0.0 <= ceil["test_acc"] <= 1.0 and 0.0 <= stages[("generative transfer[xent]", 0)]["metrics"]["test_acc"] <= 1.0

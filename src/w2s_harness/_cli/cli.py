@@ -211,7 +211,7 @@ def _progress_hooks(console):
                         console=console, transient=False)
     stage_task = {}
 
-    def inner(description: str, total: int):
+    def inner(description: str, total: int, unit: str = "rows"):  # the bar counts; it names no unit
         # The bar appears on the first advance only: a cache hit never calls it and so shows nothing.
         task: list = []
 

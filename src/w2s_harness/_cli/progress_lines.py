@@ -45,14 +45,15 @@ class LineProgress:
             count, self.cached = self.cached, 0
             self._print(f"[{done}/{total}] {count} stage{'s' if count != 1 else ''} loaded from the stage cache")
 
-    def inner(self, description: str, total: int):
-        """``progress(description, total) -> advance(n)``: a line at every :data:`STEP_PERCENT` of ``total``."""
+    def inner(self, description: str, total: int, unit: str = "rows"):
+        """``progress(description, total, unit) -> advance(n)``: a line at every :data:`STEP_PERCENT` of
+        ``total`` (``unit``: what is counted, for the first line)."""
         state = {"done": 0, "shown": -1, "t0": None}
 
         def advance(n: int = 1) -> None:
             if state["t0"] is None:
                 state["t0"] = time.perf_counter()
-                self._line(f"{description}: started ({total} rows)")
+                self._line(f"{description}: started ({total} {unit})")
             state["done"] += n
             percent = 100 * state["done"] // max(total, 1)
             step = min(percent, 100) // STEP_PERCENT * STEP_PERCENT

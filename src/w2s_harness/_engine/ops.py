@@ -42,7 +42,7 @@ class RunContext:
     pm: Any
     config: Any
     output_dir: Path
-    progress: Callable[..., Any] | None = None  # progress(description, total) -> advance(n) callable
+    progress: Callable[..., Any] | None = None  # progress(description, total, unit="rows") -> advance(n) callable
     #: Raises StopRequested once the run was asked to stop; long inner loops (the encoder pass) call it at safe
     #: points. None in worker processes (the parent decides when to stop).
     check_stop: Callable[[], None] | None = None
@@ -435,6 +435,22 @@ class OpContext:
         """The run's output directory: an op that caches work of its own across stages (e.g. a prompted model's
         scores) keeps it in a folder under it, as the feature cache does (``<output_dir>/features``)."""
         return Path(self._run.output_dir)
+
+    def progress(self, description: str, total: int, unit: str = "steps") -> Callable[[int], None]:
+        """``advance(n)`` for a long step of ``total`` ``unit`` (an LM's training batches, a search's steps): each
+        call reports ``n`` more done on the CLI's progress bar (or its piped progress lines), and is a safe point to
+        stop at: it raises :class:`~w2s_harness.StopRequested` once the run was asked to stop (Ctrl-C, SIGTERM),
+        and the stage is then not stored. Without a progress display it only checks for a stop."""
+        report = self._run.progress(description, int(total), unit) if self._run.progress is not None else None
+        check_stop = self._run.check_stop
+
+        def advance(n: int = 1) -> None:
+            if report is not None:
+                report(n)
+            if check_stop is not None:
+                check_stop()
+
+        return advance
 
     def model(self, ref: dict[str, Any] | str):
         """The model component of a reference (``{"name": ..., **params}`` as in the op's parameters, or a name),

@@ -78,7 +78,8 @@ def run(config, pm, *, resume: bool = True, progress=None, on_stage=None, stop: 
         warn=None, on_failure=None, on_start=None) -> Results:
     """Execute ``config``; always writes ``results.json`` (complete, partial or failed) before returning/raising.
 
-    :param progress: ``progress(description, total) -> advance(n)`` for long inner loops (embedding).
+    :param progress: ``progress(description, total, unit="rows") -> advance(n)`` for long inner loops (an
+        encoder pass; an op's :meth:`OpContext.progress <w2s_harness.OpContext.progress>`: LM steps, searches).
     :param on_stage: ``on_stage(stage, record, done, total)`` after every stage (the CLI's progress bar).
     :param on_start: ``on_start(stage)`` when this run begins computing a stage (not for cache hits).
     :param stop: a :class:`StopFlag`: once set (by a signal handler), the run stops after its current unit of work

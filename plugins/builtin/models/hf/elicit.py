@@ -22,10 +22,6 @@ from w2s_harness import (
     check_number,
 )
 
-#: The scorers of this process, one per (model reference, device): a run's prompt stages and its ICM search share
-#: one loaded LM instead of loading it for each stage.
-_SCORERS: dict[tuple[str, str], Any] = {}
-
 
 def check_common(owner: str, template: Any, verbalisers: Any) -> None:
     from .scorer import check_template, check_verbalisers
@@ -61,17 +57,14 @@ def check_causal(owner: str, ref: dict, why: str = "prompting scores the next to
 
 def scorer_for(ctx, model_ref: dict):
     """The :class:`CausalLMScorer` of ``model_ref`` on the run's device, caching scores under
-    ``<output_dir>/prompt-scores`` (one per process and model)."""
-    import json
+    ``<output_dir>/prompt-scores``: the run's one model component's scorer (:meth:`HFModel.scorer`), so every
+    prompt stage and search of a run shares one loaded LM."""
+    from .model import HFModel
 
-    from .scorer import CausalLMScorer
-
-    key = (json.dumps(model_ref, sort_keys=True), str(ctx.device))
-    scorer = _SCORERS.get(key)
-    if scorer is None or scorer.cache_dir != ctx.output_dir / "prompt-scores":
-        scorer = CausalLMScorer(ctx.model(model_ref), device=ctx.device, cache_dir=ctx.output_dir / "prompt-scores")
-        _SCORERS[key] = scorer
-    return scorer
+    model = ctx.model(model_ref)
+    if not isinstance(model, HFModel):  # check_causal ran when the plan was built: a plugin changed the model
+        raise ConfigError(f"model {model_ref['name']!r} is not an hf: causal LM; prompting scores with one")
+    return model.scorer(ctx.device, ctx.output_dir / "prompt-scores")
 
 
 def row_continuations(data, verbalisers: list | None, owner: str):
@@ -185,7 +178,7 @@ class PromptLM(StageOp):
         test = np.asarray(splits.test)
         contexts = [render_prompt(p["template"], data.texts[r], demos) for r in test.tolist()]
         scorer = scorer_for(ctx, p["model"])
-        probs = scorer.probs(contexts, [conts(r) for r in test.tolist()])
+        probs = scorer.probs(contexts, [conts(r) for r in test.tolist()], progress=ctx.progress)
         content_free = None
         if p["calibrate"]:
             from w2s_harness import ChoiceData
@@ -304,10 +297,12 @@ class ICMSearch:
         return max(t_min, t0 / (1.0 + beta * math.log(step)))
 
     def anneal(self, y0: Sequence[int], steps: int, rng, *, alpha: float = 50.0, t0: float = 10.0,
-               t_min: float = 0.01, beta: float = 0.99) -> tuple[list[int], dict[str, Any]]:
+               t_min: float = 0.01, beta: float = 0.99, on_step: Callable[[int], None] | None = None
+               ) -> tuple[list[int], dict[str, Any]]:
         """Simulated annealing from ``y0``; returns the best labelling visited and what happened (``u_initial``,
         ``u_final`` (of the returned labelling), ``u_last`` (of the last state), ``accepted``, ``improved``). The
-        score is ``alpha * U`` (``I = 0``, see the module docstring)."""
+        score is ``alpha * U`` (``I = 0``, see the module docstring). ``on_step(1)`` is called after each step
+        (an op's progress)."""
         y = [int(v) for v in y0]
         u = self.predictability(y)
         u0, accepted, improved = u, 0, 0
@@ -331,6 +326,8 @@ class ICMSearch:
                 improved += delta > 0
                 if u > best_u + 1e-12:
                     best, best_u = list(y), u
+            if on_step is not None:
+                on_step(1)
         return best, {"u_initial": u0, "u_final": self.predictability(best), "u_last": self.predictability(y),
                       "accepted": accepted, "improved": int(improved), "steps": steps,
                       "evaluations": self.evaluations}
@@ -398,7 +395,8 @@ class ICMLabels(StageOp):
         rng = seq(ANNEAL_SALT)
         y0 = rng.integers(k, size=n).tolist()
         steps = 8 * n if p["steps"] is None else p["steps"]
-        y, info = search.anneal(y0, steps, rng, alpha=p["alpha"], t0=p["t0"], t_min=p["t_min"], beta=p["beta"])
+        y, info = search.anneal(y0, steps, rng, alpha=p["alpha"], t0=p["t0"], t_min=p["t_min"], beta=p["beta"],
+                                on_step=ctx.progress(f"ICM search over {n} rows", steps, "steps"))
         truth = np.asarray(data.labels)[rows]
         y = np.asarray(y, dtype=np.int64)
         metrics = {

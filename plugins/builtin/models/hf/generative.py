@@ -19,6 +19,7 @@ numpy, torch and transformers load inside functions only: ``w2s-harness list ops
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ LM_VERSION = 1
 LM_SALT = 0x6C6D6164
 #: The file in an LM-adapted checkpoint that says what the LM step did (and that it finished).
 LM_INFO = "lm_adapt.json"
+#: ``progress(description, total, unit) -> advance(n)``: an op's ``ctx.progress``.
+Progress = Callable[[str, int, str], Callable[[int], None]]
 #: Parameters of the fine-tune model that describe the BASE checkpoint's files, not the model built on them.
 BASE_ONLY = ("gguf_file",)
 
@@ -87,6 +90,17 @@ def text_fingerprint(texts: list[str]) -> str:
         b = t.encode()
         h.update(len(b).to_bytes(8, "little") + b)
     return h.hexdigest()
+
+
+def lm_texts(data, rows) -> list[str]:
+    """The unlabelled texts of ``rows`` for the LM step: each row's text; for a choice task each of the row's pair
+    texts (its prompt with each candidate, in the order shown: what the fine-tune reads; which one is right is the
+    label, which the LM step never sees)."""
+    from w2s_harness import ChoiceData
+
+    if isinstance(data, ChoiceData):
+        return [t for r in rows for t in data.pairs[int(r)]]
+    return [data.texts[int(r)] for r in rows]
 
 
 def lm_key(model, texts: list[str], params: dict[str, Any], seed: int) -> str:
@@ -147,10 +161,12 @@ def lm_loss(lm, tok, texts: list[str], *, max_length: int | None = None, batch_s
 
 
 def lm_train(model, texts: list[str], *, epochs: int, lr: float, max_length: int | None, batch_size: int,
-             seed: int, device="cpu"):
+             seed: int, device="cpu", progress: Progress | None = None):
     """Train the causal LM of the ``hf:`` model ``model`` on ``texts`` (next-token loss, AdamW, shuffled batches,
     seeded): every weight, or LoRA adapters merged back into the weights afterwards when ``model.lora``. Returns
-    ``(lm, tokenizer, info)`` with the loss on the texts before and after."""
+    ``(lm, tokenizer, info)`` with the loss on the texts before and after. ``progress``: an op's
+    ``ctx.progress``, advanced once per batch (and a point where a stop request ends the step)."""
+    import math
     import time
 
     import numpy as np
@@ -180,10 +196,14 @@ def lm_train(model, texts: list[str], *, epochs: int, lr: float, max_length: int
         side, tok.padding_side = tok.padding_side, "right"
         lm.train()
         steps = 0
+        advance = (progress(f"LM step of {model.name} on {len(texts)} texts",
+                            epochs * math.ceil(len(texts) / batch_size), "batches") if progress is not None else None)
         for _ in range(epochs):
             order = rng.permutation(len(texts))
             shuffled = [texts[i] for i in order]
             for ids, mask, labels in _batches(tok, shuffled, max_length, batch_size, device):
+                if advance is not None:
+                    advance(1)
                 if not (labels[:, 1:] != -100).any():
                     continue
                 loss = lm(input_ids=ids, attention_mask=mask, labels=labels).loss
@@ -202,8 +222,8 @@ def lm_train(model, texts: list[str], *, epochs: int, lr: float, max_length: int
     return lm, tok, info
 
 
-def lm_adapted(model, texts: list[str], params: dict[str, Any], *, seed: int, device, root: Path
-               ) -> tuple[Path, dict[str, Any]]:
+def lm_adapted(model, texts: list[str], params: dict[str, Any], *, seed: int, device, root: Path,
+               progress: Progress | None = None) -> tuple[Path, dict[str, Any]]:
     """The LM-adapted checkpoint of ``model`` for ``texts``: ``root/<key>`` (:func:`lm_key`), trained now unless
     another stage (or process) already did. Returns its directory and its info (``cached``: read back)."""
     import json
@@ -222,7 +242,7 @@ def lm_adapted(model, texts: list[str], params: dict[str, Any], *, seed: int, de
             return final, {**json.loads((final / LM_INFO).read_text()), "cached": True}
         lm, tok, info = lm_train(model, texts, epochs=params["lm_epochs"], lr=params["lm_lr"],
                                  max_length=params["lm_max_length"], batch_size=params["lm_batch_size"],
-                                 seed=seed, device=device)
+                                 seed=seed, device=device, progress=progress)
         info["key"] = key
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
         try:
@@ -305,9 +325,9 @@ class GenerativeTrain(StageOp):
         model = ctx.model(p["model"])
         splits = ctx.splits
         rows = np.union1d(splits.train1, splits.train2)  # texts only: no label, no test row reaches the LM step
-        texts = [ctx.data.texts[int(r)] for r in rows]
+        texts = lm_texts(ctx.data, rows)
         path, info = lm_adapted(model, texts, p, seed=ctx.seed, device=ctx.device,
-                                root=ctx.output_dir / "lm-adapted")
+                                root=ctx.output_dir / "lm-adapted", progress=ctx.progress)
         metrics, arrays = ctx.train(adapted_ref(p["model"], path), on=p["on"], labels=inputs["labels"],
                                     loss=p["loss"])
         return {**metrics, "lm": info}, arrays

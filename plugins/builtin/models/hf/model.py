@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -247,6 +248,7 @@ class HFModel:
         self._ckpt: Checkpoint | None = None
         self._config: dict[str, Any] | None = None
         self._n_layers: int | None = None
+        self._scorers: dict[tuple[str, str], Any] = {}
 
     # ------------------------------------------------------------------------------------ resolution
 
@@ -269,6 +271,17 @@ class HFModel:
     def is_causal(self) -> bool:
         """Whether the checkpoint is a decoder-only causal LM (last-token pooling, the reference's head)."""
         return self.architecture().causal
+
+    def scorer(self, device: Any = None, cache_dir: str | Path | None = None):
+        """The :class:`~.scorer.CausalLMScorer` of this model on ``device``, caching under ``cache_dir``: one per
+        (device, cache) for the model's life, so that a run's prompt stages and ICM search (which get this model
+        from the run, created once) share one loaded LM instead of loading it per stage."""
+        from .scorer import CausalLMScorer
+
+        key = (str(device), str(cache_dir))
+        if key not in self._scorers:
+            self._scorers[key] = CausalLMScorer(self, device=device, cache_dir=cache_dir)
+        return self._scorers[key]
 
     def mask_positions(self) -> bool:
         """Whether position ids follow the attention mask (causal LMs and BERT-style encoders): then left and

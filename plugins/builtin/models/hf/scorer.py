@@ -171,9 +171,11 @@ class CausalLMScorer:
     # -------------------------------------------------------------------------------------- scoring
 
     def logprobs(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
-                 cache: bool = True) -> np.ndarray:
+                 cache: bool = True, progress: Any = None) -> np.ndarray:
         """``(N, k)`` float64: the summed log-probability of each row's ``k`` continuations after its context.
-        ``cache=False`` skips the disk cache (a search that memoises its many small calls itself)."""
+        ``cache=False`` skips the disk cache (a search that memoises its many small calls itself). ``progress``:
+        ``progress(description, total, unit) -> advance(n)`` (an op's ``ctx.progress``), advanced per sequence
+        run."""
         contexts, continuations = list(contexts), [list(c) for c in continuations]
         if len(contexts) != len(continuations):
             raise ValueError(f"{len(contexts)} contexts but {len(continuations)} continuation lists")
@@ -188,7 +190,7 @@ class CausalLMScorer:
             if path.is_file():
                 with np.load(path) as npz:
                     return npz["logprobs"]
-        out = self._score(contexts, continuations)
+        out = self._score(contexts, continuations, progress)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # two workers writing one entry never share a file
@@ -196,9 +198,10 @@ class CausalLMScorer:
             tmp.replace(path)  # atomic: a concurrent reader sees the whole file or none
         return out
 
-    def probs(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]]) -> np.ndarray:
+    def probs(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
+              progress: Any = None) -> np.ndarray:
         """``(N, k)`` float32 class probabilities: the softmax of :meth:`logprobs` over each row's classes."""
-        return softmax(self.logprobs(contexts, continuations)).astype(np.float32)
+        return softmax(self.logprobs(contexts, continuations, progress=progress)).astype(np.float32)
 
     def _jobs(self, contexts, continuations):
         """Token sequences to run and what to read from each: ``(ids, start, [(row, class, cont ids)])``."""
@@ -226,11 +229,13 @@ class CausalLMScorer:
                     jobs.append((ids + c, len(ids), [(i, j, c)]))
         return jobs
 
-    def _score(self, contexts, continuations) -> np.ndarray:
+    def _score(self, contexts, continuations, progress=None) -> np.ndarray:
         import torch
 
         lm, tok = self._load()
         jobs = self._jobs(contexts, continuations)
+        advance = (progress(f"scoring {len(contexts)} prompts with {self.model.name}", len(jobs), "sequences")
+                   if progress else None)
         out = np.zeros((len(contexts), len(continuations[0])), dtype=np.float64)
         order = sorted(range(len(jobs)), key=lambda j: -len(jobs[j][0]))
         vocab = int(lm.get_output_embeddings().weight.shape[0])
@@ -256,6 +261,8 @@ class CausalLMScorer:
                 logits = lm(input_ids=ids.to(self._input_device), attention_mask=mask_dev,
                             position_ids=position_ids(mask_dev)).logits
                 self.forward_passes += len(batch)
+                if advance is not None:
+                    advance(len(batch))
                 for b, (_, start, reads) in enumerate(batch):
                     for i, j, cont in reads:
                         # the token at (real) position start + t is predicted by the logits at start + t - 1
