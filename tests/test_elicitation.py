@@ -22,6 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 import torch
+from run_config import local_run_config
 from test_causal_lm import byte_bpe_tokenizer
 from test_pipeline import make_csv
 from w2s_harness.plugins.models.hf import CausalLMScorer, hf_model, render_prompt
@@ -236,37 +237,9 @@ def test_annealing_reproduces_with_its_seed():
 
 
 def _config(tmp_path: Path, lm: Path, strategy: str, extra: str = "", seeds: str = "[0]") -> Path:
-    csv = make_csv(tmp_path / "reviews.csv", n=120)
-    cfg = tmp_path / f"{strategy}.toml"
-    cfg.write_text(f"""
-[dataset]
-name = "local"
-path = "{csv.as_posix()}"
-text_columns = ["text"]
-label_column = "label"
-n_test = 40
-
-[weak]
-name = "glove-bow"
-epochs = 1
-
-[strong]
-name = "hf:{lm.as_posix()}"
-
-[[loss]]
-name = "xent"
-
-[strategy]
-name = "{strategy}"
-{extra}
-
-[run]
-seeds = {seeds}
-device = "cpu"
-workers = 1
-output_dir = "{(tmp_path / 'out').as_posix()}"
-""")
-    return cfg
+    return local_run_config(tmp_path / f"{strategy}.toml", make_csv(tmp_path / "reviews.csv", n=120), n_test=40,
+                            seeds=seeds, out=tmp_path / "out", weak='name = "glove-bow"\nepochs = 1',
+                            strong=f'name = "hf:{lm.as_posix()}"', strategy=f'name = "{strategy}"\n{extra}')
 
 
 def _stages(out: Path) -> tuple[dict, dict]:

@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from run_config import local_run_config
 from test_pipeline import make_csv
 
 from w2s_harness import Results
@@ -19,34 +20,9 @@ KINDS = ("accuracy", "pgr", "comparisons", "misfit", "curves")
 
 
 def lbfgs_toml(tmp: Path, seeds: str = "[0, 1]") -> Path:
-    csv = make_csv(tmp / "reviews.csv")
-    cfg = tmp / "run.toml"
-    cfg.write_text(f"""
-[dataset]
-name = "local"
-path = "{csv.as_posix()}"
-text_columns = ["text"]
-label_column = "label"
-n_test = 100
-[weak]
-name = "glove-bow"
-solver = "lbfgs"
-C = 0.001
-[strong]
-name = "glove-bow"
-[[loss]]
-name = "xent"
-[[loss]]
-name = "logconf"
-[strategy]
-name = "naive"
-[run]
-seeds = {seeds}
-device = "cpu"
-workers = 1
-output_dir = "{(tmp / 'out').as_posix()}"
-""")
-    return cfg
+    return local_run_config(tmp / "run.toml", make_csv(tmp / "reviews.csv"), seeds=seeds, out=tmp / "out",
+                            weak='name = "glove-bow"\nsolver = "lbfgs"\nC = 0.001', strong='name = "glove-bow"',
+                            losses='[[loss]]\nname = "xent"\n[[loss]]\nname = "logconf"')
 
 
 @pytest.fixture(scope="module")

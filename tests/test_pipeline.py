@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from run_config import local_run_config
 
 from w2s_harness import hookimpl
 from w2s_harness._cli.cli import main
@@ -42,36 +43,10 @@ def make_csv(path: Path, n: int = 320, noise: float = 0.15, seed: int = 0) -> Pa
 
 def write_config(tmp_path: Path, loss_block: str = '[[loss]]\nname = "xent"\n[[loss]]\nname = "logconf"\n',
                  seeds: str = "[0, 1]") -> Path:
-    csv = make_csv(tmp_path / "reviews.csv")
-    cfg = tmp_path / "run.toml"
-    cfg.write_text(f"""
-[dataset]
-name = "local"
-path = "{csv.as_posix()}"
-text_columns = ["text"]
-label_column = "label"
-n_test = 100
-
-[weak]
-name = "glove-bow"
-epochs = 1
-lr = 0.003
-
-[strong]
-name = "glove-bow"
-epochs = 20
-lr = 0.01
-
-{loss_block}
-[strategy]
-name = "naive"
-
-[run]
-seeds = {seeds}
-device = "cpu"
-output_dir = "{(tmp_path / 'out').as_posix()}"
-""")
-    return cfg
+    return local_run_config(tmp_path / "run.toml", make_csv(tmp_path / "reviews.csv"), seeds=seeds,
+                            out=tmp_path / "out", losses=loss_block, run="",
+                            weak='name = "glove-bow"\nepochs = 1\nlr = 0.003',
+                            strong='name = "glove-bow"\nepochs = 20\nlr = 0.01')
 
 
 def run_json(argv, capsys) -> dict:

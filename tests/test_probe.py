@@ -12,6 +12,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from run_config import local_run_config
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from test_pipeline import make_csv
@@ -130,36 +131,9 @@ def test_soft_labels_are_sklearn_with_duplicated_weighted_rows_three_classes():
 
 def lbfgs_config(tmp_path, csv, *, weak_C: float, seeds: str):
     """A naive glove-bow -> glove-bow run with both heads on L-BFGS (the strong one with its default C = 1)."""
-    cfg = tmp_path / "run.toml"
-    cfg.write_text(f"""
-[dataset]
-name = "local"
-path = "{csv.as_posix()}"
-text_columns = ["text"]
-label_column = "label"
-n_test = {N_TEST}
-
-[weak]
-name = "glove-bow"
-solver = "lbfgs"
-C = {weak_C}
-
-[strong]
-name = "glove-bow"
-
-[loss]
-name = "xent"
-
-[strategy]
-name = "naive"
-
-[run]
-seeds = {seeds}
-device = "cpu"
-workers = 1
-output_dir = "{(tmp_path / 'out').as_posix()}"
-""")
-    return cfg
+    return local_run_config(tmp_path / "run.toml", csv, seeds=seeds, n_test=N_TEST, out=tmp_path / "out",
+                            weak=f'name = "glove-bow"\nsolver = "lbfgs"\nC = {weak_C}', strong='name = "glove-bow"',
+                            losses='[loss]\nname = "xent"')
 
 
 def test_e2e_run_with_lbfgs_models_matches_sklearn(tmp_path, csv, capsys, glove):

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import pytest
+from run_config import local_run_config
 from test_pipeline import make_csv
 
 from w2s_harness._cli.cli import main
@@ -168,35 +169,9 @@ def tiny_bert_and_data(tmp_path):
 def _config(tmp_path: Path, csv: Path, bert: Path) -> Path:
     """Naive strategy, one seed, one loss: 4 stages (weak, its labels, ceiling, transfer), both models ``hf:``
     linear probes (the BERT's first layer is the weak model)."""
-    cfg = tmp_path / "cluster.toml"
-    cfg.write_text(f"""
-[dataset]
-name = "local"
-path = "{csv.as_posix()}"
-text_columns = ["text"]
-label_column = "label"
-n_test = 100
-
-[weak]
-name = "hf:{bert.as_posix()}"
-layers = 1
-
-[strong]
-name = "hf:{bert.as_posix()}"
-
-[loss]
-name = "xent"
-
-[strategy]
-name = "naive"
-
-[run]
-seeds = [0]
-device = "cpu"
-threads = 1
-workers = 1
-""")
-    return cfg
+    return local_run_config(tmp_path / "cluster.toml", csv, weak=f'name = "hf:{bert.as_posix()}"\nlayers = 1',
+                            strong=f'name = "hf:{bert.as_posix()}"', losses='[loss]\nname = "xent"',
+                            run="threads = 1\nworkers = 1")
 
 
 def _numbers(out: Path) -> dict:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import slow_plugin
+from run_config import local_run_config
 from test_pipeline import make_csv
 
 from w2s_harness._cli.cli import main
@@ -32,38 +33,10 @@ def write_slow_config(tmp_path: Path) -> Path:
     csv = tmp_path / "reviews.csv"
     if not csv.exists():
         make_csv(csv, n=N_ROWS)
-    cfg = tmp_path / "slow.toml"
-    cfg.write_text(f"""
-[dataset]
-name = "local"
-path = "{csv.as_posix()}"
-text_columns = ["text"]
-label_column = "label"
-n_test = 100
-
-[weak]
-name = "slow-charhash"
-dim = 16
-epochs = 5
-
-[strong]
-name = "slow-charhash"
-dim = 256
-epochs = 10
-
-[loss]
-name = "slow-xent"
-
-[strategy]
-name = "naive"
-
-[run]
-seeds = [0, 1]
-device = "cpu"
-workers = 1
-feature_chunk = {CHUNK}
-""")
-    return cfg
+    return local_run_config(tmp_path / "slow.toml", csv, seeds="[0, 1]", losses='[loss]\nname = "slow-xent"',
+                            weak='name = "slow-charhash"\ndim = 16\nepochs = 5',
+                            strong='name = "slow-charhash"\ndim = 256\nepochs = 10',
+                            run=f"workers = 1\nfeature_chunk = {CHUNK}")
 
 
 def numbers(out: Path) -> dict:
