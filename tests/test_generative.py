@@ -138,6 +138,7 @@ def test_generative_strategy_end_to_end_and_seeds_reproduce(gpt2, tmp_path, caps
     assert "generative/xent" in table and "generative/xent - naive/xent" in table
     # the op's progress, piped: lines on stderr (80 train1 + train2 texts, batches of 8)
     assert f"LM step of hf:{gpt2.as_posix()} on 80 texts: started (10 batches)" in captured.err
+    assert "Writing model shards" not in captured.err  # transformers' own bar, silenced when the LM step saves
     ceil, transfer = stages[("generative ceiling", 0)], stages[("generative transfer[xent]", 0)]
     # one LM pass shared by the ceiling and the transfer: one checkpoint, read back by the second stage
     adapted = [p for p in (out / "lm-adapted").iterdir() if p.is_dir()]

@@ -233,6 +233,8 @@ def lm_adapted(model, texts: list[str], params: dict[str, Any], *, seed: int, de
 
     from filelock import FileLock
 
+    from . import checkpoints
+
     key = lm_key(model, texts, params, seed)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -247,8 +249,9 @@ def lm_adapted(model, texts: list[str], params: dict[str, Any], *, seed: int, de
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
         try:
             forget_gguf(lm)
-            lm.save_pretrained(str(tmp))
-            tok.save_pretrained(str(tmp))
+            with checkpoints.quiet_transformers():  # its "Writing model shards" bar would break the progress lines
+                lm.save_pretrained(str(tmp))
+                tok.save_pretrained(str(tmp))
             (tmp / LM_INFO).write_text(json.dumps(info, indent=1, sort_keys=True))  # written last: the pass finished
             if final.exists():  # left by a crash before the info was written (never after a rename)
                 shutil.rmtree(final)
