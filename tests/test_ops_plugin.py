@@ -84,20 +84,27 @@ def w2s_register_strategies(registry):
 '''
 
 
+def _site_modules(tmp_path, monkeypatch, name: str, files: dict[str, str]):
+    """Write ``files`` ({path under the site: source}) into a fresh site folder on ``sys.path``; a generator for
+    a fixture: it yields, then forgets the modules named ``name`` (and below) so the next test imports afresh."""
+    site = tmp_path / "site"
+    for rel, source in files.items():
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        (site / rel).write_text(source)
+    monkeypatch.syspath_prepend(str(site))
+    yield
+    for mod in [m for m in sys.modules if m == name or m.startswith(f"{name}.")]:
+        del sys.modules[mod]
+
+
 @pytest.fixture
 def outside(tmp_path, monkeypatch):
     """An importable package ``outside_ops_<n>`` with an op module and a strategy module: ``(dir, [modules])``."""
     name = f"outside_ops_{abs(hash(str(tmp_path))) % 10**8}"
-    pkg = tmp_path / "site" / name
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / "ops.py").write_text(OP_MODULE)
-    (pkg / "strategy.py").write_text(STRATEGY_MODULE)
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    modules = [importlib.import_module(f"{name}.ops"), importlib.import_module(f"{name}.strategy")]
-    yield pkg, modules
-    for mod in [m for m in sys.modules if m.startswith(name)]:
-        del sys.modules[mod]
+    files = {f"{name}/__init__.py": "", f"{name}/ops.py": OP_MODULE, f"{name}/strategy.py": STRATEGY_MODULE}
+    for _ in _site_modules(tmp_path, monkeypatch, name, files):
+        yield tmp_path / "site" / name, [importlib.import_module(f"{name}.ops"),
+                                         importlib.import_module(f"{name}.strategy")]
 
 
 class _Cfg:
@@ -318,12 +325,8 @@ def w2s_register_strategies(registry):
 @pytest.fixture
 def copy_plugin(tmp_path, monkeypatch):
     name = f"copy_model_{abs(hash(str(tmp_path))) % 10**8}"
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / f"{name}.py").write_text(COPY_MODULE)
-    monkeypatch.syspath_prepend(str(site))
-    yield importlib.import_module(name)
-    sys.modules.pop(name, None)
+    for _ in _site_modules(tmp_path, monkeypatch, name, {f"{name}.py": COPY_MODULE}):
+        yield importlib.import_module(name)
 
 
 def test_a_plugin_model_op_can_be_a_result_row(tmp_path, copy_plugin):
