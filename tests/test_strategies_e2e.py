@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 import pytest
-from toy_hash import PLUGINS
+from toy_hash import PLUGINS, majority_words_csv
 
 from w2s_harness._cli.cli import main
 
@@ -18,19 +18,7 @@ from w2s_harness._cli.cli import main
 @pytest.fixture(scope="module")
 def csv_path(tmp_path_factory):
     """400 'reviews': the label is the majority among 3 signal words (20 per class), plus 6 filler words."""
-    rng = np.random.default_rng(0)
-    pos, neg = [f"good{i}" for i in range(20)], [f"bad{i}" for i in range(20)]
-    filler = [f"w{i}" for i in range(60)]
-    lines = ["text,label"]
-    for _ in range(400):
-        y = int(rng.integers(2))
-        n_pos = int(rng.choice([2, 3])) if y else int(rng.choice([0, 1]))
-        words = list(rng.choice(pos, n_pos)) + list(rng.choice(neg, 3 - n_pos)) + list(rng.choice(filler, 6))
-        rng.shuffle(words)
-        lines.append(f"{' '.join(words)},{'pos' if y else 'neg'}")
-    path = tmp_path_factory.mktemp("data") / "tiny.csv"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return majority_words_csv(tmp_path_factory.mktemp("data") / "tiny.csv", 400)
 
 
 def run(csv_path, out, strategy, *sets, seeds="0,1", loss="xent,logconf", capsys=None, plugins=PLUGINS):

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 from rich.console import Console
-from toy_hash import ToyHash
+from toy_hash import ToyHash, majority_words_csv
 
 from w2s_harness import Results, RunConfig, Summary, hookimpl
 from w2s_harness._cli.cli import main
@@ -319,18 +319,7 @@ class ToyPlugin:
 
 @pytest.fixture(scope="module")
 def csv_path(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    pos, neg, filler = [f"good{i}" for i in range(20)], [f"bad{i}" for i in range(20)], [f"w{i}" for i in range(60)]
-    lines = ["text,label"]
-    for _ in range(300):
-        y = int(rng.integers(2))
-        n_pos = int(rng.choice([2, 3])) if y else int(rng.choice([0, 1]))
-        words = list(rng.choice(pos, n_pos)) + list(rng.choice(neg, 3 - n_pos)) + list(rng.choice(filler, 6))
-        rng.shuffle(words)
-        lines.append(f"{' '.join(words)},{'pos' if y else 'neg'}")
-    path = tmp_path_factory.mktemp("data") / "tiny.csv"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return majority_words_csv(tmp_path_factory.mktemp("data") / "tiny.csv", 300)
 
 
 def _run(csv_path, out, *, weak_dim: int, strong_dim: int, loss: str, seeds: str = "0,1") -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 
@@ -54,3 +55,19 @@ class ToyPlugin:
 
 
 PLUGINS = [ToyPlugin()]
+
+
+def majority_words_csv(path: Path, n: int) -> Path:
+    """``n`` 'reviews' for toy-hash: the label is the majority among 3 signal words (20 per class), plus 6 filler
+    words (60 of them), seeded."""
+    rng = np.random.default_rng(0)
+    pos, neg, filler = [f"good{i}" for i in range(20)], [f"bad{i}" for i in range(20)], [f"w{i}" for i in range(60)]
+    lines = ["text,label"]
+    for _ in range(n):
+        y = int(rng.integers(2))
+        n_pos = int(rng.choice([2, 3])) if y else int(rng.choice([0, 1]))
+        words = list(rng.choice(pos, n_pos)) + list(rng.choice(neg, 3 - n_pos)) + list(rng.choice(filler, 6))
+        rng.shuffle(words)
+        lines.append(f"{' '.join(words)},{'pos' if y else 'neg'}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
