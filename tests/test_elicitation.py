@@ -411,6 +411,38 @@ def test_a_choice_task_scores_each_rows_own_candidates(lms, tmp_path):
     assert zero["metrics"]["test_acc"] == pytest.approx(float((want.argmax(1) == data.labels[idx]).mean()))
 
 
+def test_icm_on_a_choice_task_labels_which_candidate_is_true(lms, tmp_path):
+    """ICM on a preference file: a row's label says which of its candidates is right (so exactly one per question:
+    the consistency the paper's fix-up enforces holds by construction); each context row shows its question with
+    the candidate its current label picks. The search's U of the labels it found equals U recomputed from its
+    definition with the scorer."""
+    from w2s_harness.plugins.models.hf.elicit import CONTEXT_SALT
+    from w2s_harness.plugins.models.hf.scorer import softmax
+
+    from w2s_harness import create_dataset
+
+    cfg, csv = _choice_config(tmp_path, lms["gpt2"], "icm", "n_search = 5\nn_context = 2\nsteps = 10")
+    assert main(["run", "--config", str(cfg)]) == 0
+    out = tmp_path / "out"
+    results, stages = _stages(out)
+    assert {e["name"] for e in results["experiments"]} == {"naive/xent", "icm/xent"}
+    icm = stages[("icm labels", 0)]["metrics"]
+    idx, probs = _artifact(out, stages[("icm labels", 0)])
+    assert probs.shape == (5, 2) and set(probs.sum(1).tolist()) == {1.0}
+    data = create_dataset("local", path=str(csv), chosen_column="chosen", rejected_column="rejected",
+                          n_test=10).load()
+    y = probs.argmax(1)
+    assert icm["label_acc"] == pytest.approx(float((y == data.labels[idx]).mean()))
+    conts = [[p[len(data.texts[r]):] for p in data.pairs[r]] for r in idx]
+    contexts = sample_contexts(5, 2, np.random.default_rng(np.random.SeedSequence([0, CONTEXT_SALT])))
+    prompts = [render_prompt("{text}\nAnswer:", data.texts[r], [(data.texts[idx[j]], conts[j][y[j]]) for j in ctx])
+               for r, ctx in zip(idx, contexts)]
+    scorer = CausalLMScorer(hf_model(str(lms["gpt2"])), device="cpu")
+    u = float(sum(np.log(softmax(scorer.logprobs(prompts, conts)))[np.arange(5), y]))
+    assert icm["u_final"] == pytest.approx(u, rel=1e-6)
+    assert stages[("icm transfer[xent]", 0)]["metrics"]["n_train"] == 5
+
+
 def _smollm2() -> bool:
     import importlib.util
 
