@@ -224,6 +224,40 @@ def test_op_context_groups_inputs_as_the_op_declares_them():
     assert carried["indices"].dtype == np.int64 and carried["probs"].dtype == np.float32 and "val_probs" in carried
 
 
+def test_op_context_progress_reports_and_is_a_stop_point(tmp_path):
+    """``ctx.progress(description, total, unit)`` returns ``advance(n)``: it reports to the run's progress (a
+    caller's older two-argument progress too) and raises StopRequested once the run was asked to stop."""
+    from w2s_harness import StopRequested
+    from w2s_harness._engine.ops import RunContext
+
+    stage = Stage("0" * 16, "search", StageKind.OP, "s", {"seed": 0, "deps": []}, (), 0)
+    seen, stop = [], []
+
+    def check_stop():
+        if stop:
+            raise StopRequested("SIGTERM")
+
+    def three(description, total, unit="rows"):
+        seen.append((description, total, unit))
+        return lambda n=1: seen.append(n)
+
+    def two(description, total):
+        seen.append((description, total))
+        return lambda n=1: seen.append(n)
+
+    for progress, first in ((three, ("search", 4, "steps")), (two, ("search", 4)), (None, None)):
+        seen.clear()
+        stop.clear()
+        run = RunContext(pm=None, config=None, output_dir=tmp_path, progress=progress, check_stop=check_stop)
+        advance = OpContext(run, stage, []).progress("search", 4, "steps")
+        advance(1)
+        advance(2)
+        assert seen == ([] if first is None else [first, 1, 2])
+        stop.append(True)
+        with pytest.raises(StopRequested):
+            advance(1)
+
+
 # ----------------------------------------------------------------------------------- a plugin op, end to end
 
 

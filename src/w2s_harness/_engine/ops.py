@@ -151,6 +151,19 @@ class RunContext:
         return [texts[i] for i in rows]
 
 
+def takes(fn: Callable[..., Any], args: tuple) -> bool:
+    """Whether ``fn`` accepts ``args`` positionally (True when its signature cannot be read)."""
+    import inspect
+
+    try:
+        inspect.signature(fn).bind(*args)
+    except TypeError:
+        return False
+    except ValueError:  # no signature (a builtin): assume it does
+        return True
+    return True
+
+
 def one_hot(labels, k: int):
     import numpy as np
 
@@ -441,7 +454,12 @@ class OpContext:
         call reports ``n`` more done on the CLI's progress bar (or its piped progress lines), and is a safe point to
         stop at: it raises :class:`~w2s_harness.StopRequested` once the run was asked to stop (Ctrl-C, SIGTERM),
         and the stage is then not stored. Without a progress display it only checks for a stop."""
-        report = self._run.progress(description, int(total), unit) if self._run.progress is not None else None
+        report = None
+        if self._run.progress is not None:
+            args = (description, int(total), unit)
+            if not takes(self._run.progress, args):  # a caller's own progress(description, total) of before units
+                args = args[:2]
+            report = self._run.progress(*args)
         check_stop = self._run.check_stop
 
         def advance(n: int = 1) -> None:
