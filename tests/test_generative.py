@@ -110,6 +110,24 @@ def test_bad_params_are_one_line_errors(gpt2, tmp_path):
         GenerativeTrain({"name": "m"}, lm_epochs=0)
 
 
+@pytest.mark.parametrize("bad", [{"lm_epochs": 0}, {"lm_lr": 2.0}, {"lm_max_length": 1}, {"lm_batch_size": 0},
+                                 {"n_search": 1}, {"n_context": 0}, {"steps": -1}, {"alpha": 0.0}, {"t0": -1.0},
+                                 {"t_min": 0}, {"beta": -0.5}])
+def test_strategies_check_their_options_as_their_ops_do(bad):
+    """The icm and generative strategies repeat their ops' parameter checks (plugin packages do not import each
+    other) so that a bad option names the strategy: the two messages must say the same after the owner."""
+    from w2s_harness.plugins.models.hf.elicit import ICMLabels
+    from w2s_harness.plugins.strategies.generative import Generative
+    from w2s_harness.plugins.strategies.icm import ICM
+
+    strategy, op = (Generative, GenerativeTrain) if next(iter(bad)).startswith("lm_") else (ICM, ICMLabels)
+    with pytest.raises(ConfigError) as by_strategy:
+        strategy(**bad)
+    with pytest.raises(ConfigError) as by_op:
+        op({"name": "m"}, **bad)
+    assert str(by_strategy.value).split(": ", 1)[1] == str(by_op.value).split(": ", 1)[1]
+
+
 def test_an_encoder_strong_model_fails_before_anything_trains(tmp_path, capsys):
     from test_causal_lm import _save_bert
 

@@ -8,9 +8,7 @@ the LM step is cached by content under ``<output_dir>/lm-adapted``, so a seed's 
 
 from __future__ import annotations
 
-from w2s_harness import StageKind
-
-from ..models.hf.generative import check_lm_params
+from w2s_harness import StageKind, check_int, check_number
 
 
 class Generative:
@@ -31,8 +29,13 @@ class Generative:
 
     def __init__(self, model="strong", lm_epochs: int = 2, lm_lr: float = 1e-4, lm_max_length: int | None = None,
                  lm_batch_size: int = 8):
-        check_lm_params(f"strategy {self.name!r}", lm_epochs=lm_epochs, lm_lr=lm_lr, lm_max_length=lm_max_length,
-                        lm_batch_size=lm_batch_size)
+        # the same checks as the op 'generative-train' (built-in plugin packages never import each other: they meet
+        # through the registries), here so that a bad option names the strategy the user configured
+        owner = f"strategy {self.name!r}"
+        check_int(lm_epochs, "lm_epochs", owner=owner, lo=1)
+        check_number(lm_lr, "lm_lr", owner=owner, lo=0.0, lo_open=True, hi=1.0)
+        check_int(lm_max_length, "lm_max_length", owner=owner, lo=2, optional=True)
+        check_int(lm_batch_size, "lm_batch_size", owner=owner, lo=1)
         self.model = model
         self.lm = {"lm_epochs": lm_epochs, "lm_lr": lm_lr, "lm_max_length": lm_max_length,
                    "lm_batch_size": lm_batch_size}

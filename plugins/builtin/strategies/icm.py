@@ -7,7 +7,8 @@ there and in docs/elicitation.md); its labels feed the usual ``train`` op.
 
 from __future__ import annotations
 
-from ..models.hf.elicit import check_icm_params
+from w2s_harness import check_int, check_number
+
 from .prompting import dataset_prompt
 
 
@@ -29,9 +30,15 @@ class ICM:
     def __init__(self, model="strong", n_search: int = 32, n_context: int = 4, steps: int | None = None,
                  alpha: float = 50.0, t0: float = 10.0, t_min: float = 0.01, beta: float = 0.99,
                  template: str | None = None, verbalisers: list | None = None):
-        # the op's own checks, named for the strategy: a bad option fails before any stage runs
-        check_icm_params(f"strategy {self.name!r}", n_search=n_search, n_context=n_context, steps=steps,
-                         alpha=alpha, t0=t0, t_min=t_min, beta=beta)
+        # the same checks as the op 'icm-labels' (built-in plugin packages never import each other: they meet
+        # through the registries), here so that a bad option names the strategy the user configured
+        owner = f"strategy {self.name!r}"
+        check_int(n_search, "n_search", owner=owner, lo=2)
+        check_int(n_context, "n_context", owner=owner, lo=1)
+        check_int(steps, "steps", owner=owner, lo=0, optional=True)
+        for key, value in (("alpha", alpha), ("t0", t0), ("t_min", t_min)):
+            check_number(value, key, owner=owner, lo=0.0, lo_open=True)
+        check_number(beta, "beta", owner=owner, lo=0.0)
         self.model = model
         self.params = {"n_search": n_search, "n_context": n_context, "steps": steps, "alpha": alpha, "t0": t0,
                        "t_min": t_min, "beta": beta}
