@@ -233,6 +233,61 @@ def test_annealing_reproduces_with_its_seed():
     assert a != c  # another seed walks another way
 
 
+def test_growing_search_context_and_score_by_hand():
+    """``init = "grow"``: a row's context is the first ``n_context`` LABELLED rows of its order, and the score is
+    the MEAN of the labelled rows' log-probabilities."""
+    from w2s_harness.plugins.models.hf.icm_grow import GrowingSearch
+
+    orders = [(2, 1, 3), (0, 3, 2), (3, 0, 1), (1, 2, 0)]
+    calls = []
+
+    def cond(requests):
+        calls.append(list(requests))
+        # log P(class | row i, context): class 1 is likelier the more context rows say 1
+        return [np.log([1 - p, p]) for p in (0.2 + 0.3 * sum(y for _, y in ctx) + 0.1 * i for i, ctx in requests)]
+
+    search = GrowingSearch(cond, 2, orders, n_context=2)
+    y = [1, None, 0, None]
+    assert search.context(y, 0) == ((2, 0),)  # rows 1 and 3 unlabelled: only row 2
+    assert search.context(y, 1) == ((0, 1), (2, 0))
+    assert search.context(y, 3) == ((2, 0), (0, 1))
+    # labelled rows 0 (label 1, context row 2 = 0: p1 = 0.2) and 2 (label 0, context row 0 = 1: p1 = 0.7)
+    assert search.predictability(y) == pytest.approx((math.log(0.2) + math.log(1 - 0.7)) / 2)
+    assert search.predictability([None] * 4) == -math.inf
+
+
+def _context_free_toy(n=10, seed=0):
+    """The LM predicts each row from its own lean only: the label it proposes for row i is sign(bias_i)."""
+    from w2s_harness.plugins.models.hf.icm_grow import GrowingSearch, sample_orders
+
+    bias = np.random.default_rng(seed).normal(0, 2, size=n)
+
+    def cond(requests):
+        return [np.log([1 - 1 / (1 + np.exp(-bias[i])), 1 / (1 + np.exp(-bias[i]))]) for i, _ in requests]
+
+    return GrowingSearch(cond, 2, sample_orders(n, np.random.default_rng(seed + 1)), 3), bias
+
+
+def test_growing_search_labels_rows_with_the_models_prediction_and_reproduces():
+    from w2s_harness.plugins.models.hf.icm_grow import seed_labels
+
+    search, bias = _context_free_toy()
+    assert sorted(seed_labels(5, 2, np.random.default_rng(0))) == [0, 0, 0, 1, 1]  # balanced as 5 allows
+    y0 = [0, 1, *([None] * 8)]
+    # alpha ~ 0: every proposal is accepted; a row, once drawn, takes the toy's prediction and keeps it
+    y, info = search.run(y0, 200, np.random.default_rng(3), alpha=1e-9)
+    assert info["n_labelled"] == 10 and info["added"] == 8
+    assert y == [int(b > 0) for b in bias]
+    assert info["accepted"] == info["proposals"] <= 10  # the model agreeing with a row's label is no proposal
+    assert info["u_final"] == pytest.approx(search.predictability(y))
+    again, info2 = _context_free_toy()[0].run(y0, 200, np.random.default_rng(3), alpha=1e-9)
+    assert (again, info2) == (y, info)
+    # cold: a row that lowers the mean is refused, so the set need not grow to every row
+    cold, info3 = _context_free_toy()[0].run(y0, 200, np.random.default_rng(3), alpha=1e4, t0=1e-3, t_min=1e-3)
+    assert info3["u_final"] >= info3["u_initial"] - 1e-12 and info3["accepted"] <= info3["proposals"]
+    assert sum(v is not None for v in cold) == info3["n_labelled"] and cold[:2] != [None, None]
+
+
 # ------------------------------------------------------------------------------------------ end to end
 
 
@@ -341,6 +396,45 @@ def test_icm_strategy_end_to_end_and_seeds_reproduce(lms, tmp_path, capsys):
     idx2, probs2 = _artifact(again / "out", stages2[("icm labels", 0)])
     assert np.array_equal(idx, idx2) and np.array_equal(probs, probs2)
     assert stages2[("icm labels", 0)]["metrics"] == icm["metrics"]
+
+
+def test_icm_growing_search_end_to_end(lms, tmp_path):
+    """``init = "grow"`` through the CLI: the found labels are the rows the search labelled (the seeds and those
+    it added), and its score is the mean log-probability recomputed with the scorer from the same contexts."""
+    from w2s_harness.plugins.models.hf.elicit import CONTEXT_SALT, ROWS_SALT, sample_rows
+    from w2s_harness.plugins.models.hf.icm_grow import GrowingSearch, sample_orders
+    from w2s_harness.plugins.models.hf.scorer import softmax
+
+    extra = 'n_search = 6\nn_context = 2\nsteps = 12\ninit = "grow"\nn_seed = 2\nverbalisers = [" neg", " pos"]'
+    assert main(["run", "--config", str(_config(tmp_path, lms["llama"], "icm", extra))]) == 0
+    out = tmp_path / "out"
+    _, stages = _stages(out)
+    icm = stages[("icm labels", 0)]["metrics"]
+    idx, probs = _artifact(out, stages[("icm labels", 0)])
+    assert icm["init"] == "grow" and icm["n_labelled"] == len(idx) == 2 + icm["added"] and icm["added"] >= 1
+    assert stages[("icm transfer[xent]", 0)]["metrics"]["n_train"] == len(idx)
+    weak_idx, _ = _artifact(out, stages[("weak labels", 0)])
+    rows = sample_rows(np.sort(weak_idx), 6, 0, ROWS_SALT)  # train2, as the op drew its search rows
+    assert set(idx.tolist()) <= set(rows.tolist()) and set(rows[:2].tolist()) <= set(idx.tolist())  # seeds kept
+    truth = np.array([1 if w == "pos" else 0 for w in _labels_of(tmp_path, idx)])
+    assert icm["label_acc"] == pytest.approx(float((probs.argmax(1) == truth).mean()))
+    # the final score, recomputed: mean over the labelled rows of log P(label | row, its filled context)
+    texts = (tmp_path / "reviews.csv").read_text().splitlines()[1:]
+    text = [texts[int(r)].rsplit(",", 1)[0] for r in rows]
+    pos = {int(r): k for k, r in enumerate(rows)}
+    y = [None] * 6
+    for r, label in zip(idx.tolist(), probs.argmax(1).tolist()):
+        y[pos[r]] = label
+    verbs = [" neg", " pos"]
+    scorer = CausalLMScorer(hf_model(str(lms["llama"])), device="cpu")
+
+    def cond(requests):
+        prompts = [render_prompt("{text}\nAnswer:", text[i], [(text[j], verbs[c]) for j, c in ctx])
+                   for i, ctx in requests]
+        return list(np.log(softmax(scorer.logprobs(prompts, [verbs] * len(prompts)))))
+
+    orders = sample_orders(6, np.random.default_rng(np.random.SeedSequence([0, CONTEXT_SALT])))
+    assert icm["u_final"] == pytest.approx(GrowingSearch(cond, 2, orders, 2).predictability(y), rel=1e-6)
 
 
 def test_prompt_strategy_as_a_subprocess(lms, tmp_path):

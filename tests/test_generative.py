@@ -112,7 +112,8 @@ def test_bad_params_are_one_line_errors(gpt2, tmp_path):
 
 @pytest.mark.parametrize("bad", [{"lm_epochs": 0}, {"lm_lr": 2.0}, {"lm_max_length": 1}, {"lm_batch_size": 0},
                                  {"n_search": 1}, {"n_context": 0}, {"steps": -1}, {"alpha": 0.0}, {"t0": -1.0},
-                                 {"t_min": 0}, {"beta": -0.5}])
+                                 {"t_min": 0}, {"beta": -0.5}, {"init": "anneal"}, {"n_seed": 0},
+                                 {"init": "grow", "n_seed": 40}])
 def test_strategies_check_their_options_as_their_ops_do(bad):
     """The icm and generative strategies repeat their ops' parameter checks (plugin packages do not import each
     other) so that a bad option names the strategy: the two messages must say the same after the owner."""

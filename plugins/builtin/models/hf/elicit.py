@@ -30,9 +30,16 @@ def check_common(owner: str, template: Any, verbalisers: Any) -> None:
     check_verbalisers(verbalisers, owner)
 
 
-def check_icm_params(owner: str, *, n_search, n_context, steps, alpha, t0, t_min, beta) -> None:
-    """The search parameters of ICM, shared by the ``icm`` strategy and the ``icm-labels`` op."""
+#: ``icm-labels``' searches: a fixed set labelled at random, annealed; or the reference's growing set.
+ICM_INITS = ("random", "grow")
+
+
+def check_icm_params(owner: str, *, n_search, n_context, steps, alpha, t0, t_min, beta, init="random",
+                     n_seed=8) -> None:
+    """The search parameters of ICM (the ``icm`` strategy repeats these checks for its options)."""
     check_int(n_search, "n_search", owner=owner, lo=2)
+    check_choice(init, "init", ICM_INITS, owner=owner)
+    check_int(n_seed, "n_seed", owner=owner, lo=1, hi=n_search if init == "grow" else None)
     check_int(n_context, "n_context", owner=owner, lo=1)
     check_int(steps, "steps", owner=owner, lo=0, optional=True)
     for key, value in (("alpha", alpha), ("t0", t0), ("t_min", t_min)):
@@ -342,6 +349,10 @@ class ICMLabels(StageOp):
     :param n_context: other labelled rows in each row's context.
     :param steps: annealing steps; ``None``: ``8 * n_search``.
     :param alpha/t0/t_min/beta: the score's weight of U and the temperature schedule.
+    :param init: ``"random"`` (every search row starts with a random label; the fixed search of this module) or
+        ``"grow"`` (``n_seed`` random labels, the set grows: :mod:`.icm_grow`, the reference implementation's
+        procedure).
+    :param n_seed: with ``init = "grow"``, the rows labelled at random to start from.
     """
 
     inputs = ()
@@ -350,11 +361,11 @@ class ICMLabels(StageOp):
 
     def __init__(self, model, template: str = "{text}\nAnswer:", verbalisers: list | None = None,
                  n_search: int = 32, n_context: int = 4, steps: int | None = None, alpha: float = 50.0,
-                 t0: float = 10.0, t_min: float = 0.01, beta: float = 0.99):
+                 t0: float = 10.0, t_min: float = 0.01, beta: float = 0.99, init: str = "random", n_seed: int = 8):
         owner = "op 'icm-labels'"
         check_common(owner, template, verbalisers)
         check_icm_params(owner, n_search=n_search, n_context=n_context, steps=steps, alpha=alpha, t0=t0,
-                         t_min=t_min, beta=beta)
+                         t_min=t_min, beta=beta, init=init, n_seed=n_seed)
 
     def spec(self, params, inputs):
         out = dict(params)
@@ -379,10 +390,14 @@ class ICMLabels(StageOp):
         if n < 2:
             raise ConfigError(f"stage {ctx.stage.name!r}: ICM needs >= 2 rows of train2, the split has {n}")
         seq = lambda salt: np.random.default_rng(np.random.SeedSequence([int(ctx.seed), salt]))
-        contexts = sample_contexts(n, p["n_context"], seq(CONTEXT_SALT))
         scorer = scorer_for(ctx, p["model"])
         texts = [data.texts[r] for r in rows.tolist()]
         row_conts = [conts(r) for r in rows.tolist()]
+        steps = 8 * n if p["steps"] is None else p["steps"]
+        on_step = ctx.progress(f"ICM search over {n} rows", steps, "steps")
+        if p["init"] == "grow":
+            return self._grow(ctx, rows, texts, row_conts, scorer, seq, steps, on_step)
+        contexts = sample_contexts(n, p["n_context"], seq(CONTEXT_SALT))
 
         def cond(requests):
             prompts = [render_prompt(p["template"], texts[i], [(texts[j], row_conts[j][y])
@@ -394,13 +409,13 @@ class ICMLabels(StageOp):
         search = ICMSearch(cond, k, contexts)
         rng = seq(ANNEAL_SALT)
         y0 = rng.integers(k, size=n).tolist()
-        steps = 8 * n if p["steps"] is None else p["steps"]
         y, info = search.anneal(y0, steps, rng, alpha=p["alpha"], t0=p["t0"], t_min=p["t_min"], beta=p["beta"],
-                                on_step=ctx.progress(f"ICM search over {n} rows", steps, "steps"))
+                                on_step=on_step)
         truth = np.asarray(data.labels)[rows]
         y = np.asarray(y, dtype=np.int64)
         metrics = {
             "n": n,
+            "init": "random",
             # accuracy of the found labels against ground truth: diagnosis only, the search never sees it
             "label_acc": float((y == truth).mean()),
             "initial_label_acc": float((np.asarray(y0) == truth).mean()),
@@ -409,3 +424,42 @@ class ICMLabels(StageOp):
         }
         probs = np.eye(k, dtype=np.float32)[y]
         return metrics, ctx.labels(rows, probs)
+
+    @staticmethod
+    def _grow(ctx, rows, texts, row_conts, scorer, seq, steps, on_step):
+        """``init = "grow"``: :class:`~.icm_grow.GrowingSearch`; the found labels are those of the rows it
+        labelled (the ``n_seed`` start rows and the rows it added)."""
+        import numpy as np
+
+        from .icm_grow import GrowingSearch, sample_orders, seed_labels
+        from .scorer import render_prompt, softmax
+
+        p, data = ctx.params, ctx.data
+        n, k = len(rows), data.n_classes
+
+        def cond(requests):
+            prompts = [render_prompt(p["template"], texts[i], [(texts[j], row_conts[j][y]) for j, y in context])
+                       for i, context in requests]
+            logp = scorer.logprobs(prompts, [row_conts[i] for i, _ in requests], cache=False)  # memoised there
+            return np.log(softmax(logp))
+
+        search = GrowingSearch(cond, k, sample_orders(n, seq(CONTEXT_SALT)), p["n_context"])
+        rng = seq(ANNEAL_SALT)
+        # the rows are in drawn (random) order: the first n_seed are the seeds
+        y0 = [*seed_labels(p["n_seed"], k, rng), *([None] * (n - p["n_seed"]))]
+        y, info = search.run(y0, steps, rng, alpha=p["alpha"], t0=p["t0"], t_min=p["t_min"], beta=p["beta"],
+                             on_step=on_step)
+        keep = [i for i in range(n) if y[i] is not None]
+        found = np.asarray([y[i] for i in keep], dtype=np.int64)
+        truth = np.asarray(data.labels)[rows]
+        metrics = {
+            "n": n,
+            "init": "grow",
+            # accuracy of the labels found, against ground truth: diagnosis only, the search never sees it
+            "label_acc": float((found == truth[keep]).mean()),
+            "initial_label_acc": float((np.asarray(y0[:p["n_seed"]]) == truth[:p["n_seed"]]).mean()),
+            "label_frac": (np.bincount(found, minlength=k) / len(keep)).tolist(),
+            **info,
+        }
+        return metrics, ctx.labels(rows[keep], np.eye(k, dtype=np.float32)[found])
+
