@@ -242,9 +242,10 @@ def test_fingerprints_cover_every_module_of_the_package():
     hasher = CodeHasher()
     # the modules of the stage ops the package registers are the ops' code, hashed into the op stages' ids (and
     # not into every model stage's): each is covered by its op's fingerprint instead
-    from w2s_harness.plugins.models.hf import elicit, generative
+    from w2s_harness.plugins.models.hf import elicit, generative, icm_grow
 
-    op_modules = {elicit.__name__: (elicit.PromptLM, elicit.ICMLabels), generative.__name__: (generative.GenerativeTrain,)}
+    op_modules = {elicit.__name__: (elicit.PromptLM, elicit.ICMLabels), icm_grow.__name__: (elicit.ICMLabels,),
+                  generative.__name__: (generative.GenerativeTrain,)}
     for module, ops in op_modules.items():
         assert all(module in hasher.component(op) for op in ops), module
     for factory in (hf.hf_model, hf.HFFeatureModel, hf.HFFineTuneModel, presets.preset_model):
