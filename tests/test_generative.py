@@ -17,6 +17,7 @@ from w2s_harness.plugins.models.hf import hf_model
 from w2s_harness.plugins.models.hf.generative import (
     LM_INFO,
     GenerativeTrain,
+    check_lm_loss,
     lm_adapted,
     lm_key,
     lm_loss,
@@ -24,7 +25,7 @@ from w2s_harness.plugins.models.hf.generative import (
     load_lm,
 )
 
-from w2s_harness import ConfigError, StageKind, StageOp, StopRequested, hookimpl
+from w2s_harness import ConfigError, StageKind, StageOp, StopRequested, TrainingError, hookimpl
 from w2s_harness._cli.cli import main
 
 TEXTS = ["the movie was good", "i hate it", "boring!", "this is not very fun at all, really!", "great fun",
@@ -343,3 +344,25 @@ def test_a_choice_tasks_lm_texts_are_its_pair_texts(gpt2, tmp_path):
     split = ceil["split_rows"]
     assert ceil["lm"]["n_texts"] == 2 * (split["train1"] + split["train2"])
     assert 0.0 <= ceil["test_acc"] <= 1.0 and 0.0 <= stages[("generative transfer[xent]", 0)]["metrics"]["test_acc"] <= 1.0
+
+
+def test_a_non_finite_lm_loss_is_a_one_line_error_naming_the_batch(gpt2, tmp_path):
+    """NaN weights fail before the LM step trains (its loss on the texts is already NaN), naming the checkpoint;
+    a loss that turns NaN/inf while training names the epoch, the batch and a lower lm_lr."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    broken = tmp_path / "broken"
+    lm = AutoModelForCausalLM.from_pretrained(str(gpt2))
+    with torch.no_grad():
+        next(lm.parameters()).fill_(float("nan"))
+    lm.save_pretrained(str(broken))
+    AutoTokenizer.from_pretrained(str(gpt2)).save_pretrained(str(broken))
+    with pytest.raises(TrainingError, match=r"the next-token loss on the texts is nan before any training") as e:
+        lm_adapted(hf_model(str(broken)), TEXTS, LM, seed=0, device="cpu", root=tmp_path / "lm")
+    assert "\n" not in str(e.value) and not any(p.is_dir() for p in (tmp_path / "lm").iterdir())
+    check_lm_loss(torch.tensor(2.5), "m", epoch=0, epochs=2, batch=0, n_batches=4, lr=1e-4)  # finite: nothing
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(TrainingError, match=rf"generative LM step of m: loss is {bad} at epoch 2/2, batch 3/4 "
+                                                 r"\(lm_lr 0.001\); lower the learning rate \(e.g. --set "
+                                                 r"strategy.lm_lr=0.0001\)"):
+            check_lm_loss(torch.tensor(bad), "m", epoch=1, epochs=2, batch=2, n_batches=4, lr=1e-3)

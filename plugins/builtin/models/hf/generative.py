@@ -29,6 +29,7 @@ from w2s_harness import (
     StageKind,
     StageOp,
     Subset,
+    TrainingError,
     check_choice,
     check_int,
     check_number,
@@ -160,6 +161,17 @@ def lm_loss(lm, tok, texts: list[str], *, max_length: int | None = None, batch_s
     return total / max(count, 1)
 
 
+def check_lm_loss(loss, name: str, *, epoch: int, epochs: int, batch: int, n_batches: int, lr: float) -> None:
+    """A one-line :class:`TrainingError` naming the batch and the fix when an LM step's ``loss`` (a tensor) is
+    NaN/inf: one host read per step, which an LM step is heavy enough to afford."""
+    import torch
+
+    if not torch.isfinite(loss):
+        raise TrainingError(f"generative LM step of {name}: loss is {float(loss)} at epoch {epoch + 1}/{epochs}, "
+                            f"batch {batch + 1}/{n_batches} (lm_lr {lr:g}); lower the learning rate "
+                            f"(e.g. --set strategy.lm_lr={lr / 10:g})")
+
+
 def lm_train(model, texts: list[str], *, epochs: int, lr: float, max_length: int | None, batch_size: int,
              seed: int, device="cpu", progress: Progress | None = None):
     """Train the causal LM of the ``hf:`` model ``model`` on ``texts`` (next-token loss, AdamW, shuffled batches,
@@ -183,6 +195,9 @@ def lm_train(model, texts: list[str], *, epochs: int, lr: float, max_length: int
         torch.manual_seed(int(seed))
         lm, tok = load_lm(model, device)
         before = lm_loss(lm, tok, texts, max_length=max_length, batch_size=batch_size, device=device)
+        if not math.isfinite(before):
+            raise TrainingError(f"generative LM step of {model.name}: the next-token loss on the texts is {before} "
+                                "before any training: the checkpoint's weights hold NaN/inf; use another checkpoint")
         if model.lora:
             from peft import LoraConfig, get_peft_model
 
@@ -196,17 +211,19 @@ def lm_train(model, texts: list[str], *, epochs: int, lr: float, max_length: int
         side, tok.padding_side = tok.padding_side, "right"
         lm.train()
         steps = 0
-        advance = (progress(f"LM step of {model.name} on {len(texts)} texts",
-                            epochs * math.ceil(len(texts) / batch_size), "batches") if progress is not None else None)
-        for _ in range(epochs):
+        n_batches = math.ceil(len(texts) / batch_size)
+        advance = (progress(f"LM step of {model.name} on {len(texts)} texts", epochs * n_batches, "batches")
+                   if progress is not None else None)
+        for epoch in range(epochs):
             order = rng.permutation(len(texts))
             shuffled = [texts[i] for i in order]
-            for ids, mask, labels in _batches(tok, shuffled, max_length, batch_size, device):
+            for batch, (ids, mask, labels) in enumerate(_batches(tok, shuffled, max_length, batch_size, device)):
                 if advance is not None:
                     advance(1)
                 if not (labels[:, 1:] != -100).any():
                     continue
                 loss = lm(input_ids=ids, attention_mask=mask, labels=labels).loss
+                check_lm_loss(loss, model.name, epoch=epoch, epochs=epochs, batch=batch, n_batches=n_batches, lr=lr)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
