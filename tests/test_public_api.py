@@ -243,3 +243,15 @@ def test_no_public_name_is_an_alias():
 
     assert set(utils.__all__) == {"file_sha256", "file_sha256s", "hub_endpoint", "hub_reachable", "user_cache_dir"}
     assert not set(utils.__all__) & set(w2s_harness.__all__)
+
+
+def test_ref_dict_flattens_every_form_of_a_component_reference():
+    """``ref_dict``: what plugin ops store in their specs for a model or loss option given as a name, a table or a
+    run's configured component; a table is copied, never shared with the caller."""
+    from w2s_harness import Component, ref_dict
+
+    assert ref_dict("xent") == {"name": "xent"}
+    table = {"name": "hf:gpt2", "layers": 2}
+    copied = ref_dict(table)
+    assert copied == table and copied is not table
+    assert ref_dict(Component("logconf", {"aux_coef": 0.5})) == {"name": "logconf", "aux_coef": 0.5}

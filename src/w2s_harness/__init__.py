@@ -61,6 +61,7 @@ _LAZY = {
     "Stage": "_engine.stage",
     "StageKind": "_engine.stage",
     "Subset": "_engine.stage",
+    "ref_dict": "_engine.stage",
     "Experiment": "_plan.planner",
     "Reference": "_plan.planner",
     "Plan": "_plan.planner",
@@ -197,6 +198,7 @@ __all__ = [
     "main",
     "make_plan",
     "plugin_manager",
+    "ref_dict",
     "run",
     "save_figure",
     "takes_head_parameters",
@@ -289,7 +291,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time 
     from ._data.choice import Choice, ChoiceData, ChoiceDataset
     from ._data.datasets import BaseDataset, fingerprint_examples
     from ._engine.ops import OpContext
-    from ._engine.stage import OpInput, Stage, StageKind, StageOp, StageRef, Subset
+    from ._engine.stage import OpInput, Stage, StageKind, StageOp, StageRef, Subset, ref_dict
     from ._engine.training import zero_linear_head
     from ._execution.interrupts import StopFlag, StopRequested
     from ._execution.local import Execution, Executor, LocalExecutor

@@ -20,6 +20,7 @@ from w2s_harness import (
     check_choice,
     check_int,
     check_number,
+    ref_dict,
 )
 
 
@@ -116,7 +117,25 @@ DEMOS = ("none", "gold", "labels")
 CONTENT_FREE = "N/A"
 
 
-class PromptLM(StageOp):
+class LMScoringOp(StageOp):
+    """What the ops that score with a causal LM share (``prompt-lm``, ``icm-labels``): the spec stores the model
+    reference flat and the verbalisers as a list; the stage id hashes the checkpoint's content (not its path), and
+    a model that is not an ``hf:`` causal LM is a one-line error when the plan is built."""
+
+    #: The op's registered name, for messages.
+    op_name = ""
+
+    def spec(self, params, inputs):
+        verbalisers = params["verbalisers"]
+        return {**params, "model": ref_dict(params["model"]),
+                "verbalisers": None if verbalisers is None else list(verbalisers)}
+
+    def identity(self, spec, builder):
+        check_causal(f"op {self.op_name!r}", spec["model"])
+        return {"model": builder.identify(spec["model"])}
+
+
+class PromptLM(LMScoringOp):
     """Predict the test rows with a prompted causal LM: no training.
 
     :param model: the ``hf:`` causal LM (a model reference: ``{"name": "hf:...", ...}``).
@@ -137,6 +156,7 @@ class PromptLM(StageOp):
     only in the demonstrations' labels. Every test row gets the same demonstrations.
     """
 
+    op_name = "prompt-lm"
     inputs = (OpInput("demo_labels", artifact="labels", min=0, max=1),)
     output = "model"
     kinds = (StageKind.TRAIN_TRANSFER, StageKind.OP)
@@ -157,14 +177,7 @@ class PromptLM(StageOp):
         if (self.demos == "labels") != bool(inputs.get("demo_labels")):
             raise ConfigError("op 'prompt-lm': demos='labels' needs a demo_labels input stage (e.g. the weak "
                               "labels), and the other demos none")
-        out = dict(params)
-        out["model"] = dict(params["model"]) if isinstance(params["model"], dict) else {"name": params["model"]}
-        out["verbalisers"] = None if params["verbalisers"] is None else list(params["verbalisers"])
-        return out
-
-    def identity(self, spec, builder):
-        check_causal("op 'prompt-lm'", spec["model"])
-        return {"model": builder.identify(spec["model"])}  # the checkpoint's content, not its path
+        return super().spec(params, inputs)
 
     def run(self, ctx, inputs):
         import numpy as np
@@ -340,7 +353,7 @@ class ICMSearch:
                       "evaluations": self.evaluations}
 
 
-class ICMLabels(StageOp):
+class ICMLabels(LMScoringOp):
     """Label ``n_search`` rows of train2 by Internal Coherence Maximization with a causal LM (module docstring).
 
     :param model: the ``hf:`` causal LM whose coherence is maximised.
@@ -355,6 +368,7 @@ class ICMLabels(StageOp):
     :param n_seed: with ``init = "grow"``, the rows labelled at random to start from.
     """
 
+    op_name = "icm-labels"
     inputs = ()
     output = "labels"
     kinds = (StageKind.OP,)
@@ -367,15 +381,6 @@ class ICMLabels(StageOp):
         check_icm_params(owner, n_search=n_search, n_context=n_context, steps=steps, alpha=alpha, t0=t0,
                          t_min=t_min, beta=beta, init=init, n_seed=n_seed)
 
-    def spec(self, params, inputs):
-        out = dict(params)
-        out["model"] = dict(params["model"]) if isinstance(params["model"], dict) else {"name": params["model"]}
-        out["verbalisers"] = None if params["verbalisers"] is None else list(params["verbalisers"])
-        return out
-
-    def identity(self, spec, builder):
-        check_causal("op 'icm-labels'", spec["model"])
-        return {"model": builder.identify(spec["model"])}
 
     def run(self, ctx, inputs):
         import numpy as np

@@ -33,6 +33,7 @@ from w2s_harness import (
     check_choice,
     check_int,
     check_number,
+    ref_dict,
 )
 
 #: Bumped when the LM step computes something else for the same inputs: the cache key holds it.
@@ -48,7 +49,7 @@ BASE_ONLY = ("gguf_file",)
 
 
 def check_lm_params(owner: str, *, lm_epochs, lm_lr, lm_max_length, lm_batch_size) -> None:
-    """The LM step's parameters, shared by the ``generative`` strategy and the ``generative-train`` op."""
+    """The LM step's parameters (the ``generative`` strategy repeats these checks for its own options)."""
     check_int(lm_epochs, "lm_epochs", owner=owner, lo=1)
     check_number(lm_lr, "lm_lr", owner=owner, lo=0.0, lo_open=True, hi=1.0)
     check_int(lm_max_length, "lm_max_length", owner=owner, lo=2, optional=True)
@@ -285,14 +286,6 @@ def adapted_ref(ref: dict[str, Any], path: Path) -> dict[str, Any]:
     return {"name": f"hf:{path}", **{k: v for k, v in ref.items() if k != "name" and k not in BASE_ONLY}}
 
 
-def _ref(value) -> dict[str, Any]:
-    if isinstance(value, dict):
-        return dict(value)
-    if isinstance(value, str):
-        return {"name": value}
-    return value.as_dict()  # a component (a run's configured loss)
-
-
 class GenerativeTrain(StageOp):
     """LM-adapt an ``hf:`` causal LM on the seed's unlabelled train1 + train2 texts, then train it on labels as the
     ``train`` op does (module docstring); predicts every split, ``test_acc`` / ``test_auroc`` on test.
@@ -327,7 +320,7 @@ class GenerativeTrain(StageOp):
                         lm_batch_size=lm_batch_size)
 
     def spec(self, params, inputs):
-        return {**params, "model": _ref(params["model"]), "loss": _ref(params["loss"] or "xent"),
+        return {**params, "model": ref_dict(params["model"]), "loss": ref_dict(params["loss"] or "xent"),
                 "on": Subset(self.on).as_dict(),
                 # as the train op's spec: the results read which rows and labels a transfer trained on from it
                 "labels": "soft" if inputs.get("labels") else "gt"}
