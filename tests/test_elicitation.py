@@ -451,20 +451,47 @@ def test_prompt_strategy_as_a_subprocess(lms, tmp_path):
         "zero-shot", "k-shot-gold", "k-shot-weak", "k-shot-weak vs gold demos"]
 
 
-def test_a_datasets_prompt_comes_from_its_registered_class():
+def test_a_datasets_prompt_comes_from_the_runs_dataset(tmp_path):
     from types import SimpleNamespace
 
     from w2s_harness.plugins.strategies.prompting import dataset_prompt
 
-    def b(name):
-        return SimpleNamespace(config=SimpleNamespace(dataset=SimpleNamespace(name=name)))
+    from w2s_harness import create_dataset
+
+    def b(name, **params):
+        return SimpleNamespace(dataset=create_dataset(name, **params))
 
     assert dataset_prompt(b("tweets-sentiment"), None, None) == ("Tweet: {text}\nSentiment:",
                                                                  [" negative", " positive"])
     assert dataset_prompt(b("cola"), None, None) == ("Sentence: {text}\nIs this sentence grammatical? Answer:",
                                                      [" no", " yes"])
-    assert dataset_prompt(b("local"), None, None) == ("{text}\nAnswer:", None)  # from the class names at run time
+    local = b("local", path=str(tmp_path / "x.csv"), text_columns=["text"], label_column="label")
+    assert dataset_prompt(local, None, None) == ("{text}\nAnswer:", None)  # from the class names at run time
     assert dataset_prompt(b("cola"), "Q: {text}", None) == ("Q: {text}", [" no", " yes"])  # options win
+
+
+def test_a_dataset_of_a_runs_own_plugin_brings_its_prompt(lms, tmp_path):
+    """A dataset registered by a plugin given to this run only (not installed) is read from the run's plugin
+    manager: the prompting stages take its prompt, not the default."""
+    from w2s_harness.plugins.datasets.prompts import Prompt
+
+    from w2s_harness import create_dataset, create_plugin_manager, hookimpl, load_config, make_plan
+
+    class Quiz(type(create_dataset("tweets-sentiment"))):
+        prompt = Prompt("Q: is this happy? {text}\nA:", (" no", " yes"))
+
+    class QuizPlugin:
+        @hookimpl
+        def w2s_register_datasets(self, registry):
+            registry.add("tweets-quiz", Quiz, description="tweets with their own prompt")
+
+    cfg = _config(tmp_path, lms["gpt2"], "prompt", "k = 1")
+    cfg.write_text(cfg.read_text().replace('name = "local"', 'name = "tweets-quiz"\nn_train = 80'))
+    text = cfg.read_text()
+    cfg.write_text(text[:text.index('path = ')] + text[text.index("n_test = "):])  # no CSV: the tweets' own data
+    plan = make_plan(load_config(cfg), create_plugin_manager(plugins=[QuizPlugin()]))
+    [zero] = [s for s in plan.stages if s.name == "prompt zero-shot" and s.seed == 0]
+    assert (zero.spec["template"], zero.spec["verbalisers"]) == ("Q: is this happy? {text}\nA:", [" no", " yes"])
 
 
 def _choice_config(tmp_path: Path, lm: Path, strategy: str, extra: str = "") -> tuple[Path, Path]:

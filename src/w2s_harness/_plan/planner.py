@@ -105,7 +105,9 @@ class PlanBuilder:
     """Collects the stages and result rows of one seed; a strategy's ``plan(builder)`` receives one.
 
     Read-only attributes a strategy may use: ``config`` (the resolved :class:`~w2s_harness.RunConfig`: its
-    ``weak``, ``strong`` and ``losses``), ``seed``.
+    ``weak``, ``strong`` and ``losses``), ``seed``, ``dataset`` (the run's dataset component, created by the
+    run's plugin manager but not loaded, or ``None`` for a builder made by hand: a strategy reads a dataset's
+    own attributes from it, e.g. its ``prompt``).
 
     :param config: the resolved run config.
     :param seed: the seed; part of every stage id.
@@ -118,12 +120,14 @@ class PlanBuilder:
     :param ops: the op :class:`~w2s_harness.Registry` (``pm.registry("op")``); default the built-in ops only.
     :param identify_op: ``identify_op(name) -> {module: digest}``, the code fingerprint of a registered op
         (empty for the built-in ops, whose code is the engine's); default computed from the registry.
+    :param dataset: the run's dataset component (see ``dataset`` above).
     """
 
     def __init__(self, config, seed: int, context: dict[str, Any], identify=None, check_loss=None,
-                 identify_loss=None, ops=None, identify_op=None):
+                 identify_loss=None, ops=None, identify_op=None, dataset=None):
         self.config = config
         self.seed = seed
+        self.dataset = dataset
         self.context = context
         self.identify = identify or (lambda ref: ref)
         self.identify_loss = identify_loss or (lambda ref: ref)
@@ -617,7 +621,7 @@ def make_plan(config, pm, *, content: bool = True) -> Plan:
     first: tuple | None = None  # (seed, row names, comparisons) of the first seed: every seed must match it
     for seed in config.run.seeds:
         builder = PlanBuilder(config, seed, context, identities.model, check_loss, identities.loss, ops=ops,
-                              identify_op=identities.op)
+                              identify_op=identities.op, dataset=dataset)
         strategy.plan(builder)
         if not builder.experiments:
             raise ConfigError(f"strategy {config.strategy.name!r} declared no experiment for seed {seed}")
